@@ -1,0 +1,380 @@
+//! The chain engine: validates blocks, chooses the best chain by cumulative work, and moves
+//! the store's tip (extending it, or reorganising through undo records).
+//!
+//! `Chain` is synchronous and owns the only write path to the store; the node runs it on one
+//! dedicated thread.
+
+use std::collections::{HashSet, VecDeque};
+
+use crate::block::{Block, HEADER_VERSION, Header, merkle_root};
+use crate::error::{BlockError, TxError};
+use crate::hash::Hash;
+use crate::keys::Address;
+use crate::pow::{Target, retarget};
+use crate::spec::ChainSpec;
+use crate::state::{Overlay, apply_block, undo_block};
+use crate::store::{HeaderRecord, Store, StoreError, TxLocation};
+use crate::tx::Transaction;
+
+/// How many timestamps the median-time-past rule looks at.
+pub const MEDIAN_TIME_SPAN: usize = 11;
+
+/// How many hashes of invalid blocks are remembered, so a peer resending them costs nothing.
+const INVALID_CACHE: usize = 10_000;
+
+/// What accepting a block did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The block was already stored.
+    AlreadyKnown,
+    /// Stored on a side branch with no more work than the best chain.
+    SideChain,
+    /// The best chain moved: `undone` blocks (newest first) left it, `applied` blocks (oldest
+    /// first) joined it; the last applied block is the new tip.
+    Connected {
+        /// Blocks that joined the best chain, in order.
+        applied: Vec<Block>,
+        /// Blocks that left it (a reorg), newest first.
+        undone: Vec<Block>,
+    },
+}
+
+/// A bounded set of hashes, forgetting the oldest first.
+struct BoundedSet {
+    set: HashSet<Hash>,
+    order: VecDeque<Hash>,
+    cap: usize,
+}
+
+impl BoundedSet {
+    fn new(cap: usize) -> Self {
+        BoundedSet { set: HashSet::new(), order: VecDeque::new(), cap }
+    }
+    fn insert(&mut self, h: Hash) {
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            if self.order.len() > self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+    fn contains(&self, h: &Hash) -> bool {
+        self.set.contains(h)
+    }
+}
+
+/// The chain engine.
+pub struct Chain {
+    spec: ChainSpec,
+    genesis: Hash,
+    store: Store,
+    tip: HeaderRecord,
+    invalid: BoundedSet,
+}
+
+impl Chain {
+    /// Opens the chain in `store`, writing genesis if the store is new.
+    pub fn open(store: Store, spec: ChainSpec) -> Result<Chain, StoreError> {
+        let genesis_block = spec.genesis();
+        let genesis = genesis_block.hash();
+        let tip_hash = match store.tip_hash()? {
+            Some(h) => h,
+            None => {
+                let rec = HeaderRecord { hash: genesis, total_work: genesis_block.header.target.work(), header: genesis_block.header };
+                let mut b = store.batch();
+                b.put_block(&rec, &[]);
+                b.set_height(0, &genesis);
+                for (a, v) in spec.balances().map_err(StoreError::Missing)? {
+                    b.put_account(&a, &crate::state::Account { balance: v, nonce: 0 });
+                }
+                b.set_tip(&genesis);
+                store.write(b)?;
+                genesis
+            }
+        };
+        let tip = store.header(&tip_hash)?.ok_or_else(|| StoreError::Missing(format!("tip header {tip_hash}")))?;
+        Ok(Chain { spec, genesis, store, tip, invalid: BoundedSet::new(INVALID_CACHE) })
+    }
+
+    /// The chain spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+    /// The genesis hash (also every transaction's `chain` field).
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis
+    }
+    /// The store (for reads).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    /// The best tip.
+    pub fn tip(&self) -> &HeaderRecord {
+        &self.tip
+    }
+
+    /// `rec` and up to `n - 1` of its ancestors, newest first.
+    fn recent(&self, rec: &HeaderRecord, n: usize) -> Result<Vec<HeaderRecord>, StoreError> {
+        let mut out = vec![rec.clone()];
+        while out.len() < n {
+            let last = &out[out.len() - 1];
+            if last.header.height == 0 {
+                break;
+            }
+            let prev = last.header.prev_hash;
+            out.push(self.store.header(&prev)?.ok_or_else(|| StoreError::Missing(format!("ancestor {prev}")))?);
+        }
+        Ok(out)
+    }
+
+    /// Median of the timestamps of `parent` and its 10 predecessors: a child's timestamp must
+    /// be above it.
+    pub fn median_time_past(&self, parent: &HeaderRecord) -> Result<u64, StoreError> {
+        let mut ts: Vec<u64> = self.recent(parent, MEDIAN_TIME_SPAN)?.iter().map(|r| r.header.timestamp).collect();
+        ts.sort_unstable();
+        Ok(ts[ts.len() / 2])
+    }
+
+    /// The target a child of `parent` must carry.
+    pub fn expected_target(&self, parent: &HeaderRecord) -> Result<Target, StoreError> {
+        if self.spec.fixed_target {
+            return Ok(self.spec.initial_target);
+        }
+        let window = self.spec.retarget_window.min(parent.header.height);
+        if window == 0 {
+            return Ok(parent.header.target);
+        }
+        let recent = self.recent(parent, window as usize + 1)?;
+        let first = &recent[recent.len() - 1];
+        let actual = parent.header.timestamp.saturating_sub(first.header.timestamp);
+        let expected = window.saturating_mul(self.spec.block_time_ms);
+        Ok(retarget(parent.header.target, actual, expected, self.spec.pow_limit))
+    }
+
+    /// A header for a new block on the tip, paying `farmer`, with `txs`, nonce 0: a farmer
+    /// varies the nonce until the hash meets the target.
+    pub fn template(&self, farmer: Address, txs: &[Transaction], now_ms: u64) -> Result<Header, StoreError> {
+        let parent = &self.tip;
+        let ids: Vec<_> = txs.iter().map(Transaction::id).collect();
+        Ok(Header {
+            version: HEADER_VERSION,
+            height: parent.header.height + 1,
+            prev_hash: parent.hash,
+            tx_root: merkle_root(&ids),
+            timestamp: now_ms.max(self.median_time_past(parent)? + 1),
+            target: self.expected_target(parent)?,
+            nonce: 0,
+            farmer,
+        })
+    }
+
+    /// Checks everything about `header` that depends on its parent and the clock.
+    pub fn check_contextual(&self, parent: &HeaderRecord, header: &Header, now_ms: u64) -> Result<(), BlockError> {
+        let expected = parent.header.height + 1;
+        if header.height != expected {
+            return Err(BlockError::BadHeight { expected, got: header.height });
+        }
+        let median = self.median_time_past(parent)?;
+        if header.timestamp <= median {
+            return Err(BlockError::TimestampTooOld { median, got: header.timestamp });
+        }
+        let max_drift_ms = self.spec.max_future_drift_ms;
+        if header.timestamp > now_ms.saturating_add(max_drift_ms) {
+            return Err(BlockError::TimestampInFuture { got: header.timestamp, now: now_ms, max_drift_ms });
+        }
+        let target = self.expected_target(parent)?;
+        if header.target != target {
+            return Err(BlockError::BadTarget { expected: target.to_string(), got: header.target.to_string() });
+        }
+        Ok(())
+    }
+
+    /// Accepts a block: validates it, stores it, and moves the tip if its chain has the most
+    /// work. Nothing of an invalid block is stored.
+    pub fn submit(&mut self, block: Block, now_ms: u64) -> Result<Outcome, BlockError> {
+        let hash = block.hash();
+        if self.invalid.contains(&hash) || self.invalid.contains(&block.header.prev_hash) {
+            self.invalid.insert(hash);
+            return Err(BlockError::KnownInvalid);
+        }
+        if self.store.has_block(&hash)? {
+            return Ok(Outcome::AlreadyKnown);
+        }
+        if let Err(e) = check_stateless(&self.spec, &self.genesis, &block) {
+            // A wrong root or size says nothing about the header: the same header with the
+            // right body may still come. Anything else is fixed by the header's hash.
+            if !matches!(e, BlockError::BadMerkleRoot { .. } | BlockError::TooLarge { .. } | BlockError::TooManyTransactions { .. }) {
+                self.invalid.insert(hash);
+            }
+            return Err(e);
+        }
+        let parent = self.store.header(&block.header.prev_hash)?.ok_or(BlockError::UnknownParent(block.header.prev_hash))?;
+        if let Err(e) = self.check_contextual(&parent, &block.header, now_ms) {
+            if !matches!(e, BlockError::TimestampInFuture { .. } | BlockError::Store(_)) {
+                self.invalid.insert(hash);
+            }
+            return Err(e);
+        }
+        let rec = HeaderRecord { hash, total_work: parent.total_work.add(block.header.target.work()), header: block.header.clone() };
+        if rec.total_work > self.tip.total_work {
+            self.reorganize(rec, block)
+        } else {
+            let mut b = self.store.batch();
+            b.put_block(&rec, &block.transactions);
+            self.store.write(b)?;
+            Ok(Outcome::SideChain)
+        }
+    }
+
+    fn on_best_chain(&self, rec: &HeaderRecord) -> Result<bool, StoreError> {
+        Ok(self.store.hash_at(rec.header.height)? == Some(rec.hash))
+    }
+
+    /// Makes `new_tip` (whose block `new_block` is not stored yet) the tip: undoes the best
+    /// chain back to the fork point and applies the branch, all in one overlay, then writes it
+    /// all in one batch. If a branch block breaks a state rule, it and its descendants are
+    /// forgotten and the tip stays.
+    fn reorganize(&mut self, new_tip: HeaderRecord, new_block: Block) -> Result<Outcome, BlockError> {
+        let max_depth = self.spec.max_reorg_depth;
+        let lowest = self.tip.header.height.saturating_sub(max_depth);
+        // The branch, newest first, down to (not including) the fork point.
+        let mut branch = vec![new_tip.clone()];
+        let mut cursor = new_tip.header.prev_hash;
+        let fork = loop {
+            let rec = self.store.header(&cursor)?.ok_or_else(|| StoreError::Missing(format!("branch ancestor {cursor}")))?;
+            if self.on_best_chain(&rec)? {
+                break rec;
+            }
+            if rec.header.height <= lowest {
+                return Err(BlockError::ReorgTooDeep { depth: self.tip.header.height - rec.header.height + 1, max: max_depth });
+            }
+            cursor = rec.header.prev_hash;
+            branch.push(rec);
+        };
+        let depth = self.tip.header.height - fork.header.height;
+        if depth > max_depth {
+            return Err(BlockError::ReorgTooDeep { depth, max: max_depth });
+        }
+
+        let mut overlay = Overlay::new(&self.store);
+        let mut undone = Vec::with_capacity(depth as usize);
+        for height in (fork.header.height + 1..=self.tip.header.height).rev() {
+            let hash = self.store.hash_at(height)?.ok_or_else(|| StoreError::Missing(format!("best block at {height}")))?;
+            let undo = self.store.undo(&hash)?.ok_or_else(|| StoreError::Missing(format!("undo of {hash}")))?;
+            undo_block(&mut overlay, &undo);
+            undone.push(self.store.block(&hash)?.ok_or_else(|| StoreError::Missing(format!("block {hash}")))?);
+        }
+
+        let mut applied = Vec::with_capacity(branch.len());
+        let mut undos = Vec::with_capacity(branch.len());
+        for (i, rec) in branch.iter().enumerate().rev() {
+            let block = if rec.hash == new_tip.hash {
+                new_block.clone()
+            } else {
+                let transactions = self.store.body(&rec.hash)?.ok_or_else(|| StoreError::Missing(format!("body {}", rec.hash)))?;
+                Block { header: rec.header.clone(), transactions }
+            };
+            match apply_block(&mut overlay, &block, &self.genesis, self.spec.block_reward) {
+                Ok(undo) => {
+                    undos.push(undo);
+                    applied.push(block);
+                }
+                Err(e) => {
+                    drop(overlay);
+                    // This block and every branch block above it are invalid: forget them.
+                    let mut b = self.store.batch();
+                    for bad in &branch[..=i] {
+                        self.invalid.insert(bad.hash);
+                        b.delete_block(&bad.hash);
+                    }
+                    self.store.write(b)?;
+                    return Err(e);
+                }
+            }
+        }
+
+        let changes = overlay.into_changes();
+        let mut b = self.store.batch();
+        b.put_block(&new_tip, &new_block.transactions);
+        for block in &undone {
+            let hash = block.hash();
+            b.delete_undo(&hash);
+            for tx in &block.transactions {
+                b.unindex_tx(&tx.id());
+            }
+            if block.header.height > new_tip.header.height {
+                b.delete_height(block.header.height);
+            }
+        }
+        for (block, undo) in applied.iter().zip(&undos) {
+            let hash = block.hash();
+            b.set_height(block.header.height, &hash);
+            b.put_undo(&hash, undo);
+            for (index, tx) in block.transactions.iter().enumerate() {
+                let id = tx.id();
+                b.index_tx(&id, TxLocation { block: hash, index: index as u32 });
+                b.delete_mempool_tx(&id);
+            }
+        }
+        for (a, acc) in &changes {
+            b.put_account(a, acc);
+        }
+        b.set_tip(&new_tip.hash);
+        self.store.write(b)?;
+        self.tip = new_tip;
+        Ok(Outcome::Connected { applied, undone })
+    }
+}
+
+/// Checks everything about a block that needs no chain context: version, size, proof, Merkle
+/// root, duplicate transactions, chain binding and every signature (batched). Pure and
+/// thread-safe, so callers may run it in parallel before [`Chain::submit`].
+pub fn check_stateless(spec: &ChainSpec, genesis: &Hash, block: &Block) -> Result<(), BlockError> {
+    let h = &block.header;
+    if h.version != HEADER_VERSION {
+        return Err(BlockError::BadVersion(h.version));
+    }
+    // Cheapest first: the proof costs one hash and stops junk before any other work.
+    if !h.target.is_met_by(&block.hash()) {
+        return Err(BlockError::BadProof);
+    }
+    if block.transactions.len() > spec.max_block_txs as usize {
+        return Err(BlockError::TooManyTransactions { count: block.transactions.len(), max: spec.max_block_txs });
+    }
+    let size = block.encoded_len();
+    if size > spec.max_block_bytes as usize {
+        return Err(BlockError::TooLarge { size, max: spec.max_block_bytes });
+    }
+    let ids = block.tx_ids();
+    let computed = merkle_root(&ids);
+    if computed != h.tx_root {
+        return Err(BlockError::BadMerkleRoot { computed, got: h.tx_root });
+    }
+    let mut seen = HashSet::with_capacity(ids.len());
+    for id in &ids {
+        if !seen.insert(*id) {
+            return Err(BlockError::DuplicateTransaction(*id));
+        }
+    }
+    for (index, tx) in block.transactions.iter().enumerate() {
+        if tx.chain != *genesis {
+            return Err(BlockError::Transaction { index, id: ids[index], error: TxError::WrongChain { expected: *genesis, got: tx.chain } });
+        }
+    }
+    if block.transactions.is_empty() {
+        return Ok(());
+    }
+    let msgs: Vec<Vec<u8>> = block.transactions.iter().map(Transaction::signing_message).collect();
+    let items = block.transactions.iter().zip(&msgs).map(|(tx, m)| (&tx.from, m.as_slice(), &tx.signature));
+    if !crate::signature::verify_batch(items) {
+        // The rule is the same on both paths, so the single check finds the culprit.
+        for (index, (tx, m)) in block.transactions.iter().zip(&msgs).enumerate() {
+            if !crate::signature::verify(&tx.from, m, &tx.signature) {
+                return Err(BlockError::Transaction { index, id: ids[index], error: TxError::BadSignature });
+            }
+        }
+    }
+    Ok(())
+}

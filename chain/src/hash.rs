@@ -1,0 +1,103 @@
+//! 32-byte BLAKE3 digests and the hex form they take everywhere outside the wire.
+
+/// Error for a string that is not 64 lowercase-or-uppercase hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected} hex characters, got {got:?}")]
+pub struct HexError {
+    /// How many hex characters the type needs.
+    pub expected: usize,
+    /// What was given (truncated to a sane length for messages).
+    pub got: String,
+}
+
+pub(crate) fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
+    let err = || HexError { expected: N * 2, got: s.chars().take(80).collect() };
+    if s.len() != N * 2 {
+        return Err(err());
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).map_err(|_| err())?;
+    Ok(out)
+}
+
+/// Defines a fixed-size byte newtype with lowercase-hex `Display`, `FromStr` and serde.
+macro_rules! hex_bytes {
+    ($(#[$m:meta])* $name:ident, $len:expr) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; $len]);
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name([0; $len])
+            }
+        }
+        impl $name {
+            /// Length in bytes.
+            pub const LEN: usize = $len;
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+        }
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), hex::encode(&self.0[..6]))
+            }
+        }
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::hash::HexError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $crate::hash::decode_hex::<$len>(s).map(Self)
+            }
+        }
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use hex_bytes;
+
+hex_bytes!(
+    /// A BLAKE3 digest: block hashes, transaction IDs, Merkle roots, the genesis hash.
+    Hash, 32
+);
+
+impl Hash {
+    /// All zeroes: the empty Merkle root.
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    /// BLAKE3 of `data`.
+    pub fn digest(data: &[u8]) -> Hash {
+        Hash(*blake3::hash(data).as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let h = Hash::digest(b"cairn");
+        let s = h.to_string();
+        assert_eq!(s.len(), 64);
+        assert_eq!(s.parse::<Hash>().unwrap(), h);
+        assert!("zz".parse::<Hash>().is_err());
+        assert!(format!("{s}00").parse::<Hash>().is_err());
+        assert!(s.replace('a', "g").parse::<Hash>().is_err() || !s.contains('a'));
+    }
+}

@@ -1,0 +1,37 @@
+//! # cairn-chain
+//!
+//! The chain core of Cairn: data types and their canonical encoding ([`encode`]), hashing
+//! ([`hash`]), keys and addresses ([`keys`]), the signature rule ([`signature`]), transactions
+//! ([`tx`]), blocks and the Merkle root ([`block`]), proof of work ([`pow`]), chain specs and
+//! genesis ([`spec`]), account state ([`state`]), validation errors ([`error`]), the engine
+//! that validates and chooses the best chain ([`chain`]), the mempool ([`mempool`]) and the
+//! RocksDB store ([`store`]).
+//!
+//! This crate knows nothing about networking or async runtimes: every function is synchronous
+//! and the store blocks, so callers run it on a dedicated thread or `spawn_blocking`.
+
+pub mod block;
+pub mod chain;
+pub mod encode;
+pub mod error;
+pub mod hash;
+pub mod keys;
+pub mod mempool;
+pub mod pow;
+pub mod signature;
+pub mod spec;
+pub mod state;
+pub mod store;
+pub mod tx;
+
+pub use block::{Block, Header};
+pub use chain::{Chain, Outcome, check_stateless};
+pub use error::{BlockError, TxError};
+pub use hash::Hash;
+pub use keys::{Address, Keypair, PublicKey};
+pub use mempool::{Mempool, MempoolLimits};
+pub use pow::{Target, Work};
+pub use spec::ChainSpec;
+pub use state::{Account, AccountSource};
+pub use store::{HeaderRecord, Store, StoreError};
+pub use tx::{Transaction, TxId};

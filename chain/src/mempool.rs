@@ -1,0 +1,217 @@
+//! Pending transactions: bounded, ordered per sender by nonce, chosen for blocks by fee.
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+use crate::error::TxError;
+use crate::hash::Hash;
+use crate::keys::Address;
+use crate::state::{Account, AccountSource, Overlay, apply_tx};
+use crate::store::StoreError;
+use crate::tx::{Transaction, TxId};
+
+/// Mempool limits.
+#[derive(Clone, Copy, Debug)]
+pub struct MempoolLimits {
+    /// Most transactions held in total.
+    pub max_txs: usize,
+    /// Most pending transactions per sender (a sender's chain of nonces).
+    pub max_per_sender: usize,
+    /// Smallest fee accepted.
+    pub min_fee: u64,
+}
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        MempoolLimits { max_txs: 20_000, max_per_sender: 256, min_fee: 0 }
+    }
+}
+
+/// The mempool. Every sender's pending transactions form a gap-free run of nonces starting
+/// at the sender's account nonce, so the next nonce a wallet should use is
+/// `account nonce + pending count`.
+pub struct Mempool {
+    limits: MempoolLimits,
+    chain: Hash,
+    by_id: HashMap<TxId, Transaction>,
+    by_sender: HashMap<Address, BTreeMap<u64, TxId>>,
+}
+
+/// What [`Mempool::insert`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Inserted {
+    /// The new transaction's ID.
+    pub id: TxId,
+    /// Transactions that left the pool to make room (replaced or evicted).
+    pub removed: Vec<TxId>,
+}
+
+impl Mempool {
+    /// An empty mempool for the chain with genesis `chain`.
+    pub fn new(chain: Hash, limits: MempoolLimits) -> Self {
+        Mempool { limits, chain, by_id: HashMap::new(), by_sender: HashMap::new() }
+    }
+
+    /// Number of pending transactions.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+    /// A pending transaction by ID.
+    pub fn get(&self, id: &TxId) -> Option<&Transaction> {
+        self.by_id.get(id)
+    }
+
+    /// The nonce the sender's next new transaction should carry.
+    pub fn next_nonce(&self, sender: &Address, account: &Account) -> u64 {
+        account.nonce + self.by_sender.get(sender).map_or(0, |q| q.len() as u64)
+    }
+
+    /// Admits a transaction after checking signature, chain, fee, nonce sequence and that the
+    /// sender can pay for it on top of everything it already has pending. A transaction with
+    /// the nonce of a pending one replaces it if it pays a higher fee.
+    pub fn insert(&mut self, tx: Transaction, state: &dyn AccountSource) -> Result<Inserted, TxError> {
+        let id = tx.id();
+        if self.by_id.contains_key(&id) {
+            return Err(TxError::AlreadyKnown(id));
+        }
+        if tx.chain != self.chain {
+            return Err(TxError::WrongChain { expected: self.chain, got: tx.chain });
+        }
+        if tx.fee < self.limits.min_fee {
+            return Err(TxError::FeeTooLow { fee: tx.fee, min: self.limits.min_fee });
+        }
+        if !tx.verify_signature() {
+            return Err(TxError::BadSignature);
+        }
+        let sender = tx.sender();
+        let account = state.account(&sender)?;
+        let queue = self.by_sender.get(&sender);
+        let next = self.next_nonce(&sender, &account);
+        if tx.nonce < account.nonce {
+            return Err(TxError::NonceTooLow { expected: next, got: tx.nonce });
+        }
+        if tx.nonce > next {
+            return Err(TxError::NonceTooHigh { expected: next, got: tx.nonce });
+        }
+        let replaced = queue.and_then(|q| q.get(&tx.nonce)).copied();
+        if let Some(old) = replaced.and_then(|r| self.by_id.get(&r)) {
+            if tx.fee <= old.fee {
+                return Err(TxError::FeeTooLow { fee: tx.fee, min: old.fee.saturating_add(1) });
+            }
+        } else if queue.map_or(0, BTreeMap::len) >= self.limits.max_per_sender {
+            return Err(TxError::TooManyPending(self.limits.max_per_sender));
+        }
+        // The sender must afford every pending transaction plus this one.
+        let mut needed = tx.amount.checked_add(tx.fee).ok_or(TxError::Overflow)?;
+        for pid in queue.into_iter().flat_map(|q| q.values()) {
+            if Some(*pid) == replaced {
+                continue;
+            }
+            let p = &self.by_id[pid];
+            needed = needed.checked_add(p.amount).and_then(|n| n.checked_add(p.fee)).ok_or(TxError::Overflow)?;
+        }
+        if needed > account.balance {
+            return Err(TxError::InsufficientBalance { balance: account.balance, needed });
+        }
+        let mut removed = Vec::new();
+        if let Some(r) = replaced {
+            self.by_id.remove(&r);
+            removed.push(r);
+        } else if self.by_id.len() >= self.limits.max_txs {
+            let victim = self.cheapest_tail().filter(|(_, fee)| *fee < tx.fee).ok_or(TxError::MempoolFull)?;
+            self.remove(&victim.0);
+            removed.push(victim.0);
+        }
+        self.by_sender.entry(sender).or_default().insert(tx.nonce, id);
+        self.by_id.insert(id, tx);
+        Ok(Inserted { id, removed })
+    }
+
+    /// The lowest-fee transaction that is last in its sender's run (removable without
+    /// leaving a gap).
+    fn cheapest_tail(&self) -> Option<(TxId, u64)> {
+        self.by_sender
+            .values()
+            .filter_map(|q| q.values().next_back())
+            .map(|id| (*id, self.by_id[id].fee))
+            .min_by_key(|(_, fee)| *fee)
+    }
+
+    fn remove(&mut self, id: &TxId) -> Option<Transaction> {
+        let tx = self.by_id.remove(id)?;
+        let sender = tx.sender();
+        if let Some(q) = self.by_sender.get_mut(&sender) {
+            q.remove(&tx.nonce);
+            if q.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+        }
+        Some(tx)
+    }
+
+    /// Transactions for a new block, at most `max`: highest fee first among each sender's
+    /// next transaction, nonce order within a sender, each checked against `state` so the block
+    /// is valid.
+    pub fn select(&self, max: usize, state: &dyn AccountSource) -> Result<Vec<Transaction>, StoreError> {
+        let mut overlay = Overlay::new(state);
+        let mut heap = BinaryHeap::new();
+        let mut cursors: HashMap<Address, std::collections::btree_map::Values<'_, u64, TxId>> = HashMap::new();
+        for (sender, q) in &self.by_sender {
+            let mut it = q.values();
+            if let Some(id) = it.next() {
+                heap.push((self.by_id[id].fee, *id, *sender));
+                cursors.insert(*sender, it);
+            }
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((_, id, sender)) = heap.pop() else { break };
+            let tx = &self.by_id[&id];
+            match apply_tx(&mut overlay, tx, &self.chain) {
+                Ok(_) => {
+                    out.push(tx.clone());
+                    if let Some(next) = cursors.get_mut(&sender).and_then(Iterator::next) {
+                        heap.push((self.by_id[next].fee, *next, sender));
+                    }
+                }
+                Err(TxError::Store(e)) => return Err(StoreError::Missing(e)),
+                // Stale or unaffordable now: skip this sender's run for this block.
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes transactions a new block included, and any of the same senders' pending
+    /// transactions whose nonce the block used up. Returns the IDs removed.
+    pub fn remove_included(&mut self, included: &[Transaction], state: &dyn AccountSource) -> Result<Vec<TxId>, StoreError> {
+        let mut removed = Vec::new();
+        let mut senders = Vec::new();
+        for tx in included {
+            let id = tx.id();
+            if self.remove(&id).is_some() {
+                removed.push(id);
+            }
+            senders.push(tx.sender());
+        }
+        senders.sort_unstable();
+        senders.dedup();
+        for sender in senders {
+            let nonce = state.account(&sender)?.nonce;
+            let stale: Vec<TxId> = self.by_sender.get(&sender).map(|q| q.range(..nonce).map(|(_, id)| *id).collect()).unwrap_or_default();
+            for id in stale {
+                self.remove(&id);
+                removed.push(id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every pending transaction, by sender then nonce.
+    pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
+        self.by_sender.values().flat_map(|q| q.values()).map(|id| &self.by_id[id])
+    }
+}

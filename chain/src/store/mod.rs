@@ -1,0 +1,400 @@
+//! The RocksDB store: every byte the node keeps.
+//!
+//! # Column families
+//! | cf | key | value |
+//! |---|---|---|
+//! | `headers` | block hash | header (156 B) + cumulative work (32 B BE) |
+//! | `bodies` | block hash | transaction list (canonical) |
+//! | `heights` | height (u64 BE) | hash of the best-chain block at that height |
+//! | `accounts` | address | balance u64 + nonce u64 (absent = default account) |
+//! | `undo` | block hash | [`Undo`] of a best-chain block |
+//! | `txindex` | txid | block hash + position u32 (best chain only) |
+//! | `mempool` | txid | transaction (canonical): pending transactions survive a crash |
+//! | `peers`, `bans` | owned by the p2p layer through [`Store::put_raw`]-style helpers |
+//! | `meta` | name | schema version, chain ID, genesis hash, tip hash |
+//!
+//! # Correctness
+//! Every change the chain makes goes through one [`StoreBatch`], written as one RocksDB
+//! `WriteBatch`: a node killed at any instant reopens with the tip, state, indexes and undo
+//! records of exactly one committed block. The write-ahead log is on; writes that acknowledge
+//! something to a user are synced.
+//!
+//! All methods block: call them from a dedicated thread or `spawn_blocking`, never from an
+//! async task.
+
+mod keys;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use crate::block::{Block, Header, read_transactions, write_transactions};
+use crate::encode::{DecodeError, Reader, Writer};
+use crate::hash::Hash;
+use crate::keys::Address;
+use crate::pow::Work;
+use crate::state::{Account, AccountSource, Undo};
+use crate::tx::{Transaction, TxId};
+
+pub use keys::height_key;
+
+/// On-disk format version; bump it when any encoding above changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const CF_HEADERS: &str = "headers";
+const CF_BODIES: &str = "bodies";
+const CF_HEIGHTS: &str = "heights";
+const CF_ACCOUNTS: &str = "accounts";
+const CF_UNDO: &str = "undo";
+const CF_TXINDEX: &str = "txindex";
+const CF_MEMPOOL: &str = "mempool";
+/// Column family the p2p layer keeps its address book in.
+pub const CF_PEERS: &str = "peers";
+/// Column family the p2p layer keeps bans in.
+pub const CF_BANS: &str = "bans";
+const CF_META: &str = "meta";
+const ALL_CFS: [&str; 10] = [CF_HEADERS, CF_BODIES, CF_HEIGHTS, CF_ACCOUNTS, CF_UNDO, CF_TXINDEX, CF_MEMPOOL, CF_PEERS, CF_BANS, CF_META];
+
+const META_SCHEMA: &[u8] = b"schema";
+const META_CHAIN_ID: &[u8] = b"chain_id";
+const META_GENESIS: &[u8] = b"genesis";
+const META_TIP: &[u8] = b"tip";
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The data directory is locked by another process.
+    #[error("data dir {0} is in use by another cairn process")]
+    Locked(PathBuf),
+    /// The data directory belongs to another chain.
+    #[error(
+        "data dir {dir} holds chain '{found_chain}' (genesis {found_genesis}), but the chain spec is '{want_chain}' (genesis {want_genesis})"
+    )]
+    WrongChain {
+        /// The directory.
+        dir: PathBuf,
+        /// Chain ID stored there.
+        found_chain: String,
+        /// Genesis stored there.
+        found_genesis: String,
+        /// Chain ID of the loaded spec.
+        want_chain: String,
+        /// Genesis of the loaded spec.
+        want_genesis: Hash,
+    },
+    /// The data directory was written by an incompatible version.
+    #[error("data dir {dir} has schema version {found}, this build reads {expected}")]
+    Schema {
+        /// The directory.
+        dir: PathBuf,
+        /// Version stored there.
+        found: u32,
+        /// Version this build writes.
+        expected: u32,
+    },
+    /// Stored bytes do not decode: the database is corrupt.
+    #[error("corrupt {what}: {source}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// The decode failure.
+        source: DecodeError,
+    },
+    /// A record the invariants require is missing.
+    #[error("missing {0}")]
+    Missing(String),
+}
+
+fn corrupt(what: &'static str) -> impl FnOnce(DecodeError) -> StoreError {
+    move |source| StoreError::Corrupt { what, source }
+}
+
+/// A stored header with the cumulative work of the chain ending in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderRecord {
+    /// The header.
+    pub header: Header,
+    /// Its hash.
+    pub hash: Hash,
+    /// Total work from genesis through this block.
+    pub total_work: Work,
+}
+
+impl HeaderRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(Header::ENCODED_LEN + 32);
+        self.header.write(&mut w);
+        w.bytes(&self.total_work.to_bytes());
+        w.finish()
+    }
+    fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let header = Header::read(&mut r)?;
+        let total_work = Work::from_bytes(r.array("total work")?);
+        r.finish()?;
+        Ok(HeaderRecord { hash: header.hash(), header, total_work })
+    }
+}
+
+/// Where a best-chain transaction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    /// The including block.
+    pub block: Hash,
+    /// Position in it.
+    pub index: u32,
+}
+
+/// A handle on the database; cheap to clone, safe to share between threads.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    sync_writes: bool,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` for the chain `chain_id` with `genesis`.
+    /// A new database is initialised by the caller through [`Store::is_new`] and a batch.
+    pub fn open(dir: &Path, chain_id: &str, genesis: Hash) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_open_files(512);
+        opts.set_keep_log_file_num(4);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("lock") || msg.contains("Resource temporarily unavailable") {
+                StoreError::Locked(dir.to_path_buf())
+            } else {
+                StoreError::Rocks(e)
+            }
+        })?;
+        let store = Store { db: Arc::new(db), sync_writes: true };
+        store.check_identity(dir, chain_id, genesis)?;
+        Ok(store)
+    }
+
+    /// Turns off fsync per write (benchmarks, bulk sync). A SIGKILL still loses nothing
+    /// written; only an OS crash may lose the last writes.
+    pub fn set_sync_writes(&mut self, on: bool) {
+        self.sync_writes = on;
+    }
+
+    fn check_identity(&self, dir: &Path, chain_id: &str, genesis: Hash) -> Result<(), StoreError> {
+        let Some(schema) = self.meta(META_SCHEMA)? else {
+            let mut b = self.batch();
+            b.put(CF_META, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes());
+            b.put(CF_META, META_CHAIN_ID, chain_id.as_bytes());
+            b.put(CF_META, META_GENESIS, &genesis.0);
+            return self.write(b);
+        };
+        let found = Reader::new(&schema).u32("schema").map_err(corrupt("schema version"))?;
+        if found != SCHEMA_VERSION {
+            return Err(StoreError::Schema { dir: dir.into(), found, expected: SCHEMA_VERSION });
+        }
+        let found_chain = String::from_utf8_lossy(&self.meta(META_CHAIN_ID)?.unwrap_or_default()).into_owned();
+        let found_genesis = hex::encode(self.meta(META_GENESIS)?.unwrap_or_default());
+        if found_chain != chain_id || found_genesis != genesis.to_string() {
+            return Err(StoreError::WrongChain { dir: dir.into(), found_chain, found_genesis, want_chain: chain_id.into(), want_genesis: genesis });
+        }
+        Ok(())
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every name in ALL_CFS is created at open.
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_META, key)
+    }
+
+    /// The best-chain tip hash, or `None` before genesis is written.
+    pub fn tip_hash(&self) -> Result<Option<Hash>, StoreError> {
+        match self.meta(META_TIP)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(Hash(Reader::new(&v).array("tip").map_err(corrupt("tip"))?))),
+        }
+    }
+
+    /// A header record by hash (any branch).
+    pub fn header(&self, hash: &Hash) -> Result<Option<HeaderRecord>, StoreError> {
+        self.get(CF_HEADERS, &hash.0)?.map(|v| HeaderRecord::decode(&v).map_err(corrupt("header"))).transpose()
+    }
+
+    /// Whether a block with this hash is stored.
+    pub fn has_block(&self, hash: &Hash) -> Result<bool, StoreError> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_HEADERS), hash.0)?.is_some())
+    }
+
+    /// A block's transactions by hash.
+    pub fn body(&self, hash: &Hash) -> Result<Option<Vec<Transaction>>, StoreError> {
+        let Some(v) = self.get(CF_BODIES, &hash.0)? else { return Ok(None) };
+        let mut r = Reader::new(&v);
+        let txs = read_transactions(&mut r, usize::MAX).map_err(corrupt("body"))?;
+        r.finish().map_err(corrupt("body"))?;
+        Ok(Some(txs))
+    }
+
+    /// A whole block by hash (any branch).
+    pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+        let Some(rec) = self.header(hash)? else { return Ok(None) };
+        let transactions = self.body(hash)?.ok_or_else(|| StoreError::Missing(format!("body of {hash}")))?;
+        Ok(Some(Block { header: rec.header, transactions }))
+    }
+
+    /// The best-chain block hash at `height`.
+    pub fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreError> {
+        match self.get(CF_HEIGHTS, &height_key(height))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(Hash(Reader::new(&v).array("height index").map_err(corrupt("height index"))?))),
+        }
+    }
+
+    /// The undo record of a best-chain block.
+    pub fn undo(&self, hash: &Hash) -> Result<Option<Undo>, StoreError> {
+        self.get(CF_UNDO, &hash.0)?.map(|v| Undo::decode(&v).map_err(corrupt("undo"))).transpose()
+    }
+
+    /// Where a best-chain transaction is.
+    pub fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError> {
+        let Some(v) = self.get(CF_TXINDEX, &id.0)? else { return Ok(None) };
+        let mut r = Reader::new(&v);
+        let loc = TxLocation { block: Hash(r.array("tx block").map_err(corrupt("txindex"))?), index: r.u32("tx index").map_err(corrupt("txindex"))? };
+        Ok(Some(loc))
+    }
+
+    /// Every persisted mempool transaction (at most `max`).
+    pub fn mempool_txs(&self, max: usize) -> Result<Vec<Transaction>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_MEMPOOL), IteratorMode::Start).take(max) {
+            let (_, v) = item?;
+            out.push(Transaction::decode(&v).map_err(corrupt("mempool tx"))?);
+        }
+        Ok(out)
+    }
+
+    /// Raw entries of a column family owned by another layer (address book, bans), at most
+    /// `max`.
+    pub fn raw_entries(&self, cf: &str, max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start).take(max) {
+            let (k, v) = item?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Starts a batch of changes.
+    pub fn batch(&self) -> StoreBatch<'_> {
+        StoreBatch { store: self, batch: WriteBatch::default() }
+    }
+
+    /// Writes a batch atomically.
+    pub fn write(&self, b: StoreBatch<'_>) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_writes);
+        self.db.write_opt(b.batch, &wo)?;
+        Ok(())
+    }
+}
+
+impl AccountSource for Store {
+    fn account(&self, a: &Address) -> Result<Account, StoreError> {
+        match self.db.get_pinned_cf(self.cf(CF_ACCOUNTS), a.0)? {
+            None => Ok(Account::default()),
+            Some(v) => Account::decode(&v).map_err(corrupt("account")),
+        }
+    }
+}
+
+/// Changes to write together, atomically.
+pub struct StoreBatch<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+}
+
+impl StoreBatch<'_> {
+    fn put(&mut self, cf: &str, k: &[u8], v: &[u8]) {
+        self.batch.put_cf(self.store.cf(cf), k, v);
+    }
+    fn delete(&mut self, cf: &str, k: &[u8]) {
+        self.batch.delete_cf(self.store.cf(cf), k);
+    }
+    /// Stores a block's header record and body.
+    pub fn put_block(&mut self, rec: &HeaderRecord, txs: &[Transaction]) {
+        self.put(CF_HEADERS, &rec.hash.0, &rec.encode());
+        let mut w = Writer::with_capacity(4 + txs.len() * Transaction::ENCODED_LEN);
+        write_transactions(&mut w, txs);
+        self.put(CF_BODIES, &rec.hash.0, &w.finish());
+    }
+    /// Forgets a block entirely (an invalid side-branch block).
+    pub fn delete_block(&mut self, hash: &Hash) {
+        self.delete(CF_HEADERS, &hash.0);
+        self.delete(CF_BODIES, &hash.0);
+    }
+    /// Sets the best-chain hash at a height.
+    pub fn set_height(&mut self, height: u64, hash: &Hash) {
+        self.put(CF_HEIGHTS, &height_key(height), &hash.0);
+    }
+    /// Clears the best-chain hash at a height.
+    pub fn delete_height(&mut self, height: u64) {
+        self.delete(CF_HEIGHTS, &height_key(height));
+    }
+    /// Writes an account (the default account is stored as absent).
+    pub fn put_account(&mut self, a: &Address, acc: &Account) {
+        if acc.is_empty() {
+            self.delete(CF_ACCOUNTS, &a.0);
+        } else {
+            self.put(CF_ACCOUNTS, &a.0, &acc.encode());
+        }
+    }
+    /// Stores a block's undo record.
+    pub fn put_undo(&mut self, hash: &Hash, undo: &Undo) {
+        self.put(CF_UNDO, &hash.0, &undo.encode());
+    }
+    /// Drops a block's undo record.
+    pub fn delete_undo(&mut self, hash: &Hash) {
+        self.delete(CF_UNDO, &hash.0);
+    }
+    /// Indexes a best-chain transaction.
+    pub fn index_tx(&mut self, id: &TxId, loc: TxLocation) {
+        let mut w = Writer::with_capacity(36);
+        w.bytes(&loc.block.0).u32(loc.index);
+        self.put(CF_TXINDEX, &id.0, &w.finish());
+    }
+    /// Removes a transaction from the index.
+    pub fn unindex_tx(&mut self, id: &TxId) {
+        self.delete(CF_TXINDEX, &id.0);
+    }
+    /// Persists a pending transaction.
+    pub fn put_mempool_tx(&mut self, tx: &Transaction) {
+        self.put(CF_MEMPOOL, &tx.id().0, &tx.encode());
+    }
+    /// Forgets a pending transaction.
+    pub fn delete_mempool_tx(&mut self, id: &TxId) {
+        self.delete(CF_MEMPOOL, &id.0);
+    }
+    /// Moves the tip.
+    pub fn set_tip(&mut self, hash: &Hash) {
+        self.put(CF_META, META_TIP, &hash.0);
+    }
+    /// Writes a raw entry in a column family owned by another layer.
+    pub fn put_raw(&mut self, cf: &'static str, k: &[u8], v: &[u8]) {
+        self.put(cf, k, v);
+    }
+    /// Deletes a raw entry in a column family owned by another layer.
+    pub fn delete_raw(&mut self, cf: &'static str, k: &[u8]) {
+        self.delete(cf, k);
+    }
+}

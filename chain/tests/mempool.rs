@@ -1,0 +1,94 @@
+//! Mempool behaviour: nonce runs, replacement, fee priority, eviction, limits.
+
+mod common;
+
+use cairn_chain::mempool::{Mempool, MempoolLimits};
+use cairn_chain::{Address, Keypair, Transaction, TxError};
+use common::*;
+
+fn pool(t: &TestChain, max_txs: usize, per_sender: usize) -> Mempool {
+    Mempool::new(t.genesis(), MempoolLimits { max_txs, max_per_sender: per_sender, min_fee: 1 })
+}
+
+fn tx(t: &TestChain, k: &Keypair, nonce: u64, fee: u64) -> Transaction {
+    Transaction::signed(k, t.genesis(), Address([1; 32]), 10, fee, nonce)
+}
+
+#[test]
+fn nonce_runs_and_next_nonce() {
+    let t = TestChain::new(test_spec());
+    let mut m = pool(&t, 100, 10);
+    let k = dev(0);
+    for n in 0..3 {
+        m.insert(tx(&t, &k, n, 1), &t.store).unwrap();
+    }
+    let acct = cairn_chain::AccountSource::account(&t.store, &k.address()).unwrap();
+    assert_eq!(m.next_nonce(&k.address(), &acct), 3);
+    assert!(matches!(m.insert(tx(&t, &k, 5, 1), &t.store), Err(TxError::NonceTooHigh { expected: 3, got: 5 })));
+    let rival = Transaction::signed(&k, t.genesis(), Address([9; 32]), 10, 1, 1);
+    assert!(matches!(m.insert(rival, &t.store), Err(TxError::FeeTooLow { .. })), "same fee does not replace");
+    assert!(matches!(m.insert(tx(&t, &k, 3, 0), &t.store), Err(TxError::FeeTooLow { .. })), "below min fee");
+    let same = tx(&t, &k, 2, 1);
+    assert!(matches!(m.insert(same, &t.store), Err(TxError::AlreadyKnown(_))));
+    let r = m.insert(tx(&t, &k, 1, 5), &t.store).unwrap();
+    assert_eq!(r.removed.len(), 1, "higher fee replaces");
+    assert_eq!(m.len(), 3);
+}
+
+#[test]
+fn pending_spend_counts_against_balance() {
+    let t = TestChain::new(test_spec());
+    let mut m = pool(&t, 100, 10);
+    let k = dev(0);
+    let bal = cairn_chain::AccountSource::account(&t.store, &k.address()).unwrap().balance;
+    let big = Transaction::signed(&k, t.genesis(), Address([1; 32]), bal - 10, 1, 0);
+    m.insert(big, &t.store).unwrap();
+    let next = Transaction::signed(&k, t.genesis(), Address([1; 32]), 10, 1, 1);
+    assert_eq!(m.insert(next, &t.store).unwrap_err().code(), "insufficient_balance");
+}
+
+#[test]
+fn selection_by_fee_respecting_nonce_order() {
+    let t = TestChain::new(test_spec());
+    let mut m = pool(&t, 100, 10);
+    let (a, b) = (dev(0), dev(1));
+    m.insert(tx(&t, &a, 0, 1), &t.store).unwrap();
+    m.insert(tx(&t, &a, 1, 100), &t.store).unwrap();
+    m.insert(tx(&t, &b, 0, 50), &t.store).unwrap();
+    let sel = m.select(10, &t.store).unwrap();
+    let order: Vec<(Address, u64)> = sel.iter().map(|t| (t.sender(), t.nonce)).collect();
+    assert_eq!(order, vec![(b.address(), 0), (a.address(), 0), (a.address(), 1)]);
+    assert_eq!(m.select(1, &t.store).unwrap().len(), 1);
+}
+
+#[test]
+fn full_pool_evicts_cheapest_or_refuses() {
+    let t = TestChain::new(test_spec());
+    let mut m = pool(&t, 2, 10);
+    m.insert(tx(&t, &dev(0), 0, 5), &t.store).unwrap();
+    m.insert(tx(&t, &dev(1), 0, 3), &t.store).unwrap();
+    assert_eq!(m.insert(tx(&t, &dev(2), 0, 2), &t.store).unwrap_err().code(), "mempool_full");
+    let r = m.insert(tx(&t, &dev(2), 0, 9), &t.store).unwrap();
+    assert_eq!(r.removed, vec![tx(&t, &dev(1), 0, 3).id()]);
+    assert_eq!(m.len(), 2);
+    let mut m = pool(&t, 100, 2);
+    m.insert(tx(&t, &dev(0), 0, 1), &t.store).unwrap();
+    m.insert(tx(&t, &dev(0), 1, 1), &t.store).unwrap();
+    assert_eq!(m.insert(tx(&t, &dev(0), 2, 1), &t.store).unwrap_err().code(), "too_many_pending");
+}
+
+#[test]
+fn inclusion_removes_included_and_stale() {
+    let mut t = TestChain::new(test_spec());
+    let mut m = pool(&t, 100, 10);
+    let k = dev(0);
+    let t0 = tx(&t, &k, 0, 1);
+    m.insert(t0.clone(), &t.store).unwrap();
+    m.insert(tx(&t, &k, 1, 1), &t.store).unwrap();
+    // A block includes a different nonce-0 transaction and the pool's nonce-1 one is still good.
+    let other0 = Transaction::signed(&k, t.genesis(), Address([2; 32]), 1, 1, 0);
+    let b = t.extend(Address([0xfa; 32]), vec![other0]);
+    m.remove_included(&b.transactions, &t.store).unwrap();
+    assert!(m.get(&t0.id()).is_none(), "stale nonce dropped");
+    assert_eq!(m.len(), 1);
+}

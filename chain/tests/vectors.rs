@@ -1,0 +1,228 @@
+//! One vector per validation rule: each rejection reason is reached through `Chain::submit`,
+//! and nothing of a rejected block is stored.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use cairn_chain::{AccountSource, Address, BlockError, Hash, Keypair, Target, Transaction, TxError};
+use common::*;
+
+fn farmer() -> Address {
+    Address([0xfa; 32])
+}
+
+/// Submits `block` expecting `code`; checks the chain and store are untouched.
+fn rejects(t: &mut TestChain, block: cairn_chain::Block, code: &str) {
+    let tip = t.chain.tip().clone();
+    let hash = block.hash();
+    let err = t.submit(block).expect_err("block should be rejected");
+    assert_eq!(err.code(), code, "{err}");
+    assert_eq!(t.chain.tip(), &tip, "tip moved");
+    if code != "already_known" {
+        assert!(!t.store.has_block(&hash).unwrap(), "rejected block was stored");
+    }
+}
+
+#[test]
+fn header_rules() {
+    let mut t = TestChain::new(test_spec());
+    t.extend(farmer(), vec![]);
+    t.extend(farmer(), vec![]);
+    let good = t.make_block(farmer(), vec![]);
+
+    let mut b = good.clone();
+    b.header.version = 2;
+    rejects(&mut t, reseal(b), "bad_version");
+
+    let mut b = good.clone();
+    while b.header.target.is_met_by(&b.hash()) {
+        b.header.nonce += 1;
+    }
+    rejects(&mut t, b, "bad_proof");
+
+    let mut b = good.clone();
+    b.header.prev_hash = Hash([9; 32]);
+    rejects(&mut t, reseal(b), "unknown_parent");
+
+    let mut b = good.clone();
+    b.header.height += 1;
+    rejects(&mut t, reseal(b), "bad_height");
+
+    let mut b = good.clone();
+    b.header.timestamp = t.chain.median_time_past(t.chain.tip()).unwrap();
+    rejects(&mut t, reseal(b), "timestamp_too_old");
+
+    let mut b = good.clone();
+    b.header.timestamp = t.next_time() + t.chain.spec().max_future_drift_ms + 1;
+    let b = reseal(b);
+    let err = t.chain.submit(b, t.next_time()).unwrap_err();
+    assert_eq!(err.code(), "timestamp_in_future");
+
+    let mut b = good.clone();
+    let mut harder = [0xff; 32];
+    harder[0] = 0x00;
+    b.header.target = Target(harder);
+    rejects(&mut t, reseal(b), "bad_target");
+
+    let mut b = good.clone();
+    b.header.tx_root = Hash([3; 32]);
+    rejects(&mut t, common::mine_only(b), "bad_merkle_root");
+
+    // The good block still goes in afterwards.
+    t.submit(good).unwrap();
+}
+
+#[test]
+fn size_and_count_limits() {
+    let mut t = TestChain::new(test_spec());
+    let k = dev(0);
+    let txs: Vec<Transaction> = (0..5).map(|i| t.transfer(&k, farmer(), 1, i)).collect();
+    let b = reseal(t.make_block(farmer(), txs[..5].to_vec()));
+    rejects(&mut t, b, "too_many_transactions");
+    // 4 transactions are within the count limit but over the byte limit (room for 3).
+    let b = reseal(t.make_block(farmer(), txs[..4].to_vec()));
+    rejects(&mut t, b, "block_too_large");
+    t.extend(farmer(), txs[..3].to_vec());
+}
+
+#[test]
+fn transaction_rules() {
+    let mut t = TestChain::new(test_spec());
+    let k = dev(1);
+    let to = Address([0x70; 32]);
+
+    let tx = t.transfer(&k, to, 5, 0);
+    let b = t.make_block(farmer(), vec![tx.clone(), tx.clone()]);
+    rejects(&mut t, b, "duplicate_transaction");
+
+    let mut forged = tx.clone();
+    forged.amount = 6;
+    let b = t.make_block(farmer(), vec![forged]);
+    rejects(&mut t, b, "bad_signature");
+
+    let other = Transaction::signed(&k, Hash::digest(b"another chain"), to, 5, 1, 0);
+    let b = t.make_block(farmer(), vec![other]);
+    rejects(&mut t, b, "wrong_chain");
+
+    let b = t.make_block(farmer(), vec![t.transfer(&k, to, 5, 1)]);
+    rejects(&mut t, b, "nonce_too_high");
+
+    let broke = Keypair::generate();
+    let b = t.make_block(farmer(), vec![t.transfer(&broke, to, 5, 0)]);
+    rejects(&mut t, b, "insufficient_balance");
+
+    let huge = Transaction::signed(&k, t.genesis(), to, u64::MAX, 1, 0);
+    let b = t.make_block(farmer(), vec![huge]);
+    rejects(&mut t, b, "overflow");
+
+    t.extend(farmer(), vec![tx.clone()]);
+    assert_eq!(t.store.account(&to).unwrap().balance, 5);
+    let replay = Transaction::signed(&k, t.genesis(), to, 7, 1, 0);
+    let b = t.make_block(farmer(), vec![replay]);
+    rejects(&mut t, b, "nonce_too_low");
+}
+
+#[test]
+fn reward_overflow_is_invalid_not_a_wrap() {
+    let mut spec = test_spec();
+    spec.block_reward = u64::MAX;
+    let mut t = TestChain::new(spec);
+    t.extend(farmer(), vec![]);
+    assert_eq!(t.store.account(&farmer()).unwrap().balance, u64::MAX);
+    let b = t.make_block(farmer(), vec![]);
+    rejects(&mut t, b, "overflow");
+}
+
+#[test]
+fn known_invalid_blocks_and_their_children_are_refused_cheaply() {
+    let mut t = TestChain::new(test_spec());
+    let mut bad = t.make_block(farmer(), vec![]);
+    bad.header.version = 7;
+    let bad = reseal(bad);
+    rejects(&mut t, bad.clone(), "bad_version");
+    rejects(&mut t, bad.clone(), "known_invalid");
+    let mut child = t.make_block(farmer(), vec![]);
+    child.header.prev_hash = bad.hash();
+    child.header.height = 2;
+    rejects(&mut t, reseal(child), "known_invalid");
+}
+
+#[test]
+fn reorg_deeper_than_the_limit_is_refused() {
+    let spec = test_spec();
+    let mut main = TestChain::new(spec.clone());
+    let mut side = TestChain::new(spec);
+    for _ in 0..5 {
+        main.extend(farmer(), vec![]);
+    }
+    let side_blocks: Vec<_> = (0..6).map(|_| side.extend(Address([0x5e; 32]), vec![])).collect();
+    for b in &side_blocks[..5] {
+        assert!(matches!(main.submit(b.clone()).unwrap(), cairn_chain::Outcome::SideChain));
+    }
+    let err = main.submit(side_blocks[5].clone()).unwrap_err();
+    assert_eq!(err.code(), "reorg_too_deep", "{err}");
+    assert_eq!(main.chain.tip().header.height, 5);
+}
+
+#[test]
+fn side_chain_that_breaks_a_state_rule_is_forgotten_on_reorg() {
+    let spec = test_spec();
+    let mut main = TestChain::new(spec.clone());
+    main.extend(farmer(), vec![]);
+    // A side branch whose second block spends from an empty account: valid in isolation
+    // (signature, root, proof) but not against state.
+    let side = TestChain::new(spec);
+    let b1 = side.make_block(Address([1; 32]), vec![]);
+    let mut side = side;
+    side.submit(b1.clone()).unwrap();
+    let broke = Keypair::generate();
+    let bad_tx = Transaction::signed(&broke, side.genesis(), farmer(), 5, 1, 0);
+    let header = side.chain.template(Address([1; 32]), std::slice::from_ref(&bad_tx), side.next_time()).unwrap();
+    let b2 = cairn_chain::Block { header: mine(header), transactions: vec![bad_tx] };
+    assert!(matches!(main.submit(b1.clone()).unwrap(), cairn_chain::Outcome::SideChain));
+    let err = main.submit(b2.clone()).unwrap_err();
+    assert_eq!(err.code(), "insufficient_balance");
+    assert_eq!(main.chain.tip().header.height, 1);
+    assert!(!main.store.has_block(&b2.hash()).unwrap());
+}
+
+/// Every consensus error code has a vector above (mempool-only codes are covered in the
+/// mempool tests; storage errors are not a rule).
+#[test]
+fn every_rule_has_a_vector() {
+    let covered: BTreeSet<&str> = [
+        "bad_version", "bad_proof", "unknown_parent", "bad_height", "timestamp_too_old", "timestamp_in_future", "bad_target",
+        "bad_merkle_root", "too_many_transactions", "block_too_large", "duplicate_transaction", "bad_signature", "wrong_chain",
+        "nonce_too_high", "nonce_too_low", "insufficient_balance", "overflow", "known_invalid", "reorg_too_deep",
+    ]
+    .into();
+    let h = Hash::ZERO;
+    let all_block_errors = [
+        BlockError::BadVersion(0),
+        BlockError::TooManyTransactions { count: 0, max: 0 },
+        BlockError::TooLarge { size: 0, max: 0 },
+        BlockError::UnknownParent(h),
+        BlockError::BadHeight { expected: 0, got: 0 },
+        BlockError::TimestampTooOld { median: 0, got: 0 },
+        BlockError::TimestampInFuture { got: 0, now: 0, max_drift_ms: 0 },
+        BlockError::BadTarget { expected: String::new(), got: String::new() },
+        BlockError::BadProof,
+        BlockError::BadMerkleRoot { computed: h, got: h },
+        BlockError::DuplicateTransaction(h),
+        BlockError::RewardOverflow,
+        BlockError::KnownInvalid,
+        BlockError::ReorgTooDeep { depth: 0, max: 0 },
+    ];
+    let tx_errors = [
+        TxError::BadSignature,
+        TxError::WrongChain { expected: h, got: h },
+        TxError::NonceTooLow { expected: 0, got: 0 },
+        TxError::NonceTooHigh { expected: 0, got: 0 },
+        TxError::InsufficientBalance { balance: 0, needed: 0 },
+        TxError::Overflow,
+    ];
+    for code in all_block_errors.iter().map(BlockError::code).chain(tx_errors.iter().map(TxError::code)) {
+        assert!(covered.contains(code), "no vector for {code}");
+    }
+}

@@ -1,0 +1,393 @@
+//! The chain service: the one thread that owns the chain engine and the mempool, and the
+//! async handle everything else uses to reach them.
+//!
+//! # Design
+//! Every write (blocks, transactions) goes through a bounded command channel to a dedicated
+//! OS thread named `chain`, so RocksDB never runs on the async runtime and writes are
+//! serialised without a lock. Reads of immutable data (blocks, the transaction index) run on
+//! `spawn_blocking` against a shared `Store` handle. The tip is published on a `watch`
+//! channel, so `/status`, farmers and (later) the p2p layer read it without a round trip.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cairn_chain::store::TxLocation;
+use cairn_chain::{
+    Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, Hash, Header, Mempool, MempoolLimits, Outcome, Store,
+    StoreError, Transaction, TxError, TxId, Work,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+
+/// Commands queued for the chain thread before senders wait.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The best tip, as published after every commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tip {
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: Hash,
+    /// Cumulative work.
+    pub total_work: Work,
+    /// The tip block's timestamp (ms).
+    pub timestamp: u64,
+}
+
+/// The result of a block submission that did not fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Now the tip (possibly after a reorg).
+    Connected,
+    /// Stored on a side branch.
+    SideChain,
+    /// Already stored.
+    AlreadyKnown,
+}
+
+/// An account as the RPC shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct AccountInfo {
+    /// Confirmed state.
+    pub account: Account,
+    /// Nonce for the sender's next new transaction (counts pending ones).
+    pub next_nonce: u64,
+}
+
+/// Work for a farmer: a header to vary the nonce of, and its transactions.
+#[derive(Clone, Debug)]
+pub struct Template {
+    /// Header with nonce 0.
+    pub header: Header,
+    /// Transactions it commits to.
+    pub transactions: Vec<Transaction>,
+}
+
+/// Where a transaction is.
+#[derive(Clone, Debug)]
+pub enum TxStatus {
+    /// In the mempool.
+    Pending(Transaction),
+    /// In a best-chain block.
+    Confirmed {
+        /// The transaction.
+        tx: Transaction,
+        /// Including block.
+        block: Hash,
+        /// Its height.
+        height: u64,
+    },
+}
+
+/// The chain service stopped or the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The chain thread is gone (node shutting down).
+    #[error("chain service stopped")]
+    Stopped,
+    /// Storage failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Command {
+    SubmitBlock(Block, Reply<Result<Accepted, BlockError>>),
+    SubmitTx(Transaction, Reply<Result<TxId, TxError>>),
+    Template(Address, Reply<Result<Template, StoreError>>),
+    Account(Address, Reply<Result<AccountInfo, StoreError>>),
+    Pending(TxId, Reply<Option<Transaction>>),
+    Stop(Reply<()>),
+}
+
+/// Cheap-to-clone handle on the chain service.
+#[derive(Clone)]
+pub struct ChainHandle {
+    commands: mpsc::Sender<Command>,
+    store: Store,
+    tip: watch::Receiver<Tip>,
+    spec: Arc<ChainSpec>,
+    genesis: Hash,
+}
+
+fn tip_of(chain: &Chain) -> Tip {
+    let t = chain.tip();
+    Tip { height: t.header.height, hash: t.hash, total_work: t.total_work, timestamp: t.header.timestamp }
+}
+
+impl ChainHandle {
+    /// Opens the store's chain and starts the chain thread. Blocking (opens RocksDB): call
+    /// it from `spawn_blocking` or before the runtime starts.
+    pub fn start(store: Store, spec: ChainSpec, limits: MempoolLimits, metrics: Arc<Metrics>) -> Result<ChainHandle, StoreError> {
+        let chain = Chain::open(store.clone(), spec.clone())?;
+        let genesis = chain.genesis_hash();
+        let mut mempool = Mempool::new(genesis, limits);
+        // Pending transactions persisted before a crash come back (invalid ones are dropped).
+        let mut restored = 0;
+        for tx in store.mempool_txs(limits.max_txs)? {
+            let id = tx.id();
+            match mempool.insert(tx, chain.store()) {
+                Ok(_) => restored += 1,
+                Err(_) => {
+                    let mut b = store.batch();
+                    b.delete_mempool_tx(&id);
+                    store.write(b)?;
+                }
+            }
+        }
+        if restored > 0 {
+            tracing::info!(target: "chain::mempool", restored, "restored pending transactions");
+        }
+        metrics.set_height(chain.tip().header.height);
+        metrics.set_mempool(mempool.len());
+        let (tip_tx, tip_rx) = watch::channel(tip_of(&chain));
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let worker = Worker { chain, mempool, tip: tip_tx, metrics };
+        std::thread::Builder::new()
+            .name("chain".into())
+            .spawn(move || worker.run(cmd_rx))
+            .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
+        Ok(ChainHandle { commands: cmd_tx, store, tip: tip_rx, spec: Arc::new(spec), genesis })
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| ServiceError::Stopped)?;
+        rx.await.map_err(|_| ServiceError::Stopped)
+    }
+
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static) -> Result<T, ServiceError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|_| ServiceError::Stopped)?.map_err(ServiceError::from)
+    }
+
+    /// Stops the chain thread and waits until it has let go of the store. Other clones of
+    /// the handle answer `Stopped` from then on.
+    pub async fn stop(self) {
+        let _ = self.ask(Command::Stop).await;
+    }
+
+    /// The chain spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+    /// Genesis hash.
+    pub fn genesis(&self) -> Hash {
+        self.genesis
+    }
+    /// The current tip.
+    pub fn tip(&self) -> Tip {
+        self.tip.borrow().clone()
+    }
+    /// A receiver that sees every tip change.
+    pub fn watch_tip(&self) -> watch::Receiver<Tip> {
+        self.tip.clone()
+    }
+
+    /// Validates and stores a block; moves the tip if it wins.
+    pub async fn submit_block(&self, block: Block) -> Result<Result<Accepted, BlockError>, ServiceError> {
+        self.ask(|r| Command::SubmitBlock(block, r)).await
+    }
+    /// Validates a transaction and adds it to the mempool.
+    pub async fn submit_tx(&self, tx: Transaction) -> Result<Result<TxId, TxError>, ServiceError> {
+        self.ask(|r| Command::SubmitTx(tx, r)).await
+    }
+    /// A block template paying `farmer`.
+    pub async fn template(&self, farmer: Address) -> Result<Template, ServiceError> {
+        Ok(self.ask(|r| Command::Template(farmer, r)).await??)
+    }
+    /// An account with its next nonce.
+    pub async fn account(&self, address: Address) -> Result<AccountInfo, ServiceError> {
+        Ok(self.ask(|r| Command::Account(address, r)).await??)
+    }
+
+    /// A block by hash (any branch).
+    pub async fn block(&self, hash: Hash) -> Result<Option<Block>, ServiceError> {
+        self.read(move |s| s.block(&hash)).await
+    }
+    /// The best-chain block at a height.
+    pub async fn block_at(&self, height: u64) -> Result<Option<Block>, ServiceError> {
+        self.read(move |s| match s.hash_at(height)? {
+            Some(h) => s.block(&h),
+            None => Ok(None),
+        })
+        .await
+    }
+    /// Up to `limit` best-chain blocks from `from` upward.
+    pub async fn blocks_from(&self, from: u64, limit: u64) -> Result<Vec<Block>, ServiceError> {
+        self.read(move |s| {
+            let mut out = Vec::new();
+            for h in from..from.saturating_add(limit) {
+                match s.hash_at(h)? {
+                    Some(hash) => out.extend(s.block(&hash)?),
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+    /// Where a transaction is, if anywhere.
+    pub async fn tx_status(&self, id: TxId) -> Result<Option<TxStatus>, ServiceError> {
+        let confirmed = self
+            .read(move |s| {
+                let Some(TxLocation { block, index }) = s.tx_location(&id)? else { return Ok(None) };
+                let b = s.block(&block)?.ok_or_else(|| StoreError::Missing(format!("block {block}")))?;
+                let tx = b.transactions.get(index as usize).cloned().ok_or_else(|| StoreError::Missing(format!("tx {id}")))?;
+                Ok(Some(TxStatus::Confirmed { tx, block, height: b.header.height }))
+            })
+            .await?;
+        if confirmed.is_some() {
+            return Ok(confirmed);
+        }
+        Ok(self.ask(|r| Command::Pending(id, r)).await?.map(TxStatus::Pending))
+    }
+}
+
+/// State owned by the chain thread.
+struct Worker {
+    chain: Chain,
+    mempool: Mempool,
+    tip: watch::Sender<Tip>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(cmd) = commands.blocking_recv() {
+            match cmd {
+                Command::SubmitBlock(block, reply) => {
+                    let r = self.submit_block(block);
+                    let _ = reply.send(r);
+                }
+                Command::SubmitTx(tx, reply) => {
+                    let r = self.submit_tx(tx);
+                    let _ = reply.send(r);
+                }
+                Command::Template(farmer, reply) => {
+                    let r = self.template(farmer);
+                    let _ = reply.send(r);
+                }
+                Command::Account(a, reply) => {
+                    let r = self.chain.store().account(&a).map(|account| AccountInfo { account, next_nonce: self.mempool.next_nonce(&a, &account) });
+                    let _ = reply.send(r);
+                }
+                Command::Pending(id, reply) => {
+                    let _ = reply.send(self.mempool.get(&id).cloned());
+                }
+                Command::Stop(reply) => {
+                    // Drop the engine (and its store handle) before confirming.
+                    drop(self);
+                    tracing::debug!(target: "chain::service", "chain thread stopped");
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn submit_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
+        let hash = block.hash();
+        let height = block.header.height;
+        match self.chain.submit(block, now_ms()) {
+            Err(e) => {
+                self.metrics.block_rejected(e.code());
+                tracing::info!(target: "chain::validate", %hash, height, code = e.code(), "block rejected: {e}");
+                Err(e)
+            }
+            Ok(Outcome::AlreadyKnown) => Ok(Accepted::AlreadyKnown),
+            Ok(Outcome::SideChain) => {
+                self.metrics.block_accepted();
+                tracing::info!(target: "chain::fork", %hash, height, "stored side-chain block");
+                Ok(Accepted::SideChain)
+            }
+            Ok(Outcome::Connected { applied, undone }) => {
+                self.metrics.block_accepted();
+                if !undone.is_empty() {
+                    tracing::warn!(target: "chain::fork", depth = undone.len(), new_tip = %hash, "reorganised");
+                    self.metrics.reorg();
+                }
+                self.after_connect(&applied, &undone).map_err(BlockError::from)?;
+                let t = tip_of(&self.chain);
+                tracing::info!(target: "chain::store", height = t.height, hash = %t.hash, txs = applied.last().map_or(0, |b| b.transactions.len()), "new tip");
+                self.metrics.set_height(t.height);
+                self.tip.send_replace(t);
+                Ok(Accepted::Connected)
+            }
+        }
+    }
+
+    /// Keeps the mempool in step with the best chain: included transactions leave it, those
+    /// of blocks that left the chain come back.
+    fn after_connect(&mut self, applied: &[Block], undone: &[Block]) -> Result<(), StoreError> {
+        let store = self.chain.store().clone();
+        for block in applied {
+            self.mempool.remove_included(&block.transactions, &store)?;
+        }
+        let mut returned = Vec::new();
+        for block in undone.iter().rev() {
+            for tx in &block.transactions {
+                if store.tx_location(&tx.id())?.is_none() {
+                    returned.push(tx.clone());
+                }
+            }
+        }
+        let mut b = store.batch();
+        let mut back = 0;
+        for tx in returned {
+            if self.mempool.insert(tx.clone(), &store).is_ok() {
+                b.put_mempool_tx(&tx);
+                back += 1;
+            }
+        }
+        if back > 0 {
+            store.write(b)?;
+            tracing::info!(target: "chain::mempool", back, "returned transactions of reorged-out blocks");
+        }
+        self.metrics.set_mempool(self.mempool.len());
+        Ok(())
+    }
+
+    fn submit_tx(&mut self, tx: Transaction) -> Result<TxId, TxError> {
+        let store = self.chain.store().clone();
+        if store.tx_location(&tx.id())?.is_some() {
+            self.metrics.tx_rejected("already_known");
+            return Err(TxError::AlreadyKnown(tx.id()));
+        }
+        let r = self.mempool.insert(tx.clone(), &store).and_then(|ins| {
+            let mut b = store.batch();
+            b.put_mempool_tx(&tx);
+            for id in &ins.removed {
+                b.delete_mempool_tx(id);
+            }
+            store.write(b)?;
+            Ok(ins.id)
+        });
+        match &r {
+            Ok(id) => {
+                self.metrics.tx_accepted();
+                tracing::debug!(target: "chain::mempool", %id, "transaction accepted");
+            }
+            Err(e) => self.metrics.tx_rejected(e.code()),
+        }
+        self.metrics.set_mempool(self.mempool.len());
+        r
+    }
+
+    fn template(&mut self, farmer: Address) -> Result<Template, StoreError> {
+        let spec = self.chain.spec();
+        let room = (spec.max_block_bytes as usize).saturating_sub(Header::ENCODED_LEN + 4) / Transaction::ENCODED_LEN;
+        let max = room.min(spec.max_block_txs as usize);
+        let transactions = self.mempool.select(max, self.chain.store())?;
+        let header = self.chain.template(farmer, &transactions, now_ms())?;
+        Ok(Template { header, transactions })
+    }
+}

@@ -1,0 +1,46 @@
+//! A small JSON client for the node's RPC, used by `cairn farm` and `cairn wallet`.
+
+use anyhow::{Context, anyhow};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Talks to one node's RPC.
+#[derive(Clone)]
+pub struct RpcClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl RpcClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
+        Ok(RpcClient { base: base.trim_end_matches('/').to_string(), http })
+    }
+
+    async fn answer<T: DeserializeOwned>(&self, what: &str, resp: reqwest::Response) -> anyhow::Result<T> {
+        let status = resp.status();
+        let body: Value = resp.json().await.with_context(|| format!("{what}: answer is not JSON"))?;
+        if !status.is_success() {
+            let code = body["error"]["code"].as_str().unwrap_or("unknown");
+            let msg = body["error"]["message"].as_str().unwrap_or("");
+            return Err(anyhow!("{what}: {code}: {msg}"));
+        }
+        serde_json::from_value(body).with_context(|| format!("{what}: unexpected answer"))
+    }
+
+    /// GET `path`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        self.answer(&format!("GET {path}"), resp).await
+    }
+
+    /// POST `body` as JSON to `path`.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.post(&url).json(body).send().await.with_context(|| format!("cannot reach {url}"))?;
+        self.answer(&format!("POST {path}"), resp).await
+    }
+}

@@ -1,0 +1,138 @@
+//! The `cairn` command line (DESIGN §5). `main.rs` parses [`Cli`] and calls [`run`].
+
+mod client;
+mod farm_cmd;
+mod node_cmd;
+mod wallet_cmd;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use client::RpcClient;
+
+/// Cairn: a blockchain full node for people who run their own chains.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about)]
+pub struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node.
+    Node(NodeArgs),
+    /// Farm blocks against a node's RPC (an outside farmer).
+    Farm(FarmArgs),
+    /// Make a new key; prints its address.
+    Keygen {
+        /// Write the secret key here (owner-only); without it the secret is printed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Balances and transfers.
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
+}
+
+/// `cairn node` flags; each also reads a `CAIRN_*` variable (flag > env > file > default).
+#[derive(clap::Args, Debug, Default)]
+pub struct NodeArgs {
+    /// Config file (TOML; see config/node.toml).
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Chain spec file [default: the shipped config/devnet.toml].
+    #[arg(long, env = "CAIRN_CHAIN")]
+    pub chain: Option<PathBuf>,
+    /// Data directory [default: ./cairn-data].
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// P2P (QUIC, UDP) port [default: 9090].
+    #[arg(long, env = "CAIRN_P2P_PORT")]
+    pub p2p_port: Option<u16>,
+    /// RPC port [default: 8080].
+    #[arg(long, env = "CAIRN_RPC_PORT")]
+    pub rpc_port: Option<u16>,
+    /// Address the RPC binds [default: 127.0.0.1].
+    #[arg(long, env = "CAIRN_RPC_BIND")]
+    pub rpc_bind: Option<IpAddr>,
+    /// Peers to connect to: [NODEID@]HOST:PORT, comma-separated.
+    #[arg(long, env = "CAIRN_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// Turn off mDNS discovery on the LAN.
+    #[arg(long, env = "CAIRN_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Farm continuously (at the chain's block time) to this address.
+    #[arg(long, env = "CAIRN_FARM", value_name = "ADDRESS")]
+    pub farm: Option<String>,
+    /// Threads for the built-in farmer [default: 1].
+    #[arg(long, env = "CAIRN_FARM_THREADS")]
+    pub farm_threads: Option<usize>,
+}
+
+/// `cairn farm` flags.
+#[derive(clap::Args, Debug)]
+pub struct FarmArgs {
+    /// The node's RPC URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "CAIRN_RPC")]
+    pub rpc: String,
+    /// Address credited with rewards and fees.
+    #[arg(long)]
+    pub farmer: String,
+    /// Stop after this many accepted blocks [default: run until interrupted].
+    #[arg(long)]
+    pub blocks: Option<u64>,
+    /// Search threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `cairn wallet` commands.
+#[derive(Subcommand, Debug)]
+pub enum WalletCommand {
+    /// Print an address's balance.
+    Balance {
+        /// The node's RPC URL.
+        #[arg(long, env = "CAIRN_RPC")]
+        rpc: String,
+        /// The address.
+        address: String,
+    },
+    /// Send a transfer; prints the txid.
+    Send {
+        /// The node's RPC URL.
+        #[arg(long, env = "CAIRN_RPC")]
+        rpc: String,
+        /// Secret key file, or dev:N for the N-th prefunded devnet account.
+        #[arg(long)]
+        key: String,
+        /// Recipient address.
+        #[arg(long)]
+        to: String,
+        /// Amount.
+        #[arg(long)]
+        amount: u64,
+        /// Fee [default: 1].
+        #[arg(long, default_value_t = 1)]
+        fee: u64,
+    },
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(args) => node_cmd::run(args).await,
+        Command::Farm(args) => farm_cmd::run(args).await,
+        Command::Keygen { out } => wallet_cmd::keygen(out),
+        Command::Wallet { command: WalletCommand::Balance { rpc, address } } => wallet_cmd::balance(&rpc, &address).await,
+        Command::Wallet { command: WalletCommand::Send { rpc, key, to, amount, fee } } => wallet_cmd::send(&rpc, &key, &to, amount, fee).await,
+    }
+}

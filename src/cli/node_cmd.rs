@@ -1,0 +1,36 @@
+//! `cairn node`: run a node until Ctrl-C or SIGTERM.
+
+use anyhow::Context;
+
+use super::NodeArgs;
+use crate::Node;
+use crate::config::{Overrides, resolve};
+
+pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
+    let config = resolve(Overrides {
+        config: a.config,
+        chain: a.chain,
+        data_dir: a.data_dir,
+        p2p_port: a.p2p_port,
+        rpc_port: a.rpc_port,
+        rpc_bind: a.rpc_bind,
+        peers: a.peers,
+        no_mdns: a.no_mdns,
+        farm: a.farm,
+        farm_threads: a.farm_threads,
+    })?;
+    let node = Node::start(config).await?;
+    wait_for_signal().await?;
+    tracing::info!(target: "node", "shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

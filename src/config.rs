@@ -1,0 +1,236 @@
+//! Node configuration: defaults < config file < `CAIRN_*` environment < flags.
+//!
+//! The flags and their environment variables are declared in [`crate::cli::NodeArgs`] (clap
+//! gives flags precedence over the environment); this module layers the config file and the
+//! defaults underneath and loads the chain spec.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use cairn_chain::spec::SpecError;
+use cairn_chain::{Address, ChainSpec, MempoolLimits};
+use serde::Deserialize;
+
+/// Default P2P port.
+pub const DEFAULT_P2P_PORT: u16 = 9090;
+/// Default RPC port.
+pub const DEFAULT_RPC_PORT: u16 = 8080;
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "cairn-data";
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The chain spec could not be loaded.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A value is malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The config file (TOML). Every key is optional; unknown keys are an error, so a typo is
+/// never silently ignored. Relative paths are relative to the file's directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Chain spec file.
+    pub chain: Option<PathBuf>,
+    /// P2P (QUIC) port.
+    pub p2p_port: Option<u16>,
+    /// RPC port.
+    pub rpc_port: Option<u16>,
+    /// Address the RPC binds (default 127.0.0.1).
+    pub rpc_bind: Option<IpAddr>,
+    /// Address the P2P endpoint binds (default 0.0.0.0).
+    pub p2p_bind: Option<IpAddr>,
+    /// Peers to connect to, `[NODEID@]HOST:PORT`.
+    pub peers: Option<Vec<String>>,
+    /// mDNS discovery on the LAN.
+    pub mdns: Option<bool>,
+    /// Farm continuously to this address.
+    pub farm: Option<String>,
+    /// Threads for the built-in farmer.
+    pub farm_threads: Option<usize>,
+    /// Mempool capacity (transactions).
+    pub mempool_max_txs: Option<usize>,
+}
+
+impl FileConfig {
+    /// Loads a config file, naming it in any error.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let mut cfg: FileConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string().trim().replace('\n', " ") })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.chain].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory (RocksDB, node key).
+    pub data_dir: PathBuf,
+    /// The chain spec.
+    pub chain: ChainSpec,
+    /// Where the RPC listens.
+    pub rpc_addr: SocketAddr,
+    /// Where the P2P endpoint listens.
+    pub p2p_addr: SocketAddr,
+    /// Peers to connect to.
+    pub peers: Vec<String>,
+    /// mDNS discovery.
+    pub mdns: bool,
+    /// Farm continuously to this address.
+    pub farm: Option<Address>,
+    /// Farmer threads.
+    pub farm_threads: usize,
+    /// Mempool limits.
+    pub mempool: MempoolLimits,
+}
+
+impl NodeConfig {
+    /// A config on the shipped devnet with the given data dir, every port 0 (tests).
+    pub fn for_tests(data_dir: PathBuf) -> NodeConfig {
+        let chain = ChainSpec::devnet();
+        NodeConfig {
+            data_dir,
+            mempool: MempoolLimits { min_fee: chain.min_fee, ..MempoolLimits::default() },
+            chain,
+            rpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            p2p_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            peers: Vec::new(),
+            mdns: false,
+            farm: None,
+            farm_threads: 1,
+        }
+    }
+}
+
+/// Values given on the command line or in the environment (already merged by clap).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--chain`.
+    pub chain: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--p2p-port`.
+    pub p2p_port: Option<u16>,
+    /// `--rpc-port`.
+    pub rpc_port: Option<u16>,
+    /// `--rpc-bind`.
+    pub rpc_bind: Option<IpAddr>,
+    /// `--peers`.
+    pub peers: Option<Vec<String>>,
+    /// `--no-mdns`.
+    pub no_mdns: bool,
+    /// `--farm`.
+    pub farm: Option<String>,
+    /// `--farm-threads`.
+    pub farm_threads: Option<usize>,
+}
+
+/// Builds the node config: flags/env override the file, the file overrides defaults.
+pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
+    let file = match &o.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let chain = match o.chain.or(file.chain) {
+        Some(p) => ChainSpec::load(&p)?,
+        None => ChainSpec::devnet(),
+    };
+    let farm = match o.farm.or(file.farm) {
+        Some(a) => Some(a.parse::<Address>().map_err(|e| ConfigError::Invalid(format!("--farm: malformed address: {e}")))?),
+        None => None,
+    };
+    let threads = o.farm_threads.or(file.farm_threads).unwrap_or(1);
+    if threads == 0 || threads > 256 {
+        return Err(ConfigError::Invalid("farm threads must be 1 to 256".into()));
+    }
+    let mempool = MempoolLimits {
+        max_txs: file.mempool_max_txs.unwrap_or(MempoolLimits::default().max_txs),
+        min_fee: chain.min_fee,
+        ..MempoolLimits::default()
+    };
+    Ok(NodeConfig {
+        data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        rpc_addr: SocketAddr::new(
+            o.rpc_bind.or(file.rpc_bind).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            o.rpc_port.or(file.rpc_port).unwrap_or(DEFAULT_RPC_PORT),
+        ),
+        p2p_addr: SocketAddr::new(file.p2p_bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), o.p2p_port.or(file.p2p_port).unwrap_or(DEFAULT_P2P_PORT)),
+        peers: o.peers.or(file.peers).unwrap_or_default(),
+        mdns: !o.no_mdns && file.mdns.unwrap_or(true),
+        farm,
+        farm_threads: threads,
+        mempool,
+        chain,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "node.toml", "rpc_port = 7000\np2p_port = 7001\nmdns = false\ndata_dir = \"d\"\n");
+        let c = resolve(Overrides { config: Some(cfg.clone()), rpc_port: Some(7100), ..Default::default() }).unwrap();
+        assert_eq!(c.rpc_addr.port(), 7100, "flag beats file");
+        assert_eq!(c.p2p_addr.port(), 7001, "file beats default");
+        assert!(!c.mdns);
+        assert_eq!(c.data_dir, dir.path().join("d"), "file paths are relative to the file");
+        let d = resolve(Overrides::default()).unwrap();
+        assert_eq!((d.rpc_addr.port(), d.p2p_addr.port()), (DEFAULT_RPC_PORT, DEFAULT_P2P_PORT));
+        assert_eq!(d.rpc_addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST), "RPC on loopback by default");
+    }
+
+    #[test]
+    fn broken_files_name_file_and_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(dir.path(), "bad.toml", "rpc_prot = 1\n");
+        let e = resolve(Overrides { config: Some(cfg), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains("rpc_prot"), "{e}");
+        let e = resolve(Overrides { config: Some(dir.path().join("missing.toml")), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+        let spec = write(dir.path(), "spec.toml", "chain_id = \"x\"\n");
+        let e = resolve(Overrides { chain: Some(spec), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("spec.toml") && e.contains("missing field"), "{e}");
+        let e = resolve(Overrides { farm: Some("xyz".into()), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("--farm"), "{e}");
+    }
+}

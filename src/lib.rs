@@ -1,0 +1,21 @@
+//! # cairn
+//!
+//! The Cairn node as a library: [`Node::start`] runs a whole node in-process from a
+//! [`config::NodeConfig`] (the binary, `cairn devnet` and the tests all use it).
+//!
+//! - [`chain_service`]: the thread that owns the chain engine and mempool, and its async handle.
+//! - [`rpc`]: the HTTP + JSON API.
+//! - [`farm`]: the nonce search and the built-in farmer.
+//! - [`config`]: defaults, config file, environment and flags.
+//! - [`cli`]: the `cairn` commands (the binary only parses arguments and calls these).
+//! - [`metrics`]: Prometheus counters.
+
+pub mod chain_service;
+pub mod cli;
+pub mod config;
+pub mod farm;
+pub mod metrics;
+pub mod node;
+pub mod rpc;
+
+pub use node::{Node, NodeError};

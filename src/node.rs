@@ -1,0 +1,127 @@
+//! Starting and stopping a whole node in-process: the chain service, the RPC server and the
+//! built-in farmer, under one cancellation token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cairn_chain::{Store, StoreError};
+use cairn_p2p::{IdentityError, NodeId, NodeIdentity};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::chain_service::ChainHandle;
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::rpc::{RpcState, router};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory could not be created.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The node key could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listening address could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// RPC or P2P.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running node.
+pub struct Node {
+    chain: ChainHandle,
+    rpc_addr: SocketAddr,
+    node_id: NodeId,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Node {
+    /// Starts a node: opens (or creates) its data dir and chain, binds the RPC, starts the
+    /// farmer if configured. Returns once the RPC is listening.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
+        let identity = NodeIdentity::load_or_create(&dir)?;
+        let node_id = identity.node_id();
+        let metrics = Arc::new(Metrics::default());
+
+        let spec = config.chain.clone();
+        let limits = config.mempool;
+        let m = metrics.clone();
+        let chain = tokio::task::spawn_blocking(move || {
+            let genesis = spec.genesis().hash();
+            let store = Store::open(&dir.join("db"), &spec.chain_id, genesis)?;
+            ChainHandle::start(store, spec, limits, m)
+        })
+        .await
+        .map_err(|e| StoreError::Missing(format!("store open task: {e}")))??;
+
+        let listener =
+            tokio::net::TcpListener::bind(config.rpc_addr).await.map_err(|source| NodeError::Bind { what: "RPC", addr: config.rpc_addr, source })?;
+        let rpc_addr = listener.local_addr().map_err(|source| NodeError::Bind { what: "RPC", addr: config.rpc_addr, source })?;
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let state = RpcState { chain: chain.clone(), metrics: metrics.clone(), node_id: node_id.to_string(), farm_threads: config.farm_threads, shutdown: shutdown.clone() };
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                tracing::error!(target: "rpc", "RPC server failed: {e}");
+            }
+        });
+        if let Some(farmer) = config.farm {
+            tasks.spawn(crate::farm::farmer::run(chain.clone(), farmer, config.farm_threads, shutdown.clone()));
+        }
+        let tip = chain.tip();
+        tracing::info!(target: "node", %node_id, chain = %config.chain.chain_id, genesis = %chain.genesis(), height = tip.height, best = %tip.hash, "node started");
+        tracing::info!(target: "rpc", "RPC listening on http://{rpc_addr}");
+        Ok(Node { chain, rpc_addr, node_id, metrics, shutdown, tasks })
+    }
+
+    /// Where the RPC listens.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+    /// This node's ID.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+    /// The chain service.
+    pub fn chain(&self) -> &ChainHandle {
+        &self.chain
+    }
+    /// Metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops every task and waits for them; the chain thread stops (and RocksDB closes) once
+    /// the last handle is gone.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let Node { chain, .. } = self;
+        chain.stop().await;
+        tracing::info!(target: "node", "node stopped");
+    }
+}

@@ -1,0 +1,84 @@
+//! Status, health, metrics and block endpoints.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use cairn_chain::Hash;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::RpcState;
+use super::error::ApiError;
+use super::extract::{JsonBody, PathParam, Query, parse_hex};
+use super::views::BlockView;
+use super::MAX_BLOCK_BODY;
+use crate::chain_service::Accepted;
+
+/// Most blocks one `GET /blocks` returns.
+pub const MAX_RANGE: u64 = 100;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn status(State(s): State<RpcState>) -> Json<Value> {
+    let tip = s.chain.tip();
+    Json(json!({
+        "chain_id": s.chain.spec().chain_id,
+        "genesis_hash": s.chain.genesis(),
+        "node_id": s.node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "height": tip.height,
+        "best_hash": tip.hash,
+        "total_work": tip.total_work.to_string(),
+        "peers": 0,
+        "syncing": false,
+    }))
+}
+
+pub async fn metrics(State(s): State<RpcState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+/// `GET /blocks/{height|hash}`: all digits is a height, 64 hex characters a hash.
+pub async fn block(State(s): State<RpcState>, PathParam(id): PathParam) -> Result<Json<BlockView>, ApiError> {
+    let block = if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        let height: u64 = id.parse().map_err(|_| ApiError::bad_request("invalid_height", format!("height {id} out of range")))?;
+        s.chain.block_at(height).await?
+    } else {
+        let hash: Hash = parse_hex(&id, "block hash or height", "invalid_block_id")?;
+        s.chain.block(hash).await?
+    };
+    block.map(|b| Json(BlockView::from(&b))).ok_or_else(|| ApiError::not_found(format!("no block {id}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    from: u64,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// `GET /blocks?from=H&limit=N` (limit capped at [`MAX_RANGE`]).
+pub async fn blocks_range(State(s): State<RpcState>, Query(q): Query<RangeQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(10).min(MAX_RANGE);
+    let blocks = s.chain.blocks_from(q.from, limit).await?;
+    let views: Vec<BlockView> = blocks.iter().map(BlockView::from).collect();
+    Ok(Json(json!({"blocks": views, "count": views.len()})))
+}
+
+/// `POST /blocks`: a farmed block in the JSON `GET` returns.
+pub async fn submit_block(State(s): State<RpcState>, JsonBody(view): JsonBody<BlockView, MAX_BLOCK_BODY>) -> Result<impl IntoResponse, ApiError> {
+    let block = view.into_block()?;
+    let hash = block.hash();
+    let height = block.header.height;
+    let status = match s.chain.submit_block(block).await?? {
+        Accepted::Connected => "connected",
+        Accepted::SideChain => "side_chain",
+        Accepted::AlreadyKnown => "already_known",
+    };
+    let code = if status == "already_known" { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((code, Json(json!({"hash": hash, "height": height, "status": status}))))
+}

@@ -1,0 +1,183 @@
+//! The RPC end to end with a real HTTP client: farm, transfer, every error code.
+
+use cairn_chain::{Address, Keypair, Transaction};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn farm_send_and_see_balances_move() {
+    let n = start_node().await;
+    let rpc = &n.rpc;
+    let farmer = Keypair::generate().address();
+    assert_eq!(rpc.farm(100, &farmer).await.len(), 100);
+    assert_eq!(rpc.height().await, 100);
+    let reward = cairn_chain::ChainSpec::devnet().block_reward;
+    assert_eq!(rpc.balance(&farmer).await, 100 * reward);
+
+    // Several sends in a row from one key before a block: next_nonce counts pending ones.
+    let to = Keypair::generate().address();
+    let key = dev(0);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, acct) = rpc.get(&format!("/accounts/{}", key.address())).await;
+        let nonce = acct["next_nonce"].as_u64().unwrap();
+        assert_eq!(nonce, i);
+        let tx = Transaction::signed(&key, devnet_genesis(), to, 1000 + i, 5, nonce);
+        let (s, v) = rpc.post("/txs", &tx_json(&tx)).await;
+        assert_eq!(s, 202, "{v}");
+        ids.push(v["txid"].as_str().unwrap().to_string());
+    }
+    let (s, v) = rpc.get(&format!("/txs/{}", ids[0])).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("pending")));
+    let before = rpc.balance(&key.address()).await;
+    rpc.farm(1, &farmer).await;
+    assert_eq!(rpc.balance(&to).await, 1000 + 1001 + 1002);
+    assert_eq!(rpc.balance(&key.address()).await, before - 3003 - 15);
+    assert_eq!(rpc.balance(&farmer).await, 101 * reward + 15, "fees go to the farmer");
+    let (s, v) = rpc.get(&format!("/txs/{}", ids[2])).await;
+    assert_eq!((s, v["status"].as_str(), v["height"].as_u64()), (200, Some("confirmed"), Some(101)));
+
+    // Blocks by height and hash, ranges.
+    let (s, b) = rpc.get("/blocks/101").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["transactions"].as_array().unwrap().len(), 3);
+    let (s, b2) = rpc.get(&format!("/blocks/{}", b["hash"].as_str().unwrap())).await;
+    assert_eq!((s, &b2), (200, &b));
+    let (s, r) = rpc.get("/blocks?from=95&limit=1000").await;
+    assert_eq!((s, r["count"].as_u64()), (200, Some(7)));
+    let m = rpc.http_text("/metrics").await;
+    assert!(m.contains("cairn_height 101") && m.contains("cairn_rpc_requests_total"), "{m}");
+    n.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_has_its_code() {
+    let n = start_node().await;
+    let rpc = &n.rpc;
+    let farmer = Keypair::generate().address();
+    rpc.farm(2, &farmer).await;
+    let g = devnet_genesis();
+    let key = dev(1);
+    let to = Keypair::generate().address();
+
+    // Transactions.
+    let good = Transaction::signed(&key, g, to, 10, 1, 0);
+    let mut forged = good.clone();
+    forged.amount = 11;
+    let cases: Vec<(Transaction, u16, &str)> = vec![
+        (forged, 422, "bad_signature"),
+        (Transaction::signed(&key, cairn_chain::Hash::digest(b"other chain"), to, 10, 1, 0), 422, "wrong_chain"),
+        (Transaction::signed(&key, g, to, 10, 1, 5), 422, "nonce_too_high"),
+        (Transaction::signed(&Keypair::generate(), g, to, 10, 1, 0), 422, "insufficient_balance"),
+        (Transaction::signed(&key, g, to, u64::MAX, 1, 0), 422, "overflow"),
+    ];
+    for (tx, status, expected) in cases {
+        let (s, v) = rpc.post("/txs", &tx_json(&tx)).await;
+        assert_eq!((s, code(&v)), (status, expected), "{v}");
+    }
+    assert_eq!(rpc.post("/txs", &tx_json(&good)).await.0, 202);
+    let (s, v) = rpc.post("/txs", &tx_json(&good)).await;
+    assert_eq!((s, code(&v)), (409, "already_known"));
+    rpc.farm(1, &farmer).await;
+    let (s, v) = rpc.post("/txs", &tx_json(&Transaction::signed(&key, g, to, 99, 1, 0))).await;
+    assert_eq!((s, code(&v)), (422, "nonce_too_low"));
+    let mut with_txid = tx_json(&Transaction::signed(&key, g, to, 5, 1, 1));
+    with_txid["txid"] = json!("00".repeat(32));
+    assert_eq!(code(&rpc.post("/txs", &with_txid).await.1), "txid_mismatch");
+
+    // Blocks.
+    let (_, t) = rpc.get(&format!("/farm/template?farmer={farmer}")).await;
+    let template: Value = t.clone();
+    let block_with = |f: &dyn Fn(&mut Value)| {
+        let mut b = json!({"header": template["header"].clone(), "transactions": template["transactions"].clone()});
+        f(&mut b);
+        b
+    };
+    // A header whose hash misses the target (devnet target: 1 in 16 hashes pass).
+    let unmined = (0u64..64)
+        .map(|nonce| block_with(&|b| b["header"]["nonce"] = json!(nonce)))
+        .find(|b| {
+            let v: cairn::rpc::views::BlockView = serde_json::from_value(b.clone()).unwrap();
+            let h = v.into_block().unwrap().header;
+            !h.target.is_met_by(&h.hash())
+        })
+        .unwrap();
+    let (s, v) = rpc.post("/blocks", &unmined).await;
+    assert_eq!((s, code(&v)), (422, "bad_proof"), "{v}");
+    let mined = |mut b: Value| {
+        let view: cairn::rpc::views::BlockView = serde_json::from_value(b.clone()).unwrap();
+        let header = view.into_block().unwrap().header;
+        let found = cairn::farm::miner::mine(&header, 1, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+        b["header"]["nonce"] = json!(found.nonce);
+        b
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (mined(block_with(&|b| b["header"]["prev_hash"] = json!("11".repeat(32)))), "unknown_parent"),
+        (mined(block_with(&|b| b["header"]["tx_root"] = json!("22".repeat(32)))), "bad_merkle_root"),
+        (mined(block_with(&|b| b["header"]["height"] = json!(77))), "bad_height"),
+        (mined(block_with(&|b| b["header"]["version"] = json!(9))), "bad_version"),
+        (mined(block_with(&|b| b["header"]["timestamp"] = json!(1))), "timestamp_too_old"),
+        (mined(block_with(&|b| b["header"]["timestamp"] = json!(u64::MAX / 2))), "timestamp_in_future"),
+        (mined(block_with(&|b| b["header"]["target"] = json!(format!("00{}", "f".repeat(62))))), "bad_target"),
+    ];
+    for (b, expected) in cases {
+        let (s, v) = rpc.post("/blocks", &b).await;
+        assert_eq!((s, code(&v)), (422, expected), "{v}");
+    }
+    // A good block is accepted; resubmitting it is harmless.
+    let good_block = mined(block_with(&|_| {}));
+    let (s, v) = rpc.post("/blocks", &good_block).await;
+    assert_eq!((s, v["status"].as_str()), (201, Some("connected")), "{v}");
+    let (s, v) = rpc.post("/blocks", &good_block).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("already_known")), "{v}");
+
+    // Malformed requests.
+    for (path, body, status, expected) in [
+        ("/blocks", b"not json".to_vec(), 400, "invalid_json"),
+        ("/blocks", b"{}".to_vec(), 400, "invalid_request"),
+        ("/txs", br#"{"garbage":1}"#.to_vec(), 400, "invalid_request"),
+        ("/farm/blocks", br#"{"count":"x","farmer":"zz"}"#.to_vec(), 400, "invalid_request"),
+        ("/farm/blocks", format!(r#"{{"count":0,"farmer":"{farmer}"}}"#).into_bytes(), 400, "invalid_count"),
+        ("/farm/blocks", br#"{"count":1,"farmer":"zz"}"#.to_vec(), 400, "invalid_address"),
+    ] {
+        let (s, v) = rpc.post_raw(path, body).await;
+        assert_eq!((s, code(&v)), (status, expected), "{path}: {v}");
+    }
+    // Oversized bodies: declared by Content-Length, or streamed without one.
+    let big = vec![b'a'; 9 << 20];
+    for path in ["/txs", "/blocks", "/farm/blocks"] {
+        let (s, v) = rpc.raw(&format!("POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}", big.len()), &big).await;
+        assert_eq!((s, code(&v)), (413, "body_too_large"), "{path}: {v}");
+    }
+    let mut chunked = format!("{:x}\r\n", 200_000).into_bytes();
+    chunked.extend(vec![b'a'; 200_000]);
+    chunked.extend(b"\r\n0\r\n\r\n");
+    let (s, v) = rpc.raw("POST /txs HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked", &chunked).await;
+    assert_eq!((s, code(&v)), (413, "body_too_large"), "chunked: {v}");
+    for (path, status, expected) in [
+        ("/blocks/99999999", 404, "not_found"),
+        ("/blocks/zz", 400, "invalid_block_id"),
+        (&*format!("/txs/{}", "ab".repeat(32)), 404, "not_found"),
+        ("/txs/xyz", 400, "invalid_txid"),
+        ("/accounts/nothex", 400, "invalid_address"),
+        ("/blocks?from=x", 400, "invalid_query"),
+        ("/nowhere", 404, "not_found"),
+    ] {
+        let (s, v) = rpc.get(path).await;
+        assert_eq!((s, code(&v)), (status, expected), "{path}: {v}");
+    }
+    // An address never seen is a valid, empty account.
+    let fresh = Address([7; 32]);
+    let (s, v) = rpc.get(&format!("/accounts/{fresh}")).await;
+    assert_eq!((s, v["balance"].as_u64(), v["nonce"].as_u64()), (200, Some(0), Some(0)));
+    // Rejections are counted by reason, and the node still serves.
+    let m = rpc.http_text("/metrics").await;
+    assert!(m.contains(r#"cairn_blocks_rejected_total{reason="bad_proof"} 1"#), "{m}");
+    assert_eq!(rpc.get("/health").await.0, 200);
+    n.node.shutdown().await;
+}

@@ -1,0 +1,153 @@
+//! Shared test helpers: nodes on port 0, an HTTP client, deadline-bound waiting.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use cairn::Node;
+use cairn::config::NodeConfig;
+use cairn_chain::{Address, ChainSpec, Hash, Keypair, Transaction};
+use serde_json::{Value, json};
+
+/// Polls `probe` until it returns `Some`, failing loudly after `secs` seconds.
+pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An HTTP client for one node's RPC.
+#[derive(Clone)]
+pub struct Rpc {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Rpc {
+    pub fn new(base: String) -> Self {
+        Rpc { base, http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap() }
+    }
+    /// GET: (status, JSON body or Null).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    /// POST a JSON value.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await.expect("POST");
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    /// POST raw bytes as JSON.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    /// GET a text body (e.g. `/metrics`).
+    pub async fn http_text(&self, path: &str) -> String {
+        self.http.get(format!("{}{path}", self.base)).send().await.expect("GET").text().await.expect("text body")
+    }
+    /// Sends a raw HTTP/1.1 request (`head` without the blank line, then `body`) and reads
+    /// the answer: lets a test send bodies a well-behaved client would not, and read an early
+    /// answer the server gives before consuming the body.
+    pub async fn raw(&self, head: &str, body: &[u8]) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("write head");
+        // The server may answer and close before taking the whole body.
+        let _ = s.write_all(body).await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf);
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        // A chunked answer: take the JSON object out of the chunk framing.
+        let json = body.find('{').and_then(|a| body.rfind('}').map(|b| &body[a..=b])).unwrap_or("null");
+        (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    }
+    pub async fn try_get(&self, path: &str) -> Option<(u16, Value)> {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.ok()?;
+        let s = r.status().as_u16();
+        Some((s, r.json().await.unwrap_or(Value::Null)))
+    }
+    pub async fn height(&self) -> u64 {
+        self.get("/status").await.1["height"].as_u64().expect("height")
+    }
+    pub async fn balance(&self, a: &Address) -> u64 {
+        self.get(&format!("/accounts/{a}")).await.1["balance"].as_u64().expect("balance")
+    }
+    pub async fn farm(&self, count: u64, farmer: &Address) -> Vec<String> {
+        let (s, v) = self.post("/farm/blocks", &json!({"count": count, "farmer": farmer.to_string()})).await;
+        assert_eq!(s, 200, "farm: {v}");
+        v["hashes"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect()
+    }
+}
+
+/// A node running in-process on port 0 in its own temporary data dir.
+pub struct TestNode {
+    pub node: Node,
+    pub rpc: Rpc,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn start_node() -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(NodeConfig::for_tests(dir.path().join("data"))).await.expect("node starts");
+    let rpc = Rpc::new(format!("http://{}", node.rpc_addr()));
+    TestNode { node, rpc, _dir: dir }
+}
+
+/// The devnet's `n`-th dev key.
+pub fn dev(n: u32) -> Keypair {
+    ChainSpec::devnet().dev_key(n).unwrap()
+}
+
+pub fn devnet_genesis() -> Hash {
+    ChainSpec::devnet().genesis().hash()
+}
+
+/// JSON for a signed transfer.
+pub fn tx_json(tx: &Transaction) -> Value {
+    serde_json::to_value(cairn::rpc::views::TxView::from(tx)).unwrap()
+}
+
+/// Replays the best chain of the node behind `rpc` into a fresh store and returns the
+/// replayed chain's tip hash (every block re-validated from genesis).
+pub async fn replay_into(rpc: &Rpc, dir: &Path) -> (Hash, cairn_chain::Store) {
+    let spec = ChainSpec::devnet();
+    let store = cairn_chain::Store::open(dir, &spec.chain_id, spec.genesis().hash()).unwrap();
+    let mut chain = cairn_chain::Chain::open(store.clone(), spec).unwrap();
+    let tip = rpc.height().await;
+    let mut from = 1;
+    while from <= tip {
+        let (s, v) = rpc.get(&format!("/blocks?from={from}&limit=100")).await;
+        assert_eq!(s, 200);
+        for b in v["blocks"].as_array().unwrap() {
+            let view: cairn::rpc::views::BlockView = serde_json::from_value(b.clone()).unwrap();
+            let block = view.into_block().unwrap();
+            let now = block.header.timestamp;
+            chain.submit(block, now).expect("replayed block is valid");
+            from += 1;
+        }
+    }
+    (chain.tip().hash, store)
+}

@@ -18,7 +18,7 @@ pub struct Metrics {
     txs_accepted: AtomicU64,
     blocks_rejected: Mutex<BTreeMap<&'static str, u64>>,
     txs_rejected: Mutex<BTreeMap<&'static str, u64>>,
-    rpc: Mutex<BTreeMap<(String, String, u16), u64>>,
+    rpc: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
 }
 
 fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
@@ -57,9 +57,9 @@ impl Metrics {
         bump(&self.txs_rejected, code);
     }
     /// An RPC request to `route` (the matched template, e.g. `/blocks/{id}`) answered `status`.
-    pub fn rpc_request(&self, method: &str, route: &str, status: u16) {
+    pub fn rpc_request(&self, method: &'static str, route: &str, status: u16) {
         if let Ok(mut m) = self.rpc.lock() {
-            *m.entry((method.to_string(), route.to_string(), status)).or_default() += 1;
+            *m.entry((method, route.to_string(), status)).or_default() += 1;
         }
     }
 

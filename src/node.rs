@@ -58,21 +58,21 @@ impl Node {
     /// farmer if configured. Returns once the RPC is listening.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
-        let identity = NodeIdentity::load_or_create(&dir)?;
-        let node_id = identity.node_id();
-        let metrics = Arc::new(Metrics::default());
-
         let spec = config.chain.clone();
         let limits = config.mempool;
+        let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
-        let chain = tokio::task::spawn_blocking(move || {
+        // Files and RocksDB: off the async runtime.
+        let (identity, chain) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+            std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
+            let identity = NodeIdentity::load_or_create(&dir)?;
             let genesis = spec.genesis().hash();
             let store = Store::open(&dir.join("db"), &spec.chain_id, genesis)?;
-            ChainHandle::start(store, spec, limits, m)
+            Ok((identity, ChainHandle::start(store, spec, limits, m)?))
         })
         .await
-        .map_err(|e| StoreError::Missing(format!("store open task: {e}")))??;
+        .map_err(|e| StoreError::Missing(format!("node start task: {e}")))??;
+        let node_id = identity.node_id();
 
         let listener =
             tokio::net::TcpListener::bind(config.rpc_addr).await.map_err(|source| NodeError::Bind { what: "RPC", addr: config.rpc_addr, source })?;

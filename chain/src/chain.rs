@@ -217,7 +217,7 @@ impl Chain {
             }
             return Err(e);
         }
-        let rec = HeaderRecord { hash, total_work: parent.total_work.add(block.header.target.work()), header: block.header.clone() };
+        let rec = HeaderRecord { hash, total_work: parent.total_work.saturating_add(block.header.target.work()), header: block.header.clone() };
         if rec.total_work > self.tip.total_work {
             self.reorganize(rec, block)
         } else {

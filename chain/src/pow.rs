@@ -79,7 +79,7 @@ impl Work {
     pub const ZERO: Work = Work(U256::zero());
 
     /// `self + other`, saturating (2^256 hashes will never be done).
-    pub fn add(self, other: Work) -> Work {
+    pub fn saturating_add(self, other: Work) -> Work {
         Work(self.0.saturating_add(other.0))
     }
     /// 32 bytes big-endian.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
@@ -72,9 +73,17 @@ async fn method_not_allowed() -> ApiError {
 }
 
 async fn count_requests(State(state): State<RpcState>, req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
+    // Label values must come from a fixed set: an arbitrary method name is "other".
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let resp = next.run(req).await;
-    state.metrics.rpc_request(&method, &route, resp.status().as_u16());
+    state.metrics.rpc_request(method, &route, resp.status().as_u16());
     resp
 }

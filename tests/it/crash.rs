@@ -3,8 +3,6 @@
 //! the final state equals a fresh replay of its blocks.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,33 +12,6 @@ use tokio::sync::Mutex;
 use crate::support::*;
 
 const KILLS: usize = 12;
-
-/// Starts `cairn node` on port 0 and returns it with its RPC URL (read from its log).
-fn spawn_node(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["node", "--no-mdns", "--rpc-port", "0", "--p2p-port", "0", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cairn");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(i) = line.find("RPC listening on ") {
-                let url = line[i + "RPC listening on ".len()..].trim().to_string();
-                let _ = tx.send(url);
-                sent = true;
-            }
-        }
-    });
-    let url = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("node printed its RPC address within 30 s");
-    (child, url)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_nothing_acknowledged() {
@@ -52,7 +23,7 @@ async fn sigkill_loses_nothing_acknowledged() {
     let acked_txs = Arc::new(Mutex::new(BTreeSet::<String>::new()));
 
     for round in 0..KILLS {
-        let (mut child, url) = spawn_node(&data);
+        let (mut child, url) = spawn_node(&data, &[]);
         let rpc = Rpc::new(url);
         wait_for("health", 30, || async { rpc.try_get("/health").await.filter(|(s, _)| *s == 200) }).await;
 
@@ -101,7 +72,7 @@ async fn sigkill_loses_nothing_acknowledged() {
     }
 
     // Final restart: the chain replays from genesis to the same tip and the same balances.
-    let (mut child, url) = spawn_node(&data);
+    let (mut child, url) = spawn_node(&data, &[]);
     let rpc = Rpc::new(url);
     wait_for("health", 30, || async { rpc.try_get("/health").await.filter(|(s, _)| *s == 200) }).await;
     let (s, status) = rpc.get("/status").await;

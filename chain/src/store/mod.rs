@@ -71,21 +71,8 @@ pub enum StoreError {
     #[error("data dir {0} is in use by another cairn process")]
     Locked(PathBuf),
     /// The data directory belongs to another chain.
-    #[error(
-        "data dir {dir} holds chain '{found_chain}' (genesis {found_genesis}), but the chain spec is '{want_chain}' (genesis {want_genesis})"
-    )]
-    WrongChain {
-        /// The directory.
-        dir: PathBuf,
-        /// Chain ID stored there.
-        found_chain: String,
-        /// Genesis stored there.
-        found_genesis: String,
-        /// Chain ID of the loaded spec.
-        want_chain: String,
-        /// Genesis of the loaded spec.
-        want_genesis: Hash,
-    },
+    #[error("{0}")]
+    WrongChain(Box<ChainMismatch>),
     /// The data directory was written by an incompatible version.
     #[error("data dir {dir} has schema version {found}, this build reads {expected}")]
     Schema {
@@ -109,9 +96,41 @@ pub enum StoreError {
     Missing(String),
 }
 
+/// A data directory made for one chain opened with the spec of another.
+#[derive(Debug)]
+pub struct ChainMismatch {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Chain ID stored there.
+    pub found_chain: String,
+    /// Genesis stored there (hex).
+    pub found_genesis: String,
+    /// Chain ID of the loaded spec.
+    pub want_chain: String,
+    /// Genesis of the loaded spec.
+    pub want_genesis: Hash,
+}
+
+impl std::fmt::Display for ChainMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "data dir {} holds chain '{}' (genesis {}), but the chain spec is '{}' (genesis {})",
+            self.dir.display(),
+            self.found_chain,
+            self.found_genesis,
+            self.want_chain,
+            self.want_genesis
+        )
+    }
+}
+
 fn corrupt(what: &'static str) -> impl FnOnce(DecodeError) -> StoreError {
     move |source| StoreError::Corrupt { what, source }
 }
+
+/// A raw `(key, value)` pair of a column family owned by another layer.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
 
 /// A stored header with the cumulative work of the chain ending in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,7 +220,13 @@ impl Store {
         let found_chain = String::from_utf8_lossy(&self.meta(META_CHAIN_ID)?.unwrap_or_default()).into_owned();
         let found_genesis = hex::encode(self.meta(META_GENESIS)?.unwrap_or_default());
         if found_chain != chain_id || found_genesis != genesis.to_string() {
-            return Err(StoreError::WrongChain { dir: dir.into(), found_chain, found_genesis, want_chain: chain_id.into(), want_genesis: genesis });
+            return Err(StoreError::WrongChain(Box::new(ChainMismatch {
+                dir: dir.into(),
+                found_chain,
+                found_genesis,
+                want_chain: chain_id.into(),
+                want_genesis: genesis,
+            })));
         }
         Ok(())
     }
@@ -286,7 +311,7 @@ impl Store {
 
     /// Raw entries of a column family owned by another layer (address book, bans), at most
     /// `max`.
-    pub fn raw_entries(&self, cf: &str, max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn raw_entries(&self, cf: &str, max: usize) -> Result<Vec<RawEntry>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start).take(max) {
             let (k, v) = item?;

@@ -1,0 +1,137 @@
+//! The `cairn` binary as a user drives it: keys, wallet, outside farmer, continuous farming,
+//! one-line startup errors, clean shutdown.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use cairn::config::NodeConfig;
+use cairn_chain::{Address, Keypair};
+
+use crate::support::*;
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run cairn")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The last stderr line (the one-line reason), checking it is the only error line.
+fn error_line(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure, got success: {}", stdout(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    lines[0].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_wallet_and_outside_farmer() {
+    let n = start_node().await;
+    let url = n.rpc.base.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("me.key");
+    let out = run(cairn().args(["keygen", "--out"]).arg(&key));
+    assert!(out.status.success());
+    let me: Address = stdout(&out).parse().expect("keygen prints the address");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // Two sends in a row from dev:0 before any block: the second uses the next pending nonce.
+    for amount in ["100", "250"] {
+        let out = run(cairn().args(["wallet", "send", "--rpc", &url, "--key", "dev:0", "--to", &me.to_string(), "--amount", amount]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout(&out).len(), 64, "send prints the txid");
+    }
+
+    // The outside farmer includes them.
+    let out = run(cairn().args(["farm", "--rpc", &url, "--farmer", &me.to_string(), "--blocks", "3", "--threads", "2"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout(&out).lines().count(), 3);
+    assert_eq!(n.rpc.height().await, 3);
+    let reward = cairn_chain::ChainSpec::devnet().block_reward;
+    let out = run(cairn().args(["wallet", "balance", "--rpc", &url, &me.to_string()]));
+    assert_eq!(stdout(&out), (350 + 3 * reward + 2).to_string(), "transfers + rewards + fees");
+
+    // Spending from a key file.
+    let other = Keypair::generate().address().to_string();
+    let out = run(cairn().args(["wallet", "send", "--rpc", &url, "--to", &other, "--amount", "7", "--key"]).arg(&key));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Mistakes are one-line errors.
+    assert!(error_line(&run(cairn().args(["wallet", "send", "--rpc", &url, "--key", "dev:999", "--to", &other, "--amount", "1"]))).contains("dev:999"));
+    assert!(error_line(&run(cairn().args(["wallet", "balance", "--rpc", &url, "zz"]))).contains("malformed address"));
+    let broke = dir.path().join("broke.key");
+    run(cairn().args(["keygen", "--out"]).arg(&broke));
+    let e = error_line(&run(cairn().args(["wallet", "send", "--rpc", &url, "--to", &other, "--amount", "1", "--key"]).arg(&broke)));
+    assert!(e.contains("insufficient balance"), "{e}");
+    n.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn farm_flag_farms_at_the_block_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::for_tests(dir.path().join("data"));
+    config.chain.block_time_ms = 150;
+    let farmer = Address([0xfa; 32]);
+    config.farm = Some(farmer);
+    let node = cairn::Node::start(config).await.unwrap();
+    let rpc = Rpc::new(format!("http://{}", node.rpc_addr()));
+    wait_for("five farmed blocks", 30, || async { (rpc.height().await >= 5).then_some(()) }).await;
+    let (_, v) = rpc.get("/blocks?from=1&limit=5").await;
+    let ts: Vec<u64> = v["blocks"].as_array().unwrap().iter().map(|b| b["header"]["timestamp"].as_u64().unwrap()).collect();
+    for w in ts.windows(2) {
+        assert!(w[1] - w[0] >= 150, "blocks closer than the block time: {ts:?}");
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_errors_are_one_line_and_sigterm_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    let e = error_line(&run(cairn().args(["node", "--config"]).arg(dir.path().join("nope.toml"))));
+    assert!(e.contains("nope.toml"), "{e}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "rpc_port = \"high\"\n").unwrap();
+    let e = error_line(&run(cairn().args(["node", "--config"]).arg(&bad)));
+    assert!(e.contains("bad.toml") && e.contains("rpc_port"), "{e}");
+    assert!(!run(cairn().args(["node", "--bogus-flag"])).status.success());
+
+    // A node runs; a second on the same RPC port fails to start; SIGTERM stops the first cleanly.
+    let (mut child, url) = spawn_node(&data, &[]);
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let other = dir.path().join("other");
+    let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", &port, "--data-dir"]).arg(&other)));
+    assert!(e.contains(&port) && e.contains("RPC"), "{e}");
+    // The same data dir while it is in use.
+    let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--data-dir"]).arg(&data)));
+    assert!(e.contains("in use"), "{e}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child, 20);
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+
+    // A data dir of another chain names both chains.
+    let mut spec = cairn_chain::spec::DEVNET_SPEC.replace("chain_id = \"cairn-devnet\"", "chain_id = \"cairn-other\"");
+    spec.push('\n');
+    let spec_path = dir.path().join("other.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--chain"]).arg(&spec_path).arg("--data-dir").arg(&data)));
+    assert!(e.contains("cairn-devnet") && e.contains("cairn-other") && e.matches("genesis").count() == 2, "{e}");
+}
+
+fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "process did not exit within {secs} s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -7,9 +7,15 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use cairn_chain::spec::SpecError;
 use cairn_chain::{Address, ChainSpec, MempoolLimits};
+use cairn_p2p::P2pConfig;
 use serde::Deserialize;
+
+/// The shipped seed list (`config/seed_peers.toml`), embedded.
+pub const SEED_PEERS: &str = include_str!("../config/seed_peers.toml");
 
 /// Default P2P port.
 pub const DEFAULT_P2P_PORT: u16 = 9090;
@@ -72,6 +78,30 @@ pub struct FileConfig {
     pub farm_threads: Option<usize>,
     /// Mempool capacity (transactions).
     pub mempool_max_txs: Option<usize>,
+    /// Seed peer list file (default: the shipped `config/seed_peers.toml`).
+    pub seed_peers: Option<PathBuf>,
+    /// Most inbound peers.
+    pub max_inbound: Option<usize>,
+    /// Outbound peers to keep.
+    pub target_outbound: Option<usize>,
+    /// Most outbound peers.
+    pub max_outbound: Option<usize>,
+}
+
+/// `seed_peers.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedFile {
+    seeds: Vec<String>,
+}
+
+/// Parses a seed list; `name` labels errors.
+pub fn parse_seeds(text: &str, name: &Path) -> Result<Vec<String>, ConfigError> {
+    let f: SeedFile = toml::from_str(text).map_err(|e| ConfigError::Parse { path: name.into(), message: e.to_string().trim().replace('\n', " ") })?;
+    for s in &f.seeds {
+        cairn_p2p::service::parse_peer(s).map_err(|e| ConfigError::Parse { path: name.into(), message: e.to_string() })?;
+    }
+    Ok(f.seeds)
 }
 
 impl FileConfig {
@@ -81,7 +111,7 @@ impl FileConfig {
         let mut cfg: FileConfig =
             toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string().trim().replace('\n', " ") })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data_dir, &mut cfg.chain].into_iter().flatten() {
+        for p in [&mut cfg.data_dir, &mut cfg.chain, &mut cfg.seed_peers].into_iter().flatten() {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -111,6 +141,10 @@ pub struct NodeConfig {
     pub farm_threads: usize,
     /// Mempool limits.
     pub mempool: MempoolLimits,
+    /// P2P limits and intervals.
+    pub p2p: P2pConfig,
+    /// Seed peers.
+    pub seeds: Vec<String>,
 }
 
 impl NodeConfig {
@@ -127,6 +161,18 @@ impl NodeConfig {
             mdns: false,
             farm: None,
             farm_threads: 1,
+            p2p: P2pConfig {
+                handshake_timeout: Duration::from_secs(3),
+                ping_interval: Duration::from_millis(500),
+                ping_timeout: Duration::from_secs(3),
+                dial_interval: Duration::from_millis(200),
+                backoff_base: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(2),
+                peer_exchange_interval: Duration::from_millis(500),
+                get_peers_min_interval: Duration::from_millis(100),
+                ..P2pConfig::default()
+            },
+            seeds: Vec::new(),
         }
     }
 }
@@ -174,6 +220,24 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
     if threads == 0 || threads > 256 {
         return Err(ConfigError::Invalid("farm threads must be 1 to 256".into()));
     }
+    let seeds = match &file.seed_peers {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io { path: p.clone(), source })?;
+            parse_seeds(&text, p)?
+        }
+        None => parse_seeds(SEED_PEERS, Path::new("<embedded seed_peers.toml>"))?,
+    };
+    let defaults = P2pConfig::default();
+    let p2p = P2pConfig {
+        max_inbound: file.max_inbound.unwrap_or(defaults.max_inbound),
+        target_outbound: file.target_outbound.unwrap_or(defaults.target_outbound),
+        max_outbound: file.max_outbound.unwrap_or(defaults.max_outbound),
+        max_frame: chain.max_block_bytes as usize + cairn_p2p::config::FRAME_OVERHEAD,
+        ..defaults
+    };
+    if p2p.target_outbound > p2p.max_outbound {
+        return Err(ConfigError::Invalid("target_outbound must not exceed max_outbound".into()));
+    }
     let mempool = MempoolLimits {
         max_txs: file.mempool_max_txs.unwrap_or(MempoolLimits::default().max_txs),
         min_fee: chain.min_fee,
@@ -191,6 +255,8 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         farm,
         farm_threads: threads,
         mempool,
+        p2p,
+        seeds,
         chain,
     })
 }

@@ -9,6 +9,7 @@
 //! - [`config`]: defaults, config file, environment and flags.
 //! - [`cli`]: the `cairn` commands (the binary only parses arguments and calls these).
 //! - [`metrics`]: Prometheus counters.
+//! - [`p2p_bridge`]: the chain and store as the p2p layer sees them.
 
 pub mod chain_service;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod farm;
 pub mod metrics;
 pub mod node;
+pub mod p2p_bridge;
 pub mod rpc;
 
 pub use node::{Node, NodeError};

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cairn_chain::{Store, StoreError};
-use cairn_p2p::{IdentityError, NodeId, NodeIdentity};
+use cairn_p2p::{IdentityError, NodeId, NodeIdentity, P2p, P2pError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chain_service::ChainHandle;
+use crate::p2p_bridge::{ChainBridge, StoreBridge};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::rpc::{RpcState, router};
@@ -31,6 +32,9 @@ pub enum NodeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The p2p layer could not start.
+    #[error(transparent)]
+    P2p(#[from] P2pError),
     /// A listening address could not be bound.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -46,6 +50,7 @@ pub enum NodeError {
 /// A running node.
 pub struct Node {
     chain: ChainHandle,
+    p2p: P2p,
     rpc_addr: SocketAddr,
     node_id: NodeId,
     metrics: Arc<Metrics>,
@@ -63,16 +68,29 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
         // Files and RocksDB: off the async runtime.
-        let (identity, chain) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+        let (identity, chain, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
             std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
             let identity = NodeIdentity::load_or_create(&dir)?;
             let genesis = spec.genesis().hash();
             let store = Store::open(&dir.join("db"), &spec.chain_id, genesis)?;
-            Ok((identity, ChainHandle::start(store, spec, limits, m)?))
+            Ok((identity, ChainHandle::start(store.clone(), spec, limits, m)?, store))
         })
         .await
         .map_err(|e| StoreError::Missing(format!("node start task: {e}")))??;
         let node_id = identity.node_id();
+
+        let p2p = P2p::start(
+            config.p2p.clone(),
+            identity,
+            config.p2p_addr,
+            Arc::new(ChainBridge(chain.clone())),
+            Arc::new(StoreBridge(store)),
+            &config.peers,
+            &config.seeds,
+        )
+        .await?;
+        let p2p_addr = p2p.local_addr();
+        let host = if p2p_addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { p2p_addr.ip() };
 
         let listener =
             tokio::net::TcpListener::bind(config.rpc_addr).await.map_err(|source| NodeError::Bind { what: "RPC", addr: config.rpc_addr, source })?;
@@ -80,7 +98,14 @@ impl Node {
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let state = RpcState { chain: chain.clone(), metrics: metrics.clone(), node_id: node_id.to_string(), farm_threads: config.farm_threads, shutdown: shutdown.clone() };
+        let state = RpcState {
+            chain: chain.clone(),
+            p2p: p2p.clone(),
+            metrics: metrics.clone(),
+            node_id: node_id.to_string(),
+            farm_threads: config.farm_threads,
+            shutdown: shutdown.clone(),
+        };
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned()).await;
@@ -93,10 +118,20 @@ impl Node {
         }
         let tip = chain.tip();
         tracing::info!(target: "node", %node_id, chain = %config.chain.chain_id, genesis = %chain.genesis(), height = tip.height, best = %tip.hash, "node started");
+        tracing::info!(target: "node", "node ID {node_id}; peers connect with --peers {node_id}@{host}:{}", p2p_addr.port());
         tracing::info!(target: "rpc", "RPC listening on http://{rpc_addr}");
-        Ok(Node { chain, rpc_addr, node_id, metrics, shutdown, tasks })
+        Ok(Node { chain, p2p, rpc_addr, node_id, metrics, shutdown, tasks })
     }
 
+    /// The p2p service.
+    pub fn p2p(&self) -> &P2p {
+        &self.p2p
+    }
+    /// Where the P2P endpoint listens (dialable on loopback when bound to 0.0.0.0).
+    pub fn p2p_addr(&self) -> SocketAddr {
+        let a = self.p2p.local_addr();
+        if a.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], a.port())) } else { a }
+    }
     /// Where the RPC listens.
     pub fn rpc_addr(&self) -> SocketAddr {
         self.rpc_addr
@@ -120,6 +155,7 @@ impl Node {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        self.p2p.shutdown().await;
         let Node { chain, .. } = self;
         chain.stop().await;
         tracing::info!(target: "node", "node stopped");

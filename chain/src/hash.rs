@@ -20,6 +20,30 @@ pub(crate) fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
     Ok(out)
 }
 
+/// Serde for fixed-size byte fields: lowercase hex in human-readable formats (JSON, TOML),
+/// raw bytes in binary ones (the wire).
+pub fn serialize_fixed<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    if s.is_human_readable() { s.serialize_str(&hex::encode(bytes)) } else { s.serialize_bytes(bytes) }
+}
+
+/// The inverse of [`serialize_fixed`]; refuses any other length.
+pub fn deserialize_fixed<'de, const N: usize, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; N], D::Error> {
+    struct V<const N: usize>;
+    impl<const N: usize> serde::de::Visitor<'_> for V<N> {
+        type Value = [u8; N];
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{} hex characters or {} bytes", N * 2, N)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<[u8; N], E> {
+            decode_hex::<N>(s).map_err(E::custom)
+        }
+        fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<[u8; N], E> {
+            b.try_into().map_err(|_| E::invalid_length(b.len(), &self))
+        }
+    }
+    if d.is_human_readable() { d.deserialize_str(V::<N>) } else { d.deserialize_bytes(V::<N>) }
+}
+
 /// Defines a fixed-size byte newtype with lowercase-hex `Display`, `FromStr` and serde.
 macro_rules! hex_bytes {
     ($(#[$m:meta])* $name:ident, $len:expr) => {

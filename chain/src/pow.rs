@@ -60,13 +60,12 @@ impl FromStr for Target {
 }
 impl Serialize for Target {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
+        crate::hash::serialize_fixed(&self.0, s)
     }
 }
 impl<'de> Deserialize<'de> for Target {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        crate::hash::deserialize_fixed::<32, D>(d).map(Target)
     }
 }
 

@@ -32,13 +32,15 @@ pub async fn status(State(s): State<RpcState>) -> Json<Value> {
         "height": tip.height,
         "best_hash": tip.hash,
         "total_work": tip.total_work.to_string(),
-        "peers": 0,
+        "peers": s.p2p.peer_count(),
         "syncing": false,
     }))
 }
 
 pub async fn metrics(State(s): State<RpcState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    let mut text = s.metrics.render();
+    s.p2p.render_metrics(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// `GET /blocks/{height|hash}`: all digits is a height, 64 hex characters a hash.

@@ -28,6 +28,8 @@ use error::ApiError;
 pub struct RpcState {
     /// The chain service.
     pub chain: ChainHandle,
+    /// The p2p service.
+    pub p2p: cairn_p2p::P2p,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// This node's ID (hex).

@@ -1,0 +1,63 @@
+//! Misbehaviour scores and bans.
+
+use std::collections::HashMap;
+
+use crate::config::{BAN_THRESHOLD, MAX_SCORE_RECORDS};
+use crate::identity::NodeId;
+use crate::ports::Ban;
+
+/// Scores per node and the bans they led to.
+#[derive(Default)]
+pub struct Bans {
+    bans: HashMap<NodeId, Ban>,
+    scores: HashMap<NodeId, u32>,
+}
+
+impl Bans {
+    /// Restores persisted bans (expired ones are dropped).
+    pub fn load(&mut self, bans: Vec<Ban>, now_ms: u64) {
+        for b in bans.into_iter().filter(|b| b.until_ms > now_ms) {
+            self.bans.insert(b.node_id, b);
+        }
+    }
+
+    /// Whether `id` is banned now.
+    pub fn is_banned(&self, id: &NodeId, now_ms: u64) -> bool {
+        self.bans.get(id).is_some_and(|b| b.until_ms > now_ms)
+    }
+
+    /// Current misbehaviour score.
+    pub fn score(&self, id: &NodeId) -> u32 {
+        self.scores.get(id).copied().unwrap_or(0)
+    }
+
+    /// Adds `points`; returns the new score and the ban it caused, if it crossed the threshold.
+    pub fn penalize(&mut self, id: NodeId, points: u32, reason: &str, now_ms: u64, ban_ms: u64) -> (u32, Option<Ban>) {
+        if !self.scores.contains_key(&id) && self.scores.len() >= MAX_SCORE_RECORDS {
+            // Forget the least suspicious record to stay bounded.
+            if let Some(k) = self.scores.iter().min_by_key(|(_, s)| **s).map(|(k, _)| *k) {
+                self.scores.remove(&k);
+            }
+        }
+        let s = self.scores.entry(id).or_default();
+        *s = s.saturating_add(points);
+        let score = *s;
+        if score >= BAN_THRESHOLD && !self.is_banned(&id, now_ms) {
+            let ban = Ban { node_id: id, until_ms: now_ms.saturating_add(ban_ms), reason: reason.to_string() };
+            self.bans.insert(id, ban.clone());
+            return (score, Some(ban));
+        }
+        (score, None)
+    }
+
+    /// Lifts a ban and clears the score.
+    pub fn unban(&mut self, id: &NodeId) -> bool {
+        self.scores.remove(id);
+        self.bans.remove(id).is_some()
+    }
+
+    /// Bans in force.
+    pub fn list(&self, now_ms: u64) -> Vec<Ban> {
+        self.bans.values().filter(|b| b.until_ms > now_ms).cloned().collect()
+    }
+}

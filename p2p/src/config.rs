@@ -1,0 +1,102 @@
+//! P2P settings, and the constants behind their defaults, each with the reason for its value.
+
+use std::time::Duration;
+
+/// Protocol version this build speaks. Peers must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// ALPN protocol name: a QUIC peer that is not Cairn fails the TLS handshake.
+pub const ALPN: &[u8] = b"cairn/1";
+
+/// Largest frame before the handshake has succeeded: a `Hello` is ~200 bytes; anything
+/// bigger from an unauthenticated peer is junk (zebra uses 1 KiB, reth 2 KiB).
+pub const HANDSHAKE_FRAME_LIMIT: usize = 4 * 1024;
+
+/// Overhead allowed on top of the chain's block size limit for one frame after the handshake
+/// (message tag, lengths, a batch's per-block framing).
+pub const FRAME_OVERHEAD: usize = 64 * 1024;
+
+/// Most addresses in one `Peers` message (Bitcoin Core's `addr` limit).
+pub const MAX_PEERS_PER_MESSAGE: usize = 1000;
+
+/// Misbehaviour score at which a peer is banned.
+pub const BAN_THRESHOLD: u32 = 100;
+
+/// Commands queued for one peer task before senders wait or drop gossip.
+pub const PEER_INBOX: usize = 256;
+
+/// Commands queued for the peer manager.
+pub const MANAGER_INBOX: usize = 1024;
+
+/// How many misbehaviour records (node ID → score) are remembered.
+pub const MAX_SCORE_RECORDS: usize = 4096;
+
+/// Tunable P2P settings; [`P2pConfig::default`] is what a production node uses, tests shorten
+/// the intervals.
+#[derive(Clone, Debug)]
+pub struct P2pConfig {
+    /// Protocol version announced (tests set another to check the refusal).
+    pub protocol_version: u32,
+    /// Outbound connections the node tries to keep (Bitcoin Core: 8).
+    pub target_outbound: usize,
+    /// Most outbound connections, counting manual ones.
+    pub max_outbound: usize,
+    /// Most inbound connections.
+    pub max_inbound: usize,
+    /// Most addresses kept in the address book.
+    pub max_addresses: usize,
+    /// Time allowed for the whole handshake (TLS + hello exchange).
+    pub handshake_timeout: Duration,
+    /// Interval between pings.
+    pub ping_interval: Duration,
+    /// A peer that has not answered a ping within this time is dropped.
+    pub ping_timeout: Duration,
+    /// QUIC keep-alive (must stay well below the idle timeout).
+    pub keep_alive: Duration,
+    /// QUIC idle timeout: a silent connection is closed after this.
+    pub idle_timeout: Duration,
+    /// How often the manager checks its outbound count and dials.
+    pub dial_interval: Duration,
+    /// First retry delay after a failed dial; doubles per failure (with jitter).
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// How often to ask a peer for addresses while below the outbound target.
+    pub peer_exchange_interval: Duration,
+    /// Least time between two `GetPeers` a peer may send us.
+    pub get_peers_min_interval: Duration,
+    /// Messages per second a peer may send (token bucket refill).
+    pub msg_rate: u32,
+    /// Burst allowance of the token bucket.
+    pub msg_burst: u32,
+    /// How long a ban lasts.
+    pub ban_duration: Duration,
+    /// Largest frame after the handshake.
+    pub max_frame: usize,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            protocol_version: PROTOCOL_VERSION,
+            target_outbound: 8,
+            max_outbound: 16,
+            max_inbound: 64,
+            max_addresses: 2048,
+            handshake_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(45),
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            dial_interval: Duration::from_secs(2),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            peer_exchange_interval: Duration::from_secs(30),
+            get_peers_min_interval: Duration::from_secs(5),
+            msg_rate: 1000,
+            msg_burst: 4000,
+            ban_duration: Duration::from_secs(24 * 3600),
+            max_frame: 1 << 20,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! P2P counters, rendered into the node's Prometheus text. Labels come from fixed sets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::wire::RejectReason;
+
+/// Which side refused a handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// We refused the peer.
+    Local,
+    /// The peer refused us.
+    Remote,
+}
+
+/// The p2p layer's counters.
+#[derive(Default)]
+pub struct P2pMetrics {
+    rejections: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    misbehaviour: Mutex<BTreeMap<&'static str, u64>>,
+    connections: AtomicU64,
+    disconnections: AtomicU64,
+    bans: AtomicU64,
+}
+
+impl P2pMetrics {
+    /// A handshake refusal.
+    pub fn rejected(&self, reason: RejectReason, side: Side) {
+        let side = match side {
+            Side::Local => "local",
+            Side::Remote => "remote",
+        };
+        if let Ok(mut m) = self.rejections.lock() {
+            *m.entry((reason.code(), side)).or_default() += 1;
+        }
+    }
+    /// A penalised behaviour.
+    pub fn misbehaved(&self, kind: &'static str) {
+        if let Ok(mut m) = self.misbehaviour.lock() {
+            *m.entry(kind).or_default() += 1;
+        }
+    }
+    /// A connection completed its handshake.
+    pub fn connected(&self) {
+        self.connections.fetch_add(1, Relaxed);
+    }
+    /// A registered connection ended.
+    pub fn disconnected(&self) {
+        self.disconnections.fetch_add(1, Relaxed);
+    }
+    /// A node was banned.
+    pub fn banned(&self) {
+        self.bans.fetch_add(1, Relaxed);
+    }
+
+    /// Appends the Prometheus text; `inbound`/`outbound` are the current peer counts.
+    pub fn render(&self, out: &mut String, inbound: usize, outbound: usize) {
+        let _ = writeln!(out, "# HELP cairn_p2p_peers Connected peers.\n# TYPE cairn_p2p_peers gauge");
+        let _ = writeln!(out, "cairn_p2p_peers{{direction=\"inbound\"}} {inbound}\ncairn_p2p_peers{{direction=\"outbound\"}} {outbound}");
+        for (name, help, v) in [
+            ("cairn_p2p_connections_total", "Connections that completed the handshake.", &self.connections),
+            ("cairn_p2p_disconnections_total", "Registered connections that ended.", &self.disconnections),
+            ("cairn_p2p_bans_total", "Nodes banned for misbehaviour.", &self.bans),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(out, "# HELP cairn_p2p_handshake_rejections_total Handshakes refused, by reason and by which side refused.\n# TYPE cairn_p2p_handshake_rejections_total counter");
+        if let Ok(m) = self.rejections.lock() {
+            for ((reason, side), v) in m.iter() {
+                let _ = writeln!(out, "cairn_p2p_handshake_rejections_total{{reason=\"{reason}\",side=\"{side}\"}} {v}");
+            }
+        }
+        let _ = writeln!(out, "# HELP cairn_p2p_misbehaviour_total Penalised peer behaviour, by kind.\n# TYPE cairn_p2p_misbehaviour_total counter");
+        if let Ok(m) = self.misbehaviour.lock() {
+            for (kind, v) in m.iter() {
+                let _ = writeln!(out, "cairn_p2p_misbehaviour_total{{kind=\"{kind}\"}} {v}");
+            }
+        }
+    }
+}

@@ -50,6 +50,11 @@ impl Bans {
         (score, None)
     }
 
+    /// Bans `id` outright (an operator's decision).
+    pub fn ban(&mut self, ban: Ban) {
+        self.bans.insert(ban.node_id, ban);
+    }
+
     /// Lifts a ban and clears the score.
     pub fn unban(&mut self, id: &NodeId) -> bool {
         self.scores.remove(id);

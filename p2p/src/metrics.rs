@@ -37,6 +37,15 @@ impl P2pMetrics {
             *m.entry((reason.code(), side)).or_default() += 1;
         }
     }
+    /// How many handshakes were refused for `reason` by `side`.
+    pub fn rejections(&self, reason: RejectReason, side: Side) -> u64 {
+        let side = match side {
+            Side::Local => "local",
+            Side::Remote => "remote",
+        };
+        self.rejections.lock().map(|m| m.get(&(reason.code(), side)).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
     /// A penalised behaviour.
     pub fn misbehaved(&self, kind: &'static str) {
         if let Ok(mut m) = self.misbehaviour.lock() {

@@ -288,8 +288,23 @@ impl P2p {
     pub async fn connect(&self, target: &str) -> Result<NodeId, ConnectError> {
         let (id, hostport) = parse_peer(target)?;
         let addr = resolve(&hostport).await?;
-        self.inner.lock().book.add(addr, id, id.is_some(), Source::Manual);
-        dial(self.inner.clone(), addr).await
+        let deadline = Instant::now() + self.inner.cfg.handshake_timeout * 2;
+        loop {
+            {
+                // Add and reserve together, so the maintenance loop cannot start this dial.
+                let mut st = self.inner.lock();
+                st.book.add(addr, id, id.is_some(), Source::Manual);
+                if st.dialing.insert(addr) {
+                    break;
+                }
+            }
+            // A background dial of this address is running: let it finish, then dial.
+            if Instant::now() >= deadline {
+                return Err(ConnectError::InProgress(addr));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        dial_reserved(self.inner.clone(), addr).await
     }
 
     /// Disconnects `node_id` and forgets its addresses. Returns whether anything was known.
@@ -312,6 +327,26 @@ impl P2p {
         })
         .await;
         known
+    }
+
+    /// Bans `node_id` for `duration` (persisted) and disconnects it.
+    pub async fn ban(&self, node_id: NodeId, duration: Duration, reason: &str) {
+        let ban = Ban { node_id, until_ms: now_ms().saturating_add(duration.as_millis() as u64), reason: reason.to_string() };
+        let inbox = {
+            let mut st = self.inner.lock();
+            st.bans.ban(ban.clone());
+            st.peers.get(&node_id).map(|p| p.inbox.clone())
+        };
+        if let Some(inbox) = inbox {
+            let _ = inbox.send(PeerCmd::Disconnect("banned")).await;
+        }
+        let store = self.inner.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.save_ban(&ban)).await;
+    }
+
+    /// Counters (handshake refusals by reason and side, misbehaviour).
+    pub fn metrics(&self) -> &P2pMetrics {
+        &self.inner.metrics
     }
 
     /// Connected peers.
@@ -541,13 +576,15 @@ fn close_refusal(conn: &quinn::Connection) -> Option<Refusal> {
 }
 
 async fn dial(inner: Arc<Inner>, addr: SocketAddr) -> Result<NodeId, ConnectError> {
-    let expect = {
-        let mut st = inner.lock();
-        if !st.dialing.insert(addr) {
-            return Err(ConnectError::InProgress(addr));
-        }
-        st.book.expect(&addr)
-    };
+    if !inner.lock().dialing.insert(addr) {
+        return Err(ConnectError::InProgress(addr));
+    }
+    dial_reserved(inner, addr).await
+}
+
+/// Dials `addr`, already marked as being dialled; clears the mark and updates the book.
+async fn dial_reserved(inner: Arc<Inner>, addr: SocketAddr) -> Result<NodeId, ConnectError> {
+    let expect = inner.lock().book.expect(&addr);
     let r = match tokio::time::timeout(inner.cfg.handshake_timeout, dial_handshake(&inner, addr, expect)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),

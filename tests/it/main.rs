@@ -3,5 +3,6 @@
 
 mod cli;
 mod crash;
+mod p2p;
 mod rpc;
 mod support;

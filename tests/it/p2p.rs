@@ -1,0 +1,307 @@
+//! The P2P core between real in-process nodes on port 0: connections and directions, every
+//! typed refusal on both sides, pinning, peer exchange, limits, heartbeat, persistence, and a
+//! hostile raw QUIC client.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cairn::Node;
+use cairn::config::NodeConfig;
+use cairn_p2p::metrics::Side;
+use cairn_p2p::wire::{Hello, Message, RejectReason};
+use cairn_p2p::{ConnectError, Direction, NodeId, NodeIdentity, P2pConfig};
+use tokio::io::AsyncWriteExt;
+
+use crate::support::wait_for;
+
+fn config(dir: &Path) -> NodeConfig {
+    NodeConfig::for_tests(dir.join("data"))
+}
+
+async fn start(dir: &Path, edit: impl FnOnce(&mut NodeConfig)) -> Node {
+    let mut c = config(dir);
+    edit(&mut c);
+    Node::start(c).await.expect("node starts")
+}
+
+fn peer_ids(n: &Node) -> Vec<(NodeId, Direction)> {
+    n.p2p().peers().iter().map(|p| (p.node_id, p.direction)).collect()
+}
+
+async fn wait_peers(n: &Node, count: usize) {
+    wait_for(&format!("{count} peers"), 20, || async { (n.p2p().peer_count() == count).then_some(()) }).await;
+}
+
+fn refused(r: Result<NodeId, ConnectError>) -> (RejectReason, bool) {
+    match r {
+        Err(ConnectError::Refused { reason, by_peer, .. }) => (reason, by_peer),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_connect_with_peers_and_see_directions() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), |_| {}).await;
+    let b = start(&t.path().join("b"), |c| c.peers = vec![a.p2p_addr().to_string()]).await;
+    wait_peers(&a, 1).await;
+    wait_peers(&b, 1).await;
+    assert_eq!(peer_ids(&a), vec![(b.node_id(), Direction::Inbound)]);
+    assert_eq!(peer_ids(&b), vec![(a.node_id(), Direction::Outbound)]);
+    let c = start(&t.path().join("c"), |c| c.peers = vec![a.p2p_addr().to_string(), format!("{}@{}", b.node_id(), b.p2p_addr())]).await;
+    wait_peers(&c, 2).await;
+    wait_peers(&a, 2).await;
+    wait_peers(&b, 2).await;
+    let cp = peer_ids(&c);
+    assert!(cp.contains(&(a.node_id(), Direction::Outbound)) && cp.contains(&(b.node_id(), Direction::Outbound)), "{cp:?}");
+    assert!(peer_ids(&a).contains(&(c.node_id(), Direction::Inbound)));
+    // The RPC shows the same, with the contract's fields.
+    let rpc = crate::support::Rpc::new(format!("http://{}", a.rpc_addr()));
+    let (_, v) = rpc.get("/p2p/peers").await;
+    assert_eq!(v["count"], 2);
+    for field in ["node_id", "address", "direction", "connected_since", "best_height", "bytes_sent", "bytes_received", "last_seen", "score"] {
+        assert!(!v["peers"][0][field].is_null(), "missing {field}: {v}");
+    }
+    assert_eq!(rpc.get("/status").await.1["peers"], 2);
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_typed_on_both_sides_and_leaves_no_peer() {
+    let t = tempfile::tempdir().unwrap();
+    let hub = start(&t.path().join("hub"), |c| c.p2p.max_inbound = 1).await;
+    let target = hub.p2p_addr().to_string();
+    let cases: Vec<(&str, Box<dyn FnOnce(&mut NodeConfig)>, RejectReason)> = vec![
+        ("chain", Box::new(|c: &mut NodeConfig| c.chain.chain_id = "cairn-foreign".into()), RejectReason::WrongChain),
+        ("genesis", Box::new(|c: &mut NodeConfig| c.chain.genesis_timestamp += 1), RejectReason::WrongGenesis),
+        ("version", Box::new(|c: &mut NodeConfig| c.p2p.protocol_version = 99), RejectReason::IncompatibleVersion),
+    ];
+    for (name, edit, reason) in cases {
+        let other = start(&t.path().join(name), edit).await;
+        let (got, by_peer) = refused(other.p2p().connect(&target).await);
+        assert_eq!((got, by_peer), (reason, true), "{name}");
+        // The refusing side counted it as its own refusal, the dialer as the peer's.
+        assert!(hub.p2p().metrics().rejections(reason, Side::Local) >= 1, "{name}: hub did not log the refusal");
+        assert_eq!(other.p2p().metrics().rejections(reason, Side::Remote), 1, "{name}: dialer did not log the refusal");
+        assert_eq!(other.p2p().peer_count(), 0);
+        assert_eq!(hub.p2p().peer_count(), 0);
+        other.shutdown().await;
+    }
+    // Self-dial.
+    let (got, _) = refused(hub.p2p().connect(&target).await);
+    assert_eq!(got, RejectReason::SelfConnection);
+    // A full node (max_inbound 1): the second dialer is refused.
+    let first = start(&t.path().join("first"), |_| {}).await;
+    first.p2p().connect(&target).await.expect("first peer fits");
+    let second = start(&t.path().join("second"), |_| {}).await;
+    assert_eq!(refused(second.p2p().connect(&target).await), (RejectReason::TooManyPeers, true));
+    assert_eq!(hub.p2p().peer_count(), 1);
+    // A banned peer: disconnected, and refused when it comes back.
+    hub.p2p().ban(first.node_id(), Duration::from_secs(3600), "test").await;
+    wait_peers(&hub, 0).await;
+    assert_eq!(refused(first.p2p().connect(&target).await), (RejectReason::Banned, true));
+    assert_eq!(hub.p2p().metrics().rejections(RejectReason::Banned, Side::Local), 1);
+    // The RPC gives the code as a 4xx.
+    let rpc = crate::support::Rpc::new(format!("http://{}", first.rpc_addr()));
+    let (s, v) = rpc.post("/p2p/peers", &serde_json::json!({"address": target})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("banned")), "{v}");
+    let (s, v) = rpc.post("/p2p/peers", &serde_json::json!({"address": "not an address"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_address")), "{v}");
+    for n in [hub, first, second] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_ids_and_changed_keys_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), |_| {}).await;
+    let b = start(&t.path().join("b"), |_| {}).await;
+    let b_addr = b.p2p_addr();
+    let b_id = b.node_id();
+    let wrong = NodeIdentity::load_or_create(t.path()).unwrap().node_id();
+    assert_eq!(refused(a.p2p().connect(&format!("{wrong}@{b_addr}")).await).0, RejectReason::NodeIdMismatch);
+    assert_eq!(a.p2p().peer_count(), 0);
+    // The right pin is accepted (and then dropped again); a plain dial learns B's key.
+    assert_eq!(a.p2p().connect(&format!("{}@{b_addr}", b.node_id())).await.unwrap(), b.node_id());
+    assert!(a.p2p().forget(&b_id).await);
+    wait_peers(&a, 0).await;
+    assert_eq!(a.p2p().connect(&b_addr.to_string()).await.unwrap(), b_id);
+    // B is replaced by another key on the same address: A refuses it.
+    b.shutdown().await;
+    wait_peers(&a, 0).await;
+    let b2 = start(&t.path().join("b2"), |c| c.p2p_addr = b_addr).await;
+    assert_eq!(refused(a.p2p().connect(&b_addr.to_string()).await).0, RejectReason::KeyChanged);
+    assert_eq!(a.p2p().peer_count(), 0);
+    // Forgetting the peer (DELETE /p2p/peers/{id}) lets the operator accept the new key.
+    let rpc = crate::support::Rpc::new(format!("http://{}", a.rpc_addr()));
+    let r = reqwest::Client::new().delete(format!("{}/p2p/peers/{b_id}", rpc.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(a.p2p().connect(&b_addr.to_string()).await.unwrap(), b2.node_id());
+    for n in [a, b2] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_exchange_and_inbound_limit() {
+    let t = tempfile::tempdir().unwrap();
+    // A–B and B–C: A learns C from B and connects to it.
+    let b = start(&t.path().join("b"), |_| {}).await;
+    let a = start(&t.path().join("a"), |c| c.peers = vec![b.p2p_addr().to_string()]).await;
+    let c = start(&t.path().join("c"), |c| {
+        c.peers = vec![b.p2p_addr().to_string()];
+        // C does not dial out on its own: the A–C link must come from A learning C.
+        c.p2p.target_outbound = 1;
+    })
+    .await;
+    wait_for("A connected to C", 20, || async { a.p2p().peers().iter().any(|p| p.node_id == c.node_id()).then_some(()) }).await;
+    assert!(peer_ids(&a).contains(&(c.node_id(), Direction::Outbound)), "A dialled C: {:?}", peer_ids(&a));
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+
+    // Inbound limit 2, five dialers: exactly two held, three refused with too_many_peers.
+    let hub = start(&t.path().join("hub"), |c| c.p2p.max_inbound = 2).await;
+    let mut dialers = Vec::new();
+    let mut refusals = 0;
+    for i in 0..5 {
+        let d = start(&t.path().join(format!("d{i}")), |_| {}).await;
+        match d.p2p().connect(&hub.p2p_addr().to_string()).await {
+            Ok(_) => {}
+            Err(ConnectError::Refused { reason: RejectReason::TooManyPeers, .. }) => refusals += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+        dialers.push(d);
+    }
+    assert_eq!((hub.p2p().peer_count(), refusals), (2, 3));
+    hub.shutdown().await;
+    for d in dialers {
+        d.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reconnects_from_the_address_book_and_keeps_bans() {
+    let t = tempfile::tempdir().unwrap();
+    let b = start(&t.path().join("b"), |_| {}).await;
+    let x = start(&t.path().join("x"), |_| {}).await;
+    let a = start(&t.path().join("a"), |c| c.peers = vec![b.p2p_addr().to_string()]).await;
+    wait_peers(&a, 1).await;
+    a.p2p().ban(x.node_id(), Duration::from_secs(3600), "test").await;
+    a.shutdown().await;
+    // No --peers this time: the persisted book brings B back; X stays banned.
+    let a = start(&t.path().join("a"), |_| {}).await;
+    wait_for("A reconnects to B", 20, || async { a.p2p().peers().iter().any(|p| p.node_id == b.node_id()).then_some(()) }).await;
+    assert_eq!(a.p2p().bans().len(), 1);
+    assert_eq!(refused(x.p2p().connect(&a.p2p_addr().to_string()).await), (RejectReason::Banned, true));
+    for n in [a, b, x] {
+        n.shutdown().await;
+    }
+}
+
+/// A hand-driven QUIC peer for the hostile-client tests.
+struct RawPeer {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    id: NodeId,
+    _endpoint: quinn::Endpoint,
+    _dir: tempfile::TempDir,
+}
+
+impl RawPeer {
+    /// Connects and completes the handshake by hand.
+    async fn connect(node: &Node) -> RawPeer {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = NodeIdentity::load_or_create(dir.path()).unwrap();
+        let endpoint = cairn_p2p::transport::bind(&identity, &P2pConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = endpoint.connect(node.p2p_addr(), cairn_p2p::tls::SERVER_NAME).unwrap().await.unwrap();
+        let (send, recv) = conn.open_bi().await.unwrap();
+        let mut p = RawPeer { conn, send, recv, id: identity.node_id(), _endpoint: endpoint, _dir: dir };
+        let tip = node.chain().tip();
+        let spec = node.chain().spec();
+        let hello = Hello {
+            protocol_version: cairn_p2p::config::PROTOCOL_VERSION,
+            chain_id: spec.chain_id.clone(),
+            genesis: node.chain().genesis(),
+            listen_port: 1,
+            best_height: tip.height,
+            best_hash: tip.hash,
+            total_work: tip.total_work.to_bytes(),
+            user_agent: "raw-test".into(),
+        };
+        p.frame(&cairn_p2p::wire::encode(&Message::Hello(hello))).await;
+        p.read_frame().await; // the node's hello
+        p.frame(&cairn_p2p::wire::encode(&Message::HelloAck)).await;
+        p
+    }
+    async fn frame(&mut self, body: &[u8]) {
+        let _ = self.send.write_all(&(body.len() as u32).to_be_bytes()).await;
+        let _ = self.send.write_all(body).await;
+    }
+    async fn read_frame(&mut self) -> Vec<u8> {
+        let mut len = [0u8; 4];
+        self.recv.read_exact(&mut len).await.unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.recv.read_exact(&mut body).await.unwrap();
+        body
+    }
+    async fn closed_within(&self, secs: u64) {
+        tokio::time::timeout(Duration::from_secs(secs), self.conn.closed()).await.expect("node closed the connection");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_raw_client_is_closed_and_penalised_while_others_are_served() {
+    let t = tempfile::tempdir().unwrap();
+    let node = start(&t.path().join("n"), |_| {}).await;
+    let friend = start(&t.path().join("f"), |c| c.peers = vec![]).await;
+    friend.p2p().connect(&node.p2p_addr().to_string()).await.unwrap();
+
+    let oversized = 0x7fff_ffffu32.to_be_bytes().to_vec();
+    let garbage = vec![0xffu8; 64];
+    let unknown_variant = vec![200u8, 1, 2, 3];
+    let second_hello = cairn_p2p::wire::encode(&Message::HelloAck).to_vec();
+    for (name, raw, framed) in [("oversized length prefix", oversized, false), ("garbage", garbage, true), ("unknown message type", unknown_variant, true), ("second handshake", second_hello, true)] {
+        let mut p = RawPeer::connect(&node).await;
+        wait_for("raw peer registered", 10, || async { node.p2p().peers().iter().any(|x| x.node_id == p.id).then_some(()) }).await;
+        if framed {
+            p.frame(&raw).await;
+        } else {
+            let _ = p.send.write_all(&raw).await;
+            let _ = p.send.flush().await;
+        }
+        p.closed_within(10).await;
+        assert!(node.p2p().score(&p.id) >= 50, "{name}: not penalised");
+        wait_for("raw peer dropped", 10, || async { (!node.p2p().peers().iter().any(|x| x.node_id == p.id)).then_some(()) }).await;
+        // The node still serves its honest peer and its RPC.
+        assert!(node.p2p().peers().iter().any(|x| x.node_id == friend.node_id()), "{name}: honest peer lost");
+    }
+    let m = {
+        let mut s = String::new();
+        node.p2p().render_metrics(&mut s);
+        s
+    };
+    assert!(m.contains("cairn_p2p_misbehaviour_total{kind=\"oversized_frame\"} 1"), "{m}");
+    assert!(m.contains("cairn_p2p_bans_total 1"), "oversized frame bans: {m}");
+    for n in [node, friend] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peer_is_dropped_by_the_heartbeat() {
+    let t = tempfile::tempdir().unwrap();
+    let node = start(&t.path().join("n"), |_| {}).await;
+    let p = RawPeer::connect(&node).await;
+    wait_for("raw peer registered", 10, || async { node.p2p().peers().iter().any(|x| x.node_id == p.id).then_some(()) }).await;
+    // The raw peer never answers pings (QUIC keep-alives still flow): the node drops it after
+    // its ping timeout (3 s in the test config).
+    let started = std::time::Instant::now();
+    wait_for("silent peer dropped", 15, || async { (!node.p2p().peers().iter().any(|x| x.node_id == p.id)).then_some(()) }).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    node.shutdown().await;
+}

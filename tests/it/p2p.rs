@@ -63,7 +63,17 @@ async fn nodes_connect_with_peers_and_see_directions() {
         assert!(!v["peers"][0][field].is_null(), "missing {field}: {v}");
     }
     assert_eq!(rpc.get("/status").await.1["peers"], 2);
-    for n in [a, b, c] {
+    // Shutdown closes connections with a reason: B and C drop A at once, long before the
+    // heartbeat (3 s) or idle (30 s) timeouts could notice.
+    let a_id = a.node_id();
+    a.shutdown().await;
+    let t0 = std::time::Instant::now();
+    wait_for("B and C drop A", 10, || async {
+        (!b.p2p().peers().iter().chain(c.p2p().peers().iter()).any(|p| p.node_id == a_id)).then_some(())
+    })
+    .await;
+    assert!(t0.elapsed() < Duration::from_secs(2), "dropped only after {:?}", t0.elapsed());
+    for n in [b, c] {
         n.shutdown().await;
     }
 }

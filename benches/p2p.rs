@@ -235,7 +235,9 @@ async fn connect_latency(root: &std::path::Path) {
     for i in 0..100 {
         let cc = cairn_p2p::transport::configs(&identity(root, &format!("raw{i}")), &c).unwrap().1;
         let (wire, t1, t2) = raw_connect!(ep, cc, b.local_addr()).await.expect("raw connect");
-        (tls.push(ms(t1)), all.push(ms(t2)), drop(wire));
+        tls.push(ms(t1));
+        all.push(ms(t2));
+        drop(wire);
         wait_count(&b, 0, 5).await;
     }
     println!("    raw client, QUIC + TLS 1.3 only:  {}", stats(&mut tls));

@@ -505,20 +505,20 @@ impl Inner {
         Ok(())
     }
 
+    /// Puts a confirmed connection in the peer table (raising its frame limit), or says why
+    /// not. Returns the peer task's inbox and the shared counters.
     #[allow(clippy::too_many_arguments)]
     fn register(
-        self: &Arc<Self>,
+        &self,
         id: NodeId,
         direction: Direction,
-        conn: quinn::Connection,
-        mut wire: Wire,
+        conn: &quinn::Connection,
+        wire: &mut Wire,
         hello: &Hello,
         listen_address: SocketAddr,
         pending_inbound: bool,
-    ) -> Result<(mpsc::Sender<PeerCmd>, Wire, quinn::Connection, mpsc::Receiver<PeerCmd>, Arc<PeerStats>), (Refusal, Wire, quinn::Connection)> {
-        if let Err(r) = self.admit(id, direction, pending_inbound) {
-            return Err((r, wire, conn));
-        }
+    ) -> Result<(mpsc::Receiver<PeerCmd>, Arc<PeerStats>), Refusal> {
+        self.admit(id, direction, pending_inbound)?;
         wire.set_limit(self.cfg.max_frame);
         let stats = Arc::new(PeerStats {
             best_height: AtomicU64::new(hello.best_height),
@@ -527,8 +527,7 @@ impl Inner {
             last_seen_ms: AtomicU64::new(now_ms()),
         });
         let (tx, rx) = mpsc::channel(PEER_INBOX);
-        let mut st = self.lock();
-        st.peers.insert(
+        self.lock().peers.insert(
             id,
             Peer {
                 direction,
@@ -537,14 +536,13 @@ impl Inner {
                 connected_since_ms: now_ms(),
                 user_agent: hello.user_agent.chars().take(64).collect(),
                 stats: stats.clone(),
-                inbox: tx.clone(),
+                inbox: tx,
                 conn_id: conn.stable_id(),
             },
         );
-        drop(st);
         self.metrics.connected();
         tracing::info!(target: "p2p::peer", peer = %id, addr = %conn.remote_address(), direction = direction.as_str(), height = hello.best_height, "peer connected");
-        Ok((tx, wire, conn, rx, stats))
+        Ok((rx, stats))
     }
 
     /// Removes a peer whose task ended (only if it is still this connection's entry).
@@ -675,8 +673,8 @@ async fn dial_handshake(inner: &Arc<Inner>, addr: SocketAddr, expect: Expect) ->
         inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await;
         return Err(ConnectError::Refused { reason: r.reason, detail: r.detail, by_peer: false });
     }
-    match inner.register(id, Direction::Outbound, conn, wire, &hello, addr, false) {
-        Ok((_tx, mut wire, conn, rx, stats)) => {
+    match inner.register(id, Direction::Outbound, &conn, &mut wire, &hello, addr, false) {
+        Ok((rx, stats)) => {
             if wire.send(&Message::HelloAck).await.is_err() {
                 inner.unregister(&id, conn.stable_id());
                 return Err(ConnectError::Unreachable(format!("{addr}: closed during handshake")));
@@ -684,7 +682,7 @@ async fn dial_handshake(inner: &Arc<Inner>, addr: SocketAddr, expect: Expect) ->
             inner.spawn_peer(id, conn, wire, rx, stats, Direction::Outbound);
             Ok(id)
         }
-        Err((r, mut wire, conn)) => {
+        Err(r) => {
             inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await;
             Err(ConnectError::Refused { reason: r.reason, detail: r.detail, by_peer: false })
         }
@@ -784,13 +782,13 @@ async fn inbound(inner: Arc<Inner>, incoming: quinn::Incoming) {
         }
     }
     let listen = SocketAddr::new(remote.ip(), hello.listen_port);
-    match inner.register(id, Direction::Inbound, conn, wire, &hello, listen, true) {
-        Ok((_tx, wire, conn, rx, stats)) => {
+    match inner.register(id, Direction::Inbound, &conn, &mut wire, &hello, listen, true) {
+        Ok((rx, stats)) => {
             drop(_slot);
             inner.learn(listen);
             inner.spawn_peer(id, conn, wire, rx, stats, Direction::Inbound);
         }
-        Err((r, mut wire, conn)) => inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await,
+        Err(r) => inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await,
     }
 }
 

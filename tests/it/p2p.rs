@@ -83,7 +83,8 @@ async fn every_refusal_is_typed_on_both_sides_and_leaves_no_peer() {
     let t = tempfile::tempdir().unwrap();
     let hub = start(&t.path().join("hub"), |c| c.p2p.max_inbound = 1).await;
     let target = hub.p2p_addr().to_string();
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut NodeConfig)>, RejectReason)> = vec![
+    type Edit = Box<dyn FnOnce(&mut NodeConfig)>;
+    let cases: Vec<(&str, Edit, RejectReason)> = vec![
         ("chain", Box::new(|c: &mut NodeConfig| c.chain.chain_id = "cairn-foreign".into()), RejectReason::WrongChain),
         ("genesis", Box::new(|c: &mut NodeConfig| c.chain.genesis_timestamp += 1), RejectReason::WrongGenesis),
         ("version", Box::new(|c: &mut NodeConfig| c.p2p.protocol_version = 99), RejectReason::IncompatibleVersion),

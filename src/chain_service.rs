@@ -130,19 +130,23 @@ impl ChainHandle {
         let chain = Chain::open(store.clone(), spec.clone())?;
         let genesis = chain.genesis_hash();
         let mut mempool = Mempool::new(genesis, limits);
-        // Pending transactions persisted before a crash come back (invalid ones are dropped).
+        // Pending transactions persisted before a crash come back, in nonce order per sender;
+        // only those that can never become valid again are deleted.
         let mut restored = 0;
-        for tx in store.mempool_txs(limits.max_txs)? {
+        let mut saved = store.mempool_txs(limits.max_txs.saturating_mul(2))?;
+        saved.sort_by_key(|tx| (tx.sender(), tx.nonce));
+        let mut dead = store.batch();
+        for tx in saved {
             let id = tx.id();
             match mempool.insert(tx, chain.store()) {
                 Ok(_) => restored += 1,
-                Err(_) => {
-                    let mut b = store.batch();
-                    b.delete_mempool_tx(&id);
-                    store.write(b)?;
+                Err(TxError::NonceTooLow { .. } | TxError::BadSignature | TxError::WrongChain { .. } | TxError::AlreadyKnown(_)) => {
+                    dead.delete_mempool_tx(&id)
                 }
+                Err(_) => {}
             }
         }
+        store.write(dead)?;
         if restored > 0 {
             tracing::info!(target: "chain::mempool", restored, "restored pending transactions");
         }
@@ -221,13 +225,23 @@ impl ChainHandle {
         })
         .await
     }
-    /// Up to `limit` best-chain blocks from `from` upward.
-    pub async fn blocks_from(&self, from: u64, limit: u64) -> Result<Vec<Block>, ServiceError> {
+    /// Up to `limit` best-chain blocks from `from` upward, stopping early (after at least
+    /// one block) once they hold `max_txs` transactions, so one answer stays bounded.
+    pub async fn blocks_from(&self, from: u64, limit: u64, max_txs: usize) -> Result<Vec<Block>, ServiceError> {
         self.read(move |s| {
-            let mut out = Vec::new();
+            let mut out: Vec<Block> = Vec::new();
+            let mut txs = 0;
             for h in from..from.saturating_add(limit) {
+                if !out.is_empty() && txs >= max_txs {
+                    break;
+                }
                 match s.hash_at(h)? {
-                    Some(hash) => out.extend(s.block(&hash)?),
+                    Some(hash) => {
+                        if let Some(b) = s.block(&hash)? {
+                            txs += b.transactions.len();
+                            out.push(b);
+                        }
+                    }
                     None => break,
                 }
             }
@@ -315,41 +329,40 @@ impl Worker {
                     tracing::warn!(target: "chain::fork", depth = undone.len(), new_tip = %hash, "reorganised");
                     self.metrics.reorg();
                 }
-                self.after_connect(&applied, &undone).map_err(BlockError::from)?;
+                // The block is committed: publish the tip first, whatever the mempool work does.
                 let t = tip_of(&self.chain);
                 tracing::info!(target: "chain::store", height = t.height, hash = %t.hash, txs = applied.last().map_or(0, |b| b.transactions.len()), "new tip");
                 self.metrics.set_height(t.height);
                 self.tip.send_replace(t);
+                if let Err(e) = self.after_connect(&applied, &undone) {
+                    tracing::error!(target: "chain::mempool", "mempool update after a new tip failed: {e}");
+                }
                 Ok(Accepted::Connected)
             }
         }
     }
 
-    /// Keeps the mempool in step with the best chain: included transactions leave it, those
-    /// of blocks that left the chain come back.
+    /// Keeps the mempool in step with the best chain: included transactions leave it (and
+    /// same-sender ones whose nonce was used up leave the disk too), those of blocks that left
+    /// the chain come back (the chain already persisted them in the reorg's batch).
     fn after_connect(&mut self, applied: &[Block], undone: &[Block]) -> Result<(), StoreError> {
         let store = self.chain.store().clone();
+        let mut stale = store.batch();
         for block in applied {
-            self.mempool.remove_included(&block.transactions, &store)?;
+            for id in self.mempool.remove_included(&block.transactions, &store)? {
+                stale.delete_mempool_tx(&id);
+            }
         }
-        let mut returned = Vec::new();
+        store.write(stale)?;
+        let mut back = 0;
         for block in undone.iter().rev() {
             for tx in &block.transactions {
-                if store.tx_location(&tx.id())?.is_none() {
-                    returned.push(tx.clone());
+                if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &store).is_ok() {
+                    back += 1;
                 }
             }
         }
-        let mut b = store.batch();
-        let mut back = 0;
-        for tx in returned {
-            if self.mempool.insert(tx.clone(), &store).is_ok() {
-                b.put_mempool_tx(&tx);
-                back += 1;
-            }
-        }
         if back > 0 {
-            store.write(b)?;
             tracing::info!(target: "chain::mempool", back, "returned transactions of reorged-out blocks");
         }
         self.metrics.set_mempool(self.mempool.len());

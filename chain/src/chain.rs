@@ -195,20 +195,33 @@ impl Chain {
     /// work. Nothing of an invalid block is stored.
     pub fn submit(&mut self, block: Block, now_ms: u64) -> Result<Outcome, BlockError> {
         let hash = block.hash();
-        if self.invalid.contains(&hash) || self.invalid.contains(&block.header.prev_hash) {
-            self.invalid.insert(hash);
+        if self.invalid.contains(&hash) {
             return Err(BlockError::KnownInvalid);
         }
         if self.store.has_block(&hash)? {
             return Ok(Outcome::AlreadyKnown);
         }
         if let Err(e) = check_stateless(&self.spec, &self.genesis, &block) {
-            // A wrong root or size says nothing about the header: the same header with the
-            // right body may still come. Anything else is fixed by the header's hash.
-            if !matches!(e, BlockError::BadMerkleRoot { .. } | BlockError::TooLarge { .. } | BlockError::TooManyTransactions { .. }) {
+            // Cache only what was expensive to find and is fixed by the header's hash: a bad
+            // proof costs one hash to see again (caching it would let junk flush the cache),
+            // and a wrong root or size says nothing about the header (the right body may come).
+            if !matches!(
+                e,
+                BlockError::BadProof | BlockError::BadMerkleRoot { .. } | BlockError::TooLarge { .. } | BlockError::TooManyTransactions { .. }
+            ) {
                 self.invalid.insert(hash);
             }
             return Err(e);
+        }
+        if self.invalid.contains(&block.header.prev_hash) {
+            // Has a valid proof, so caching it costs an attacker real work.
+            self.invalid.insert(hash);
+            return Err(BlockError::KnownInvalid);
+        }
+        // A block that can never become best within the reorg limit is not worth storing.
+        let max_depth = self.spec.max_reorg_depth;
+        if block.header.height.saturating_add(max_depth) <= self.tip.header.height {
+            return Err(BlockError::ReorgTooDeep { depth: self.tip.header.height - block.header.height + 1, max: max_depth });
         }
         let parent = self.store.header(&block.header.prev_hash)?.ok_or(BlockError::UnknownParent(block.header.prev_hash))?;
         if let Err(e) = self.check_contextual(&parent, &block.header, now_ms) {
@@ -281,6 +294,8 @@ impl Chain {
                     undos.push(undo);
                     applied.push(block);
                 }
+                // The store failed: nothing was judged, keep the branch for later.
+                Err(e) if !e.is_invalid() => return Err(e),
                 Err(e) => {
                     drop(overlay);
                     // This block and every branch block above it are invalid: forget them.
@@ -298,11 +313,17 @@ impl Chain {
         let changes = overlay.into_changes();
         let mut b = self.store.batch();
         b.put_block(&new_tip, &new_block.transactions);
+        let reapplied: HashSet<_> = applied.iter().flat_map(|bl| bl.transactions.iter().map(Transaction::id)).collect();
         for block in &undone {
             let hash = block.hash();
             b.delete_undo(&hash);
             for tx in &block.transactions {
-                b.unindex_tx(&tx.id());
+                let id = tx.id();
+                b.unindex_tx(&id);
+                // Back to the (persisted) mempool in the same batch: a crash cannot lose it.
+                if !reapplied.contains(&id) {
+                    b.put_mempool_tx(tx);
+                }
             }
             if block.header.height > new_tip.header.height {
                 b.delete_height(block.header.height);

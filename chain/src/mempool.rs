@@ -121,7 +121,7 @@ impl Mempool {
             self.by_id.remove(&r);
             removed.push(r);
         } else if self.by_id.len() >= self.limits.max_txs {
-            let victim = self.cheapest_tail().filter(|(_, fee)| *fee < tx.fee).ok_or(TxError::MempoolFull)?;
+            let victim = self.cheapest_tail(&sender).filter(|(_, fee)| *fee < tx.fee).ok_or(TxError::MempoolFull)?;
             self.remove(&victim.0);
             removed.push(victim.0);
         }
@@ -131,11 +131,12 @@ impl Mempool {
     }
 
     /// The lowest-fee transaction that is last in its sender's run (removable without
-    /// leaving a gap).
-    fn cheapest_tail(&self) -> Option<(TxId, u64)> {
+    /// leaving a gap), among senders other than `except` (whose run is being extended).
+    fn cheapest_tail(&self, except: &Address) -> Option<(TxId, u64)> {
         self.by_sender
-            .values()
-            .filter_map(|q| q.values().next_back())
+            .iter()
+            .filter(|(s, _)| *s != except)
+            .filter_map(|(_, q)| q.values().next_back())
             .map(|id| (*id, self.by_id[id].fee))
             .min_by_key(|(_, fee)| *fee)
     }

@@ -71,6 +71,13 @@ fn full_pool_evicts_cheapest_or_refuses() {
     let r = m.insert(tx(&t, &dev(2), 0, 9), &t.store).unwrap();
     assert_eq!(r.removed, vec![tx(&t, &dev(1), 0, 3).id()]);
     assert_eq!(m.len(), 2);
+    // A full pool never evicts the tail of the run being extended (that would leave a gap).
+    let mut m = pool(&t, 2, 10);
+    m.insert(tx(&t, &dev(0), 0, 1), &t.store).unwrap();
+    m.insert(tx(&t, &dev(0), 1, 1), &t.store).unwrap();
+    assert_eq!(m.insert(tx(&t, &dev(0), 2, 5), &t.store).unwrap_err().code(), "mempool_full");
+    let acct = cairn_chain::AccountSource::account(&t.store, &dev(0).address()).unwrap();
+    assert_eq!(m.next_nonce(&dev(0).address(), &acct), 2);
     let mut m = pool(&t, 100, 2);
     m.insert(tx(&t, &dev(0), 0, 1), &t.store).unwrap();
     m.insert(tx(&t, &dev(0), 1, 1), &t.store).unwrap();

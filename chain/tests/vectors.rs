@@ -150,14 +150,26 @@ fn known_invalid_blocks_and_their_children_are_refused_cheaply() {
 
 #[test]
 fn reorg_deeper_than_the_limit_is_refused() {
-    let spec = test_spec();
+    let spec = test_spec(); // max_reorg_depth 3
     let mut main = TestChain::new(spec.clone());
     let mut side = TestChain::new(spec);
-    for _ in 0..5 {
+    for _ in 0..3 {
         main.extend(farmer(), vec![]);
     }
     let side_blocks: Vec<_> = (0..6).map(|_| side.extend(Address([0x5e; 32]), vec![])).collect();
-    for b in &side_blocks[..5] {
+    for b in &side_blocks[..3] {
+        assert!(matches!(main.submit(b.clone()).unwrap(), cairn_chain::Outcome::SideChain));
+    }
+    main.extend(farmer(), vec![]);
+    main.extend(farmer(), vec![]);
+    // A block so low it could never become best is not even stored.
+    let mut low = side.make_block(farmer(), vec![]);
+    low.header.height = 1;
+    low.header.prev_hash = main.chain.genesis_hash();
+    let low = reseal(low);
+    rejects(&mut main, low, "reorg_too_deep");
+    // The side branch outgrows the main chain, but switching would undo 5 > 3 blocks.
+    for b in &side_blocks[3..5] {
         assert!(matches!(main.submit(b.clone()).unwrap(), cairn_chain::Outcome::SideChain));
     }
     let err = main.submit(side_blocks[5].clone()).unwrap_err();

@@ -25,6 +25,16 @@ pub enum FarmError {
     Cancelled,
 }
 
+/// Sets the search's stop flag and ends its watcher when dropped.
+struct StopOnDrop(Arc<AtomicBool>, tokio::task::JoinHandle<()>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        self.1.abort();
+    }
+}
+
 /// Farms one block on the current tip: `Ok(Some(hash))` if it became the tip, `Ok(None)` if
 /// the tip moved first (the caller tries again).
 pub async fn farm_one(chain: &ChainHandle, farmer: Address, threads: usize, cancel: &CancellationToken) -> Result<Option<Hash>, FarmError> {
@@ -44,10 +54,11 @@ pub async fn farm_one(chain: &ChainHandle, farmer: Address, threads: usize, canc
             stop.store(true, Ordering::Relaxed);
         })
     };
+    // If this future is dropped (an RPC client went away), the search must stop too.
+    let _guard = StopOnDrop(stop.clone(), watcher);
     let header = template.header.clone();
     let search_stop = stop.clone();
     let mined = tokio::task::spawn_blocking(move || super::miner::mine(&header, threads, &search_stop)).await;
-    watcher.abort();
     if cancel.is_cancelled() {
         return Err(FarmError::Cancelled);
     }

@@ -17,6 +17,8 @@ use crate::chain_service::Accepted;
 
 /// Most blocks one `GET /blocks` returns.
 pub const MAX_RANGE: u64 = 100;
+/// Past this many transactions a `GET /blocks` answer stops (keeps one answer to a few MiB).
+pub const MAX_RANGE_TXS: usize = 10_000;
 
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -66,7 +68,7 @@ pub struct RangeQuery {
 /// `GET /blocks?from=H&limit=N` (limit capped at [`MAX_RANGE`]).
 pub async fn blocks_range(State(s): State<RpcState>, Query(q): Query<RangeQuery>) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(10).min(MAX_RANGE);
-    let blocks = s.chain.blocks_from(q.from, limit).await?;
+    let blocks = s.chain.blocks_from(q.from, limit, MAX_RANGE_TXS).await?;
     let views: Vec<BlockView> = blocks.iter().map(BlockView::from).collect();
     Ok(Json(json!({"blocks": views, "count": views.len()})))
 }

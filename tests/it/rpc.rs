@@ -181,3 +181,30 @@ async fn every_error_has_its_code() {
     assert_eq!(rpc.get("/health").await.0, 200);
     n.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_transactions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = cairn::Node::start(cairn::config::NodeConfig::for_tests(data.clone())).await.unwrap();
+    let rpc = Rpc::new(format!("http://{}", node.rpc_addr()));
+    let key = dev(2);
+    let mut ids = Vec::new();
+    for nonce in 0..12 {
+        let tx = Transaction::signed(&key, devnet_genesis(), Address([9; 32]), 1 + nonce, 1, nonce);
+        let (s, v) = rpc.post("/txs", &tx_json(&tx)).await;
+        assert_eq!(s, 202, "{v}");
+        ids.push(v["txid"].as_str().unwrap().to_string());
+    }
+    node.shutdown().await;
+    // Persisted in txid order, restored in nonce order: every one is back.
+    let node = cairn::Node::start(cairn::config::NodeConfig::for_tests(data)).await.unwrap();
+    let rpc = Rpc::new(format!("http://{}", node.rpc_addr()));
+    for id in &ids {
+        let (s, v) = rpc.get(&format!("/txs/{id}")).await;
+        assert_eq!((s, v["status"].as_str()), (200, Some("pending")), "{id} lost");
+    }
+    rpc.farm(1, &Address([0xfa; 32])).await;
+    assert_eq!(rpc.balance(&Address([9; 32])).await, (1..=12).sum::<u64>());
+    node.shutdown().await;
+}

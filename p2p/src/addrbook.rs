@@ -105,7 +105,7 @@ impl AddressBook {
         let known = if source == Source::Persisted || pinned { node_id } else { None };
         self.entries.insert(
             addr,
-            Entry { node_id: known, pinned, source, seq: self.seq, failures: 0, next_attempt: Instant::now(), connected_once: source == Source::Persisted },
+            Entry { node_id: known, pinned, source, seq: self.seq, failures: 0, next_attempt: Instant::now(), connected_once: source == Source::Persisted && node_id.is_some() },
         );
         (true, evicted)
     }
@@ -138,11 +138,16 @@ impl AddressBook {
     }
 
     /// Records a successful connection: the key is remembered (pinned from now on).
-    pub fn succeeded(&mut self, addr: &SocketAddr, node_id: NodeId) {
-        if let Some(e) = self.entries.get_mut(addr) {
-            e.failures = 0;
-            e.node_id = Some(node_id);
-            e.connected_once = true;
+    /// Returns whether the address is (still) in the book.
+    pub fn succeeded(&mut self, addr: &SocketAddr, node_id: NodeId) -> bool {
+        match self.entries.get_mut(addr) {
+            Some(e) => {
+                e.failures = 0;
+                e.node_id = Some(node_id);
+                e.connected_once = true;
+                true
+            }
+            None => false,
         }
     }
 

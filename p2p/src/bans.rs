@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{BAN_THRESHOLD, MAX_SCORE_RECORDS};
+use crate::config::{BAN_THRESHOLD, MAX_BANS, MAX_SCORE_RECORDS};
 use crate::identity::NodeId;
 use crate::ports::Ban;
 
@@ -44,14 +44,20 @@ impl Bans {
         let score = *s;
         if score >= BAN_THRESHOLD && !self.is_banned(&id, now_ms) {
             let ban = Ban { node_id: id, until_ms: now_ms.saturating_add(ban_ms), reason: reason.to_string() };
-            self.bans.insert(id, ban.clone());
+            self.ban(ban.clone());
             return (score, Some(ban));
         }
         (score, None)
     }
 
-    /// Bans `id` outright (an operator's decision).
+    /// Bans a node. At [`MAX_BANS`] the ban closest to expiry gives way.
     pub fn ban(&mut self, ban: Ban) {
+        if !self.bans.contains_key(&ban.node_id)
+            && self.bans.len() >= MAX_BANS
+            && let Some(k) = self.bans.values().min_by_key(|b| b.until_ms).map(|b| b.node_id)
+        {
+            self.bans.remove(&k);
+        }
         self.bans.insert(ban.node_id, ban);
     }
 

@@ -28,6 +28,9 @@ pub const PEER_INBOX: usize = 256;
 /// Commands queued for the peer manager.
 pub const MANAGER_INBOX: usize = 1024;
 
+/// Most bans held (a ban costs an attacker a fresh key; the table must not grow with that).
+pub const MAX_BANS: usize = 10_000;
+
 /// How many misbehaviour records (node ID → score) are remembered.
 pub const MAX_SCORE_RECORDS: usize = 4096;
 

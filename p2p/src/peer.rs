@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::MAX_PEERS_PER_MESSAGE;
+use crate::config::{BAN_THRESHOLD, MAX_PEERS_PER_MESSAGE};
 use crate::identity::NodeId;
 use crate::service::{Direction, Inner, now_ms};
 use crate::wire::{Message, PeerAddress, RejectReason, Wire, WireError};
@@ -58,6 +58,16 @@ impl RateLimit {
     }
 }
 
+/// Sends under a deadline: a peer that stops reading (QUIC flow control) cannot park the
+/// task, which must keep its heartbeat and its inbox alive.
+async fn send(wire: &mut Wire, m: &Message, within: Duration) -> Result<(), String> {
+    match tokio::time::timeout(within, wire.send(m)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("send of {} timed out (peer not reading)", m.kind())),
+    }
+}
+
 /// Why a peer task ended.
 enum End {
     Local(&'static str),
@@ -81,8 +91,10 @@ pub(crate) async fn run_peer(
     heartbeat.tick().await;
     let mut outstanding: Option<(u64, Instant)> = None;
     let mut last_get_peers: Option<Instant> = None;
-    if direction == Direction::Outbound {
-        let _ = wire.send(&Message::GetPeers).await;
+    // A `Peers` message is only taken as the answer to our own `GetPeers`.
+    let mut asked_peers = false;
+    if direction == Direction::Outbound && send(&mut wire, &Message::GetPeers, cfg.ping_timeout).await.is_ok() {
+        asked_peers = true;
     }
     let end = loop {
         tokio::select! {
@@ -90,8 +102,9 @@ pub(crate) async fn run_peer(
             _ = inner.cancel.cancelled() => break End::Local("shutting down"),
             cmd = inbox.recv() => match cmd {
                 Some(PeerCmd::Send(m)) => {
-                    if let Err(e) = wire.send(&m).await {
-                        break End::Remote(e.to_string());
+                    asked_peers |= matches!(m, Message::GetPeers);
+                    if let Err(e) = send(&mut wire, &m, cfg.ping_timeout).await {
+                        break End::Remote(e);
                     }
                 }
                 Some(PeerCmd::Disconnect(why)) => break End::Local(why),
@@ -105,8 +118,8 @@ pub(crate) async fn run_peer(
                 } else {
                     let nonce = inner.next_nonce();
                     outstanding = Some((nonce, Instant::now()));
-                    if let Err(e) = wire.send(&Message::Ping(nonce)).await {
-                        break End::Remote(e.to_string());
+                    if let Err(e) = send(&mut wire, &Message::Ping(nonce), cfg.ping_timeout).await {
+                        break End::Remote(e);
                     }
                 }
             }
@@ -121,15 +134,15 @@ pub(crate) async fn run_peer(
                 stats.last_seen_ms.store(now_ms(), Ordering::Relaxed);
                 if !limit.allow() {
                     // Over the rate: drop the message; sustained floods end in a ban.
-                    if inner.penalize(id, 5, "rate_limited") >= crate::config::BAN_THRESHOLD {
+                    if inner.penalize(id, 5, "rate_limited") >= BAN_THRESHOLD {
                         break End::Violation("rate_limited", 0);
                     }
                     continue;
                 }
                 match msg {
                     Message::Ping(n) => {
-                        if let Err(e) = wire.send(&Message::Pong(n)).await {
-                            break End::Remote(e.to_string());
+                        if let Err(e) = send(&mut wire, &Message::Pong(n), cfg.ping_timeout).await {
+                            break End::Remote(e);
                         }
                     }
                     Message::Pong(n) => {
@@ -138,29 +151,34 @@ pub(crate) async fn run_peer(
                         }
                     }
                     Message::GetPeers => {
+                        // Too soon after the last one: ignored (honest nodes can race here);
+                        // a flood is caught by the message rate limit.
                         if last_get_peers.is_some_and(|t| t.elapsed() < cfg.get_peers_min_interval) {
-                            inner.penalize(id, 10, "get_peers_flood");
                             continue;
                         }
                         last_get_peers = Some(Instant::now());
                         let list = peers_for(&inner, &id);
-                        if let Err(e) = wire.send(&Message::Peers(list)).await {
-                            break End::Remote(e.to_string());
+                        if let Err(e) = send(&mut wire, &Message::Peers(list), cfg.ping_timeout).await {
+                            break End::Remote(e);
                         }
                     }
                     Message::Peers(list) => {
                         if list.len() > MAX_PEERS_PER_MESSAGE {
                             break End::Violation("oversized_peer_list", 50);
                         }
-                        for p in list {
-                            inner.learn(p.addr);
+                        if !asked_peers {
+                            // Unsolicited: ignored, so a peer cannot stream addresses at us.
+                            inner.penalize(id, 10, "unsolicited_peers");
+                            continue;
                         }
+                        asked_peers = false;
+                        inner.learn(list.into_iter().map(|p| p.addr));
                     }
                     Message::GetStatus => {
                         let tip = inner.chain.tip();
                         let m = Message::Status { best_height: tip.height, best_hash: tip.hash, total_work: tip.total_work.to_bytes() };
-                        if let Err(e) = wire.send(&m).await {
-                            break End::Remote(e.to_string());
+                        if let Err(e) = send(&mut wire, &m, cfg.ping_timeout).await {
+                            break End::Remote(e);
                         }
                     }
                     Message::Status { best_height, .. } | Message::NewBlock { height: best_height, .. } => {
@@ -187,8 +205,8 @@ pub(crate) async fn run_peer(
         End::Local(why) => {
             tracing::info!(target: "p2p::peer", peer = %id, "disconnecting: {why}");
             let code = if why == "shutting down" { RejectReason::ShuttingDown } else { RejectReason::ProtocolViolation };
-            let _ = wire.send(&Message::Reject { reason: code, detail: why.to_string() }).await;
-            wire.finish().await;
+            let _ = send(&mut wire, &Message::Reject { reason: code, detail: why.to_string() }, Duration::from_millis(500)).await;
+            let _ = tokio::time::timeout(Duration::from_millis(500), wire.finish()).await;
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;
             conn.close(code.close_code(), format!("{}: {why}", code.code()).as_bytes());
         }

@@ -141,7 +141,7 @@ pub(crate) struct Peer {
     pub user_agent: String,
     pub stats: Arc<PeerStats>,
     pub inbox: mpsc::Sender<PeerCmd>,
-    pub conn_id: usize,
+    pub conn: quinn::Connection,
 }
 
 pub(crate) struct State {
@@ -171,6 +171,7 @@ pub(crate) struct Inner {
     tasks: TaskTracker,
     user_agent: String,
     ping_nonce: AtomicU64,
+    handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 /// Handle on the running p2p service; cheap to clone.
@@ -227,7 +228,10 @@ impl P2p {
         match saved {
             Ok(saved) => {
                 for p in saved {
-                    book.add(p.addr, p.node_id, false, Source::Persisted);
+                    // Only addresses that once answered with a key are proven; the rest
+                    // were merely heard of and rank as learned.
+                    let source = if p.node_id.is_some() { Source::Persisted } else { Source::Learned };
+                    book.add(p.addr, p.node_id, false, source);
                 }
             }
             Err(e) => tracing::warn!(target: "p2p::peers", "cannot load the address book: {e}"),
@@ -244,6 +248,7 @@ impl P2p {
             }
         }
         let node_id = identity.node_id();
+        let cfg_handshakes = cfg.max_inbound.saturating_mul(2).saturating_add(16);
         let inner = Arc::new(Inner {
             user_agent: format!("cairn/{}", env!("CARGO_PKG_VERSION")),
             cfg,
@@ -257,6 +262,7 @@ impl P2p {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             ping_nonce: AtomicU64::new(rand::random()),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(cfg_handshakes)),
         });
         // Resolve configured peers (in order) into the book; failures are logged, not fatal.
         for (id, hostport, source) in manual {
@@ -304,20 +310,23 @@ impl P2p {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        dial_reserved(self.inner.clone(), addr).await
+        // A task of its own: if the caller (an RPC request) goes away, the dial still ends
+        // cleanly and releases its reservation.
+        let task = self.inner.tasks.spawn(dial_reserved(self.inner.clone(), addr));
+        task.await.unwrap_or(Err(ConnectError::Unreachable(format!("{addr}: dial task failed"))))
     }
 
     /// Disconnects `node_id` and forgets its addresses. Returns whether anything was known.
     pub async fn forget(&self, node_id: &NodeId) -> bool {
         let (peer, addrs) = {
             let mut st = self.inner.lock();
-            let peer = st.peers.get(node_id).map(|p| p.inbox.clone());
+            let peer = st.peers.get(node_id).map(|p| (p.inbox.clone(), p.conn.clone()));
             let addrs = st.book.remove_node(node_id);
             (peer, addrs)
         };
         let known = peer.is_some() || !addrs.is_empty();
-        if let Some(inbox) = peer {
-            let _ = inbox.send(PeerCmd::Disconnect("forgotten by operator")).await;
+        if let Some((inbox, conn)) = peer {
+            disconnect(&inbox, &conn, "forgotten by operator");
         }
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -332,13 +341,13 @@ impl P2p {
     /// Bans `node_id` for `duration` (persisted) and disconnects it.
     pub async fn ban(&self, node_id: NodeId, duration: Duration, reason: &str) {
         let ban = Ban { node_id, until_ms: now_ms().saturating_add(duration.as_millis() as u64), reason: reason.to_string() };
-        let inbox = {
+        let peer = {
             let mut st = self.inner.lock();
             st.bans.ban(ban.clone());
-            st.peers.get(&node_id).map(|p| p.inbox.clone())
+            st.peers.get(&node_id).map(|p| (p.inbox.clone(), p.conn.clone()))
         };
-        if let Some(inbox) = inbox {
-            let _ = inbox.send(PeerCmd::Disconnect("banned")).await;
+        if let Some((inbox, conn)) = peer {
+            disconnect(&inbox, &conn, "banned");
         }
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.save_ban(&ban)).await;
@@ -446,23 +455,36 @@ impl Inner {
         score
     }
 
-    /// Learns an address from a peer or an inbound connection.
-    pub(crate) fn learn(&self, addr: SocketAddr) {
-        if addr.port() == 0 || addr.ip().is_unspecified() {
+    /// Learns addresses from a peer or an inbound connection; persists the changes in one
+    /// blocking task.
+    pub(crate) fn learn(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        let mut added = Vec::new();
+        let mut evicted = Vec::new();
+        {
+            let mut st = self.lock();
+            for addr in addrs {
+                if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+                    continue;
+                }
+                let (new, gone) = st.book.add(addr, None, false, Source::Learned);
+                if new {
+                    added.push(addr);
+                }
+                evicted.extend(gone);
+            }
+        }
+        if added.is_empty() && evicted.is_empty() {
             return;
         }
-        let (added, evicted) = self.lock().book.add(addr, None, false, Source::Learned);
-        if added || evicted.is_some() {
-            let store = self.store.clone();
-            self.tasks.spawn_blocking(move || {
-                if let Some(e) = evicted {
-                    let _ = store.remove_peer(&e);
-                }
-                if added {
-                    let _ = store.save_peer(&KnownPeer { addr, node_id: None, last_seen_ms: 0 });
-                }
-            });
-        }
+        let store = self.store.clone();
+        self.tasks.spawn_blocking(move || {
+            for e in evicted {
+                let _ = store.remove_peer(&e);
+            }
+            for addr in added {
+                let _ = store.save_peer(&KnownPeer { addr, node_id: None, last_seen_ms: 0 });
+            }
+        });
     }
 
     fn refused(&self, peer: Option<&NodeId>, addr: SocketAddr, r: &Refusal, side: Side) {
@@ -486,9 +508,12 @@ impl Inner {
         conn.close(r.reason.close_code(), format!("{}: {}", r.reason.code(), r.detail).as_bytes());
     }
 
-    /// Puts a confirmed connection in the peer table, or says why not.
+    /// Whether a connection may join the peer table now.
     fn admit(&self, id: NodeId, direction: Direction, pending_inbound: bool) -> Result<(), Refusal> {
-        let st = self.lock();
+        self.admit_locked(&self.lock(), id, direction, pending_inbound)
+    }
+
+    fn admit_locked(&self, st: &State, id: NodeId, direction: Direction, pending_inbound: bool) -> Result<(), Refusal> {
         if st.bans.is_banned(&id, now_ms()) {
             return Err(Refusal::new(RejectReason::Banned, format!("node {id} is banned")));
         }
@@ -518,7 +543,9 @@ impl Inner {
         listen_address: SocketAddr,
         pending_inbound: bool,
     ) -> Result<(mpsc::Receiver<PeerCmd>, Arc<PeerStats>), Refusal> {
-        self.admit(id, direction, pending_inbound)?;
+        // Check and insert under one guard: two handshakes of one node cannot both get in.
+        let mut st = self.lock();
+        self.admit_locked(&st, id, direction, pending_inbound)?;
         wire.set_limit(self.cfg.max_frame);
         let stats = Arc::new(PeerStats {
             best_height: AtomicU64::new(hello.best_height),
@@ -527,7 +554,7 @@ impl Inner {
             last_seen_ms: AtomicU64::new(now_ms()),
         });
         let (tx, rx) = mpsc::channel(PEER_INBOX);
-        self.lock().peers.insert(
+        st.peers.insert(
             id,
             Peer {
                 direction,
@@ -537,9 +564,10 @@ impl Inner {
                 user_agent: hello.user_agent.chars().take(64).collect(),
                 stats: stats.clone(),
                 inbox: tx,
-                conn_id: conn.stable_id(),
+                conn: conn.clone(),
             },
         );
+        drop(st);
         self.metrics.connected();
         tracing::info!(target: "p2p::peer", peer = %id, addr = %conn.remote_address(), direction = direction.as_str(), height = hello.best_height, "peer connected");
         Ok((rx, stats))
@@ -548,7 +576,7 @@ impl Inner {
     /// Removes a peer whose task ended (only if it is still this connection's entry).
     pub(crate) fn unregister(&self, id: &NodeId, conn_id: usize) {
         let mut st = self.lock();
-        if st.peers.get(id).is_some_and(|p| p.conn_id == conn_id) {
+        if st.peers.get(id).is_some_and(|p| p.conn.stable_id() == conn_id) {
             st.peers.remove(id);
             drop(st);
             self.metrics.disconnected();
@@ -558,6 +586,14 @@ impl Inner {
     fn spawn_peer(self: &Arc<Self>, id: NodeId, conn: quinn::Connection, wire: Wire, inbox: mpsc::Receiver<PeerCmd>, stats: Arc<PeerStats>, dir: Direction) {
         let span = tracing::info_span!(target: "p2p::peer", "peer", peer = %short(&id), dir = dir.as_str());
         self.tasks.spawn(run_peer(self.clone(), id, conn, wire, inbox, stats, dir).instrument(span));
+    }
+}
+
+/// Asks a peer task to disconnect; if its inbox is full (the task is stuck), closes the
+/// connection directly, which also fails whatever the task is blocked on.
+fn disconnect(inbox: &mpsc::Sender<PeerCmd>, conn: &quinn::Connection, why: &'static str) {
+    if inbox.try_send(PeerCmd::Disconnect(why)).is_err() {
+        conn.close(RejectReason::ProtocolViolation.close_code(), why.as_bytes());
     }
 }
 
@@ -580,18 +616,27 @@ async fn dial(inner: Arc<Inner>, addr: SocketAddr) -> Result<NodeId, ConnectErro
     dial_reserved(inner, addr).await
 }
 
+/// Clears a dial reservation however the dial ends (even if its future is dropped).
+struct Dialing<'a>(&'a Inner, SocketAddr);
+
+impl Drop for Dialing<'_> {
+    fn drop(&mut self) {
+        self.0.lock().dialing.remove(&self.1);
+    }
+}
+
 /// Dials `addr`, already marked as being dialled; clears the mark and updates the book.
 async fn dial_reserved(inner: Arc<Inner>, addr: SocketAddr) -> Result<NodeId, ConnectError> {
+    let _reservation = Dialing(&inner, addr);
     let expect = inner.lock().book.expect(&addr);
     let r = match tokio::time::timeout(inner.cfg.handshake_timeout, dial_handshake(&inner, addr, expect)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),
     };
     let mut st = inner.lock();
-    st.dialing.remove(&addr);
     match &r {
-        Ok(id) => {
-            st.book.succeeded(&addr, *id);
+        // Persisted only if still wanted (an operator may have forgotten it meanwhile).
+        Ok(id) if st.book.succeeded(&addr, *id) => {
             drop(st);
             let store = inner.store.clone();
             let known = KnownPeer { addr, node_id: Some(*id), last_seen_ms: now_ms() };
@@ -604,7 +649,7 @@ async fn dial_reserved(inner: Arc<Inner>, addr: SocketAddr) -> Result<NodeId, Co
         Err(ConnectError::Refused { reason: RejectReason::SelfConnection, .. }) => {
             st.book.remove(&addr);
         }
-        Err(ConnectError::Refused { reason: RejectReason::AlreadyConnected, .. }) => {}
+        Ok(_) | Err(ConnectError::Refused { reason: RejectReason::AlreadyConnected, .. }) => {}
         Err(_) => st.book.failed(&addr, inner.cfg.backoff_base, inner.cfg.backoff_max),
     }
     r
@@ -673,12 +718,12 @@ async fn dial_handshake(inner: &Arc<Inner>, addr: SocketAddr, expect: Expect) ->
         inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await;
         return Err(ConnectError::Refused { reason: r.reason, detail: r.detail, by_peer: false });
     }
+    // Confirm first, register after: a dial cancelled mid-send leaves nothing behind.
+    if let Err(e) = wire.send(&Message::HelloAck).await {
+        return Err(ConnectError::Unreachable(format!("{addr}: closed during handshake: {e}")));
+    }
     match inner.register(id, Direction::Outbound, &conn, &mut wire, &hello, addr, false) {
         Ok((rx, stats)) => {
-            if wire.send(&Message::HelloAck).await.is_err() {
-                inner.unregister(&id, conn.stable_id());
-                return Err(ConnectError::Unreachable(format!("{addr}: closed during handshake")));
-            }
             inner.spawn_peer(id, conn, wire, rx, stats, Direction::Outbound);
             Ok(id)
         }
@@ -704,8 +749,15 @@ async fn accept_loop(inner: Arc<Inner>) {
                 None => return,
             },
         };
+        // Bounded work for strangers: beyond this many handshakes in flight, refuse at once.
+        let Ok(permit) = inner.handshakes.clone().try_acquire_owned() else {
+            inner.metrics.rejected(RejectReason::TooManyPeers, Side::Local);
+            incoming.refuse();
+            continue;
+        };
         let inner2 = inner.clone();
         inner.tasks.spawn(async move {
+            let _permit = permit;
             let timeout = inner2.cfg.handshake_timeout;
             if tokio::time::timeout(timeout, inbound(inner2.clone(), incoming)).await.is_err() {
                 inner2.metrics.rejected(RejectReason::Timeout, Side::Local);
@@ -759,11 +811,18 @@ async fn inbound(inner: Arc<Inner>, incoming: quinn::Incoming) {
         inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await;
         return;
     }
-    if let Err(r) = inner.admit(id, Direction::Inbound, false) {
+    let admitted = {
+        let mut st = inner.lock();
+        let r = inner.admit_locked(&st, id, Direction::Inbound, false);
+        if r.is_ok() {
+            st.pending_inbound += 1;
+        }
+        r
+    };
+    if let Err(r) = admitted {
         inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await;
         return;
     }
-    inner.lock().pending_inbound += 1;
     let _slot = PendingSlot(&inner);
     if wire.send(&Message::Hello(local)).await.is_err() {
         return;
@@ -774,18 +833,26 @@ async fn inbound(inner: Arc<Inner>, incoming: quinn::Incoming) {
             inner.refused(Some(&id), remote, &Refusal::new(reason, detail.chars().take(300).collect::<String>()), Side::Remote);
             return;
         }
-        _ => {
+        Ok(other) => {
             inner.penalize(id, 50, "handshake_violation");
-            let r = Refusal::new(RejectReason::ProtocolViolation, "expected hello_ack");
+            let r = Refusal::new(RejectReason::ProtocolViolation, format!("expected hello_ack, got {}", other.kind()));
             inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await;
             return;
         }
+        Err(e @ (WireError::FrameTooLarge(_) | WireError::Decode(_))) => {
+            inner.penalize(id, 50, "handshake_violation");
+            let r = Refusal::new(RejectReason::ProtocolViolation, format!("bad hello_ack: {e}"));
+            inner.refuse(&conn, None, Some(&id), &r).await;
+            return;
+        }
+        // The dialer went away or timed out: not misbehaviour.
+        Err(_) => return,
     }
     let listen = SocketAddr::new(remote.ip(), hello.listen_port);
     match inner.register(id, Direction::Inbound, &conn, &mut wire, &hello, listen, true) {
         Ok((rx, stats)) => {
             drop(_slot);
-            inner.learn(listen);
+            inner.learn([listen]);
             inner.spawn_peer(id, conn, wire, rx, stats, Direction::Inbound);
         }
         Err(r) => inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await,

@@ -272,6 +272,14 @@ async fn hostile_raw_client_is_closed_and_penalised_while_others_are_served() {
     let friend = start(&t.path().join("f"), |c| c.peers = vec![]).await;
     friend.p2p().connect(&node.p2p_addr().to_string()).await.unwrap();
 
+    // An unsolicited address list is ignored and penalised; the connection stays.
+    let mut p = RawPeer::connect(&node).await;
+    let fake = cairn_p2p::wire::PeerAddress { node_id: None, addr: "127.0.0.1:1".parse().unwrap() };
+    p.frame(&cairn_p2p::wire::encode(&Message::Peers(vec![fake]))).await;
+    wait_for("unsolicited peers penalised", 10, || async { (node.p2p().score(&p.id) >= 10).then_some(()) }).await;
+    assert!(node.p2p().peers().iter().any(|x| x.node_id == p.id), "penalty alone does not disconnect");
+    drop(p);
+
     let oversized = 0x7fff_ffffu32.to_be_bytes().to_vec();
     let garbage = vec![0xffu8; 64];
     let unknown_variant = vec![200u8, 1, 2, 3];

@@ -508,6 +508,21 @@ impl Inner {
         conn.close(r.reason.close_code(), format!("{}: {}", r.reason.code(), r.detail).as_bytes());
     }
 
+    /// Whether a new connection (in direction `new`) to peer `id` replaces the one already in
+    /// the table (in direction `existing`):
+    /// - the peer dialled us again: yes, it proved its key and its old connection is dead or
+    ///   dying (a restart, a forget) and would otherwise block it until the heartbeat noticed;
+    /// - we dial a peer we hold an outbound connection to: no, we never dial twice;
+    /// - crossing connections (both dialled at once): both sides keep the one dialled by the
+    ///   lower node ID.
+    fn replaces(&self, existing: Direction, new: Direction, id: &NodeId) -> bool {
+        if existing == new {
+            return new == Direction::Inbound;
+        }
+        let dialer = |d: Direction| if d == Direction::Outbound { self.node_id } else { *id };
+        dialer(new) < dialer(existing)
+    }
+
     /// Whether a connection may join the peer table now.
     fn admit(&self, id: NodeId, direction: Direction, pending_inbound: bool) -> Result<(), Refusal> {
         self.admit_locked(&self.lock(), id, direction, pending_inbound)
@@ -517,12 +532,18 @@ impl Inner {
         if st.bans.is_banned(&id, now_ms()) {
             return Err(Refusal::new(RejectReason::Banned, format!("node {id} is banned")));
         }
-        if st.peers.contains_key(&id) {
+        if let Some(existing) = st.peers.get(&id)
+            && !self.replaces(existing.direction, direction, &id)
+        {
             return Err(Refusal::new(RejectReason::AlreadyConnected, format!("already connected to {id}")));
         }
+        // A replaced connection of the same direction frees its own slot.
+        let replacing = usize::from(st.peers.get(&id).is_some_and(|p| p.direction == direction));
         let (count, max) = match direction {
-            Direction::Inbound => (st.count(Direction::Inbound) + st.pending_inbound - usize::from(pending_inbound), self.cfg.max_inbound),
-            Direction::Outbound => (st.count(Direction::Outbound), self.cfg.max_outbound),
+            Direction::Inbound => {
+                (st.count(Direction::Inbound) + st.pending_inbound - usize::from(pending_inbound) - replacing, self.cfg.max_inbound)
+            }
+            Direction::Outbound => (st.count(Direction::Outbound) - replacing, self.cfg.max_outbound),
         };
         if count >= max {
             return Err(Refusal::new(RejectReason::TooManyPeers, format!("{count} {} peers, at most {max}", direction.as_str())));
@@ -554,7 +575,7 @@ impl Inner {
             last_seen_ms: AtomicU64::new(now_ms()),
         });
         let (tx, rx) = mpsc::channel(PEER_INBOX);
-        st.peers.insert(
+        let replaced = st.peers.insert(
             id,
             Peer {
                 direction,
@@ -568,6 +589,10 @@ impl Inner {
             },
         );
         drop(st);
+        if let Some(old) = replaced {
+            // The crossing connection loses the tie-break; its task ends on the close.
+            old.conn.close(RejectReason::AlreadyConnected.close_code(), b"already_connected: crossing connection replaced");
+        }
         self.metrics.connected();
         tracing::info!(target: "p2p::peer", peer = %id, addr = %conn.remote_address(), direction = direction.as_str(), height = hello.best_height, "peer connected");
         Ok((rx, stats))

@@ -106,12 +106,14 @@ async fn every_refusal_is_typed_on_both_sides_and_leaves_no_peer() {
     // A full node (max_inbound 1): the second dialer is refused.
     let first = start(&t.path().join("first"), |_| {}).await;
     first.p2p().connect(&target).await.expect("first peer fits");
+    wait_peers(&hub, 1).await;
     let second = start(&t.path().join("second"), |_| {}).await;
     assert_eq!(refused(second.p2p().connect(&target).await), (RejectReason::TooManyPeers, true));
     assert_eq!(hub.p2p().peer_count(), 1);
     // A banned peer: disconnected, and refused when it comes back.
     hub.p2p().ban(first.node_id(), Duration::from_secs(3600), "test").await;
     wait_peers(&hub, 0).await;
+    wait_peers(&first, 0).await;
     assert_eq!(refused(first.p2p().connect(&target).await), (RejectReason::Banned, true));
     assert_eq!(hub.p2p().metrics().rejections(RejectReason::Banned, Side::Local), 1);
     // The RPC gives the code as a 4xx.
@@ -191,6 +193,30 @@ async fn peer_exchange_and_inbound_limit() {
     hub.shutdown().await;
     for d in dialers {
         d.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_dialling_each_other_at_once_keep_one_connection() {
+    let t = tempfile::tempdir().unwrap();
+    for round in 0..5 {
+        let a = start(&t.path().join(format!("a{round}")), |_| {}).await;
+        let b = start(&t.path().join(format!("b{round}")), |_| {}).await;
+        let (to_b, to_a) = (b.p2p_addr().to_string(), a.p2p_addr().to_string());
+        let (ra, rb) = tokio::join!(a.p2p().connect(&to_b), b.p2p().connect(&to_a));
+        assert!(ra.is_ok() || rb.is_ok(), "round {round}: {ra:?} {rb:?}");
+        // Both keep the same single connection: opposite directions on the two sides, and
+        // it is the one the lower node ID dialled.
+        wait_for("one connection each", 10, || async {
+            let (pa, pb) = (peer_ids(&a), peer_ids(&b));
+            (pa.len() == 1 && pb.len() == 1 && pa[0].1 != pb[0].1).then_some(())
+        })
+        .await;
+        let lower_dialled = if a.node_id() < b.node_id() { peer_ids(&a)[0].1 == Direction::Outbound } else { peer_ids(&b)[0].1 == Direction::Outbound };
+        assert!(lower_dialled, "round {round}: kept the connection of the higher node ID");
+        for n in [a, b] {
+            n.shutdown().await;
+        }
     }
 }
 

@@ -149,3 +149,39 @@ impl ClientCertVerifier for PeerVerifier {
         vec![SignatureScheme::ED25519]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_chain::Keypair;
+
+    fn verify(cert: &CertificateDer<'static>, intermediates: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+        let v = PeerVerifier::new(&rustls::crypto::ring::default_provider());
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        v.verify_server_cert(cert, intermediates, &name, &[], UnixTime::now())?;
+        v.verify_client_cert(cert, intermediates, UnixTime::now())?;
+        Ok(())
+    }
+
+    #[test]
+    fn accepts_exactly_one_valid_self_signed_node_certificate() {
+        let key = Keypair::generate();
+        let (cert, _) = node_certificate(key.signing_key()).unwrap();
+        assert_eq!(certificate_key(&cert).unwrap(), key.public().0, "the node ID is the certificate key");
+        verify(&cert, &[]).expect("own certificate is valid");
+
+        // A second certificate in the chain is refused.
+        let (other, _) = node_certificate(Keypair::generate().signing_key()).unwrap();
+        assert!(verify(&cert, &[other.clone()]).is_err());
+
+        // A certificate whose self-signature no longer matches (last signature byte flipped).
+        let mut bytes = cert.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        assert!(verify(&CertificateDer::from(bytes), &[]).is_err(), "tampered certificate accepted");
+
+        // Only Ed25519 handshake signatures are offered.
+        let v = PeerVerifier::new(&rustls::crypto::ring::default_provider());
+        assert_eq!(ServerCertVerifier::supported_verify_schemes(&*v), vec![SignatureScheme::ED25519]);
+    }
+}

@@ -16,12 +16,15 @@ use cairn_chain::{
     Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, Hash, Header, Mempool, MempoolLimits, Outcome, Store,
     StoreError, Transaction, TxError, TxId, Work,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 
 /// Commands queued for the chain thread before senders wait.
 const COMMAND_QUEUE: usize = 1024;
+
+/// Accepted transactions buffered for gossip; a lagging listener skips ahead.
+const TX_EVENTS: usize = 4096;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -114,6 +117,7 @@ pub struct ChainHandle {
     commands: mpsc::Sender<Command>,
     store: Store,
     tip: watch::Receiver<Tip>,
+    txs: broadcast::Sender<Transaction>,
     spec: Arc<ChainSpec>,
     genesis: Hash,
 }
@@ -154,12 +158,13 @@ impl ChainHandle {
         metrics.set_mempool(mempool.len());
         let (tip_tx, tip_rx) = watch::channel(tip_of(&chain));
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let worker = Worker { chain, mempool, tip: tip_tx, metrics };
+        let (txs, _) = broadcast::channel(TX_EVENTS);
+        let worker = Worker { chain, mempool, tip: tip_tx, txs: txs.clone(), metrics };
         std::thread::Builder::new()
             .name("chain".into())
             .spawn(move || worker.run(cmd_rx))
             .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
-        Ok(ChainHandle { commands: cmd_tx, store, tip: tip_rx, spec: Arc::new(spec), genesis })
+        Ok(ChainHandle { commands: cmd_tx, store, tip: tip_rx, txs, spec: Arc::new(spec), genesis })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
@@ -194,6 +199,66 @@ impl ChainHandle {
     /// A receiver that sees every tip change.
     pub fn watch_tip(&self) -> watch::Receiver<Tip> {
         self.tip.clone()
+    }
+
+    /// Transactions as they are accepted into the mempool.
+    pub fn subscribe_txs(&self) -> broadcast::Receiver<Transaction> {
+        self.txs.subscribe()
+    }
+
+    /// Whether a block is stored.
+    pub async fn has_block(&self, hash: Hash) -> Result<bool, ServiceError> {
+        self.read(move |s| s.has_block(&hash)).await
+    }
+
+    /// Block locator: the tip, then back 1, 2, 4, 8, … blocks, ending with genesis.
+    pub async fn locator(&self) -> Result<Vec<Hash>, ServiceError> {
+        let tip = self.tip().height;
+        self.read(move |s| {
+            let mut out = Vec::new();
+            let mut h = tip;
+            let mut step = 1u64;
+            loop {
+                if let Some(hash) = s.hash_at(h)? {
+                    out.push(hash);
+                }
+                if h == 0 {
+                    break;
+                }
+                if out.len() >= 10 {
+                    step = step.saturating_mul(2);
+                }
+                h = h.saturating_sub(step);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `max` best-chain headers after the first `locator` hash that is on our best
+    /// chain (after genesis if none is).
+    pub async fn headers_after(&self, locator: Vec<Hash>, max: usize) -> Result<Vec<Header>, ServiceError> {
+        self.read(move |s| {
+            let mut start = 1;
+            for hash in &locator {
+                if let Some(rec) = s.header(hash)?
+                    && s.hash_at(rec.header.height)? == Some(*hash)
+                {
+                    start = rec.header.height + 1;
+                    break;
+                }
+            }
+            let mut out = Vec::new();
+            for h in start..start.saturating_add(max as u64) {
+                let Some(hash) = s.hash_at(h)? else { break };
+                match s.header(&hash)? {
+                    Some(rec) => out.push(rec.header),
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Validates and stores a block; moves the tip if it wins.
@@ -271,6 +336,7 @@ struct Worker {
     chain: Chain,
     mempool: Mempool,
     tip: watch::Sender<Tip>,
+    txs: broadcast::Sender<Transaction>,
     metrics: Arc<Metrics>,
 }
 
@@ -359,6 +425,8 @@ impl Worker {
             for tx in &block.transactions {
                 if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &store).is_ok() {
                     back += 1;
+                    // Relayed like a new transaction, so any farmer can re-include it.
+                    let _ = self.txs.send(tx.clone());
                 }
             }
         }
@@ -387,6 +455,8 @@ impl Worker {
         match &r {
             Ok(id) => {
                 self.metrics.tx_accepted();
+                // Nobody listening is fine (no p2p yet, or no peers).
+                let _ = self.txs.send(tx);
                 tracing::debug!(target: "chain::mempool", %id, "transaction accepted");
             }
             Err(e) => self.metrics.tx_rejected(e.code()),

@@ -83,7 +83,7 @@ impl Node {
             config.p2p.clone(),
             identity,
             config.p2p_addr,
-            Arc::new(ChainBridge(chain.clone())),
+            Arc::new(ChainBridge::new(chain.clone())),
             Arc::new(StoreBridge(store)),
             &config.peers,
             &config.seeds,

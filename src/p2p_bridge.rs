@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 
-use cairn_chain::Store;
+use cairn_chain::{Block, BlockError, Hash, Header, Store, Transaction, TxError};
+use cairn_p2p::ports::{BoxFuture, Submitted};
+use tokio::sync::{broadcast, watch};
 use cairn_chain::store::{CF_BANS, CF_PEERS};
 use cairn_p2p::NodeId;
 use cairn_p2p::ports::{Ban, ChainInfo, KnownPeer, PeerStore, PeerStoreError, TipSummary};
@@ -12,18 +14,95 @@ use cairn_p2p::ports::{Ban, ChainInfo, KnownPeer, PeerStore, PeerStoreError, Tip
 use crate::chain_service::ChainHandle;
 
 /// The chain, as the p2p layer sees it.
-pub struct ChainBridge(pub ChainHandle);
+pub struct ChainBridge {
+    chain: ChainHandle,
+    tips: watch::Receiver<TipSummary>,
+}
+
+fn summary(t: &crate::chain_service::Tip) -> TipSummary {
+    TipSummary { height: t.height, hash: t.hash, total_work: t.total_work }
+}
+
+impl ChainBridge {
+    /// Bridges `chain`; forwards its tip changes (needs a runtime).
+    pub fn new(chain: ChainHandle) -> Self {
+        let mut rx = chain.watch_tip();
+        let (tx, tips) = watch::channel(summary(&rx.borrow()));
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let t = summary(&rx.borrow_and_update());
+                if tx.send(t).is_err() {
+                    return;
+                }
+            }
+        });
+        ChainBridge { chain, tips }
+    }
+}
+
+fn logged<T>(what: &str, r: Result<T, crate::chain_service::ServiceError>) -> Option<T> {
+    r.map_err(|e| tracing::debug!(target: "p2p::sync", "{what}: {e}")).ok()
+}
 
 impl ChainInfo for ChainBridge {
     fn chain_id(&self) -> String {
-        self.0.spec().chain_id.clone()
+        self.chain.spec().chain_id.clone()
     }
-    fn genesis(&self) -> cairn_chain::Hash {
-        self.0.genesis()
+    fn genesis(&self) -> Hash {
+        self.chain.genesis()
     }
     fn tip(&self) -> TipSummary {
-        let t = self.0.tip();
-        TipSummary { height: t.height, hash: t.hash, total_work: t.total_work }
+        summary(&self.chain.tip())
+    }
+    fn max_block_txs(&self) -> usize {
+        self.chain.spec().max_block_txs as usize
+    }
+    fn watch_tip(&self) -> Option<watch::Receiver<TipSummary>> {
+        Some(self.tips.clone())
+    }
+    fn new_transactions(&self) -> Option<broadcast::Receiver<Transaction>> {
+        Some(self.chain.subscribe_txs())
+    }
+    fn block(&self, hash: Hash) -> BoxFuture<Option<Block>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("block", c.block(hash).await).flatten() })
+    }
+    fn block_at(&self, height: u64) -> BoxFuture<Option<Block>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("block_at", c.block_at(height).await).flatten() })
+    }
+    fn has_block(&self, hash: Hash) -> BoxFuture<bool> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("has_block", c.has_block(hash).await).unwrap_or(false) })
+    }
+    fn submit_block(&self, block: Block) -> BoxFuture<Result<Submitted, BlockError>> {
+        let c = self.chain.clone();
+        Box::pin(async move {
+            match c.submit_block(block).await {
+                Ok(Ok(crate::chain_service::Accepted::Connected)) => Ok(Submitted::Connected),
+                Ok(Ok(crate::chain_service::Accepted::SideChain)) => Ok(Submitted::SideChain),
+                Ok(Ok(crate::chain_service::Accepted::AlreadyKnown)) => Ok(Submitted::AlreadyKnown),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(BlockError::Store(e.to_string())),
+            }
+        })
+    }
+    fn submit_tx(&self, tx: Transaction) -> BoxFuture<Result<(), TxError>> {
+        let c = self.chain.clone();
+        Box::pin(async move {
+            match c.submit_tx(tx).await {
+                Ok(r) => r.map(|_| ()),
+                Err(e) => Err(TxError::Store(e.to_string())),
+            }
+        })
+    }
+    fn locator(&self) -> BoxFuture<Vec<Hash>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("locator", c.locator().await).unwrap_or_default() })
+    }
+    fn headers_after(&self, locator: Vec<Hash>, max: usize) -> BoxFuture<Vec<Header>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("headers_after", c.headers_after(locator, max).await).unwrap_or_default() })
     }
 }
 

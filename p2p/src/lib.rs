@@ -9,7 +9,7 @@
 //! - [`handshake`]: compatibility rules (version, chain ID, genesis, self-connection).
 //! - [`service`]: the endpoint, accept loop, dialing, peer table, and maintenance loop;
 //!   [`peer`]: one task per connection; [`addrbook`]: addresses and backoff; [`bans`]:
-//!   misbehaviour scores and bans; [`metrics`].
+//!   misbehaviour scores and bans; [`metrics`]; [`sync`]: gossip and catch-up sync.
 //! - [`ports`]: what the node provides — chain identity and tip ([`ports::ChainInfo`]) and
 //!   persistence ([`ports::PeerStore`]). This crate never touches RocksDB.
 //!
@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod peer;
 pub mod ports;
 pub mod service;
+pub mod sync;
 pub mod tls;
 pub mod transport;
 pub mod wire;

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::config::{BAN_THRESHOLD, MAX_PEERS_PER_MESSAGE};
 use crate::identity::NodeId;
 use crate::service::{Direction, Inner, now_ms};
+use crate::sync::{Flow, SyncState};
 use crate::wire::{Message, PeerAddress, RejectReason, Wire, WireError};
 
 /// What other tasks can ask of a peer task.
@@ -75,6 +76,7 @@ enum End {
     Violation(&'static str, u32),
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_peer(
     inner: Arc<Inner>,
     id: NodeId,
@@ -83,6 +85,7 @@ pub(crate) async fn run_peer(
     mut inbox: mpsc::Receiver<PeerCmd>,
     stats: Arc<PeerStats>,
     direction: Direction,
+    remote_work: [u8; 32],
 ) {
     let cfg = &inner.cfg;
     let mut limit = RateLimit::new(cfg.msg_rate, cfg.msg_burst);
@@ -95,6 +98,10 @@ pub(crate) async fn run_peer(
     let mut asked_peers = false;
     if direction == Direction::Outbound && send(&mut wire, &Message::GetPeers, cfg.ping_timeout).await.is_ok() {
         asked_peers = true;
+    }
+    let mut sync = SyncState::default();
+    if let Flow::Reply(m) = crate::sync::on_connect(&inner, remote_work, &mut sync).await {
+        let _ = send(&mut wire, &m, cfg.ping_timeout).await;
     }
     let end = loop {
         tokio::select! {
@@ -111,6 +118,10 @@ pub(crate) async fn run_peer(
                 None => break End::Local("peer table dropped the peer"),
             },
             _ = heartbeat.tick() => {
+                if sync.stalled(cfg.ping_timeout) {
+                    // A peer that stops serving a sync is dropped; others carry on.
+                    break End::Local("sync stalled");
+                }
                 if let Some((_, sent)) = outstanding {
                     if sent.elapsed() >= cfg.ping_timeout {
                         break End::Local("ping timeout");
@@ -181,25 +192,47 @@ pub(crate) async fn run_peer(
                             break End::Remote(e);
                         }
                     }
-                    Message::Status { best_height, .. } | Message::NewBlock { height: best_height, .. } => {
+                    Message::Status { best_height, .. } => {
                         stats.best_height.fetch_max(best_height, Ordering::Relaxed);
+                    }
+                    m @ Message::NewBlock { .. } => {
+                        if let Message::NewBlock { height, .. } = m {
+                            stats.best_height.fetch_max(height, Ordering::Relaxed);
+                        }
+                        match crate::sync::handle(&inner, id, m, &mut sync).await {
+                            Flow::Continue => {}
+                            Flow::Reply(r) => {
+                                if let Err(e) = send(&mut wire, &r, cfg.ping_timeout).await {
+                                    break End::Remote(e);
+                                }
+                            }
+                            Flow::Violation(kind, points) => break End::Violation(kind, points),
+                        }
                     }
                     Message::Hello(_) | Message::HelloAck => break End::Violation("second_handshake", 50),
                     Message::Reject { reason, detail } => {
                         break End::Remote(format!("{}: {}", reason.code(), detail.chars().take(200).collect::<String>()));
                     }
-                    // Block and transaction exchange is handled by the sync layer (not wired yet).
-                    Message::GetBlock(_)
+                    m @ (Message::GetBlock(_)
                     | Message::BlockData(_)
                     | Message::GetHeaders { .. }
                     | Message::Headers(_)
                     | Message::GetBlocks(_)
                     | Message::Blocks(_)
-                    | Message::Transactions(_) => {}
+                    | Message::Transactions(_)) => match crate::sync::handle(&inner, id, m, &mut sync).await {
+                        Flow::Continue => {}
+                        Flow::Reply(r) => {
+                            if let Err(e) = send(&mut wire, &r, cfg.ping_timeout).await {
+                                break End::Remote(e);
+                            }
+                        }
+                        Flow::Violation(kind, points) => break End::Violation(kind, points),
+                    },
                 }
             }
         }
     };
+    sync.stop(&inner);
     inner.unregister(&id, conn.stable_id());
     match end {
         End::Local(why) => {

@@ -3,9 +3,11 @@
 //! The node implements them over its chain service and RocksDB store; this crate never sees
 //! either.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
-use cairn_chain::{Hash, Work};
+use cairn_chain::{Block, BlockError, Hash, Header, Transaction, TxError, Work};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
@@ -21,7 +23,22 @@ pub struct TipSummary {
     pub total_work: Work,
 }
 
-/// The chain as the p2p layer sees it.
+/// A boxed future, so [`ChainInfo`] stays object-safe.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What submitting a block did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// It is the new tip (possibly after a reorg).
+    Connected,
+    /// Stored on a side branch.
+    SideChain,
+    /// Already known.
+    AlreadyKnown,
+}
+
+/// The chain as the p2p layer sees it. Only identity and tip are required; the block and
+/// transaction methods default to "nothing here" (a node that only handshakes).
 pub trait ChainInfo: Send + Sync + 'static {
     /// The chain ID of the loaded spec.
     fn chain_id(&self) -> String;
@@ -29,6 +46,47 @@ pub trait ChainInfo: Send + Sync + 'static {
     fn genesis(&self) -> Hash;
     /// The current best tip.
     fn tip(&self) -> TipSummary;
+    /// Most transactions in a block (bounds decoding).
+    fn max_block_txs(&self) -> usize {
+        10_000
+    }
+    /// A receiver that wakes on every tip change.
+    fn watch_tip(&self) -> Option<tokio::sync::watch::Receiver<TipSummary>> {
+        None
+    }
+    /// A receiver of transactions newly accepted into the mempool.
+    fn new_transactions(&self) -> Option<tokio::sync::broadcast::Receiver<Transaction>> {
+        None
+    }
+    /// A block by hash (any branch).
+    fn block(&self, _hash: Hash) -> BoxFuture<Option<Block>> {
+        Box::pin(async { None })
+    }
+    /// The best-chain block at a height.
+    fn block_at(&self, _height: u64) -> BoxFuture<Option<Block>> {
+        Box::pin(async { None })
+    }
+    /// Whether a block is stored.
+    fn has_block(&self, _hash: Hash) -> BoxFuture<bool> {
+        Box::pin(async { false })
+    }
+    /// Validates and stores a block.
+    fn submit_block(&self, _block: Block) -> BoxFuture<Result<Submitted, BlockError>> {
+        Box::pin(async { Err(BlockError::Store("no chain".into())) })
+    }
+    /// Validates a transaction into the mempool.
+    fn submit_tx(&self, _tx: Transaction) -> BoxFuture<Result<(), TxError>> {
+        Box::pin(async { Err(TxError::Store("no chain".into())) })
+    }
+    /// Block locator of the best chain: tip, then hashes at exponentially growing distances,
+    /// ending with genesis.
+    fn locator(&self) -> BoxFuture<Vec<Hash>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// Up to `max` best-chain headers after the first locator hash on our best chain.
+    fn headers_after(&self, _locator: Vec<Hash>, _max: usize) -> BoxFuture<Vec<Header>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// An address-book entry worth keeping across restarts.

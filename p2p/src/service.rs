@@ -172,6 +172,12 @@ pub(crate) struct Inner {
     user_agent: String,
     ping_nonce: AtomicU64,
     handshakes: Arc<tokio::sync::Semaphore>,
+    /// Peers with a sync in progress.
+    pub syncing: std::sync::atomic::AtomicUsize,
+    /// Who sent us which block (not to announce it back).
+    pub block_sources: Mutex<crate::sync::Recent<NodeId>>,
+    /// Who sent us which transaction.
+    pub tx_sources: Mutex<crate::sync::Recent<NodeId>>,
 }
 
 /// Handle on the running p2p service; cheap to clone.
@@ -263,6 +269,9 @@ impl P2p {
             tasks: TaskTracker::new(),
             ping_nonce: AtomicU64::new(rand::random()),
             handshakes: Arc::new(tokio::sync::Semaphore::new(cfg_handshakes)),
+            syncing: std::sync::atomic::AtomicUsize::new(0),
+            block_sources: Mutex::new(Default::default()),
+            tx_sources: Mutex::new(Default::default()),
         });
         // Resolve configured peers (in order) into the book; failures are logged, not fatal.
         for (id, hostport, source) in manual {
@@ -276,6 +285,8 @@ impl P2p {
         let p2p = P2p { inner };
         p2p.inner.tasks.spawn(accept_loop(p2p.inner.clone()));
         p2p.inner.tasks.spawn(maintenance_loop(p2p.inner.clone()));
+        p2p.inner.tasks.spawn(crate::sync::announce_tips(p2p.inner.clone()));
+        p2p.inner.tasks.spawn(crate::sync::relay_transactions(p2p.inner.clone()));
         tracing::info!(target: "p2p", %node_id, listen = %local_addr, "p2p listening");
         Ok(p2p)
     }
@@ -377,6 +388,11 @@ impl P2p {
                 user_agent: p.user_agent.clone(),
             })
             .collect()
+    }
+
+    /// Whether a catch-up sync with any peer is in progress.
+    pub fn is_syncing(&self) -> bool {
+        self.inner.syncing.load(Ordering::Relaxed) > 0
     }
 
     /// Number of connected peers.
@@ -608,9 +624,19 @@ impl Inner {
         }
     }
 
-    fn spawn_peer(self: &Arc<Self>, id: NodeId, conn: quinn::Connection, wire: Wire, inbox: mpsc::Receiver<PeerCmd>, stats: Arc<PeerStats>, dir: Direction) {
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_peer(
+        self: &Arc<Self>,
+        id: NodeId,
+        conn: quinn::Connection,
+        wire: Wire,
+        inbox: mpsc::Receiver<PeerCmd>,
+        stats: Arc<PeerStats>,
+        dir: Direction,
+        remote_work: [u8; 32],
+    ) {
         let span = tracing::info_span!(target: "p2p::peer", "peer", peer = %short(&id), dir = dir.as_str());
-        self.tasks.spawn(run_peer(self.clone(), id, conn, wire, inbox, stats, dir).instrument(span));
+        self.tasks.spawn(run_peer(self.clone(), id, conn, wire, inbox, stats, dir, remote_work).instrument(span));
     }
 }
 
@@ -749,7 +775,7 @@ async fn dial_handshake(inner: &Arc<Inner>, addr: SocketAddr, expect: Expect) ->
     }
     match inner.register(id, Direction::Outbound, &conn, &mut wire, &hello, addr, false) {
         Ok((rx, stats)) => {
-            inner.spawn_peer(id, conn, wire, rx, stats, Direction::Outbound);
+            inner.spawn_peer(id, conn, wire, rx, stats, Direction::Outbound, hello.total_work);
             Ok(id)
         }
         Err(r) => {
@@ -878,7 +904,7 @@ async fn inbound(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Ok((rx, stats)) => {
             drop(_slot);
             inner.learn([listen]);
-            inner.spawn_peer(id, conn, wire, rx, stats, Direction::Inbound);
+            inner.spawn_peer(id, conn, wire, rx, stats, Direction::Inbound, hello.total_work);
         }
         Err(r) => inner.refuse(&conn, Some(&mut wire), Some(&id), &r).await,
     }

@@ -172,7 +172,7 @@ mod tests {
 
         // A second certificate in the chain is refused.
         let (other, _) = node_certificate(Keypair::generate().signing_key()).unwrap();
-        assert!(verify(&cert, &[other.clone()]).is_err());
+        assert!(verify(&cert, std::slice::from_ref(&other)).is_err());
 
         // A certificate whose self-signature no longer matches (last signature byte flipped).
         let mut bytes = cert.to_vec();

@@ -35,7 +35,7 @@ pub async fn status(State(s): State<RpcState>) -> Json<Value> {
         "best_hash": tip.hash,
         "total_work": tip.total_work.to_string(),
         "peers": s.p2p.peer_count(),
-        "syncing": false,
+        "syncing": s.p2p.is_syncing(),
     }))
 }
 

@@ -6,3 +6,4 @@ mod crash;
 mod p2p;
 mod rpc;
 mod support;
+mod sync;

@@ -8,11 +8,11 @@ use std::time::Duration;
 use cairn::Node;
 use cairn::config::NodeConfig;
 use cairn_p2p::metrics::Side;
-use cairn_p2p::wire::{Hello, Message, RejectReason};
-use cairn_p2p::{ConnectError, Direction, NodeId, NodeIdentity, P2pConfig};
+use cairn_p2p::wire::{Message, RejectReason};
+use cairn_p2p::{ConnectError, Direction, NodeId, NodeIdentity};
 use tokio::io::AsyncWriteExt;
 
-use crate::support::wait_for;
+use crate::support::{RawPeer, wait_for};
 
 fn config(dir: &Path) -> NodeConfig {
     NodeConfig::for_tests(dir.join("data"))
@@ -236,58 +236,6 @@ async fn restart_reconnects_from_the_address_book_and_keeps_bans() {
     assert_eq!(refused(x.p2p().connect(&a.p2p_addr().to_string()).await), (RejectReason::Banned, true));
     for n in [a, b, x] {
         n.shutdown().await;
-    }
-}
-
-/// A hand-driven QUIC peer for the hostile-client tests.
-struct RawPeer {
-    conn: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    id: NodeId,
-    _endpoint: quinn::Endpoint,
-    _dir: tempfile::TempDir,
-}
-
-impl RawPeer {
-    /// Connects and completes the handshake by hand.
-    async fn connect(node: &Node) -> RawPeer {
-        let dir = tempfile::tempdir().unwrap();
-        let identity = NodeIdentity::load_or_create(dir.path()).unwrap();
-        let endpoint = cairn_p2p::transport::bind(&identity, &P2pConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let conn = endpoint.connect(node.p2p_addr(), cairn_p2p::tls::SERVER_NAME).unwrap().await.unwrap();
-        let (send, recv) = conn.open_bi().await.unwrap();
-        let mut p = RawPeer { conn, send, recv, id: identity.node_id(), _endpoint: endpoint, _dir: dir };
-        let tip = node.chain().tip();
-        let spec = node.chain().spec();
-        let hello = Hello {
-            protocol_version: cairn_p2p::config::PROTOCOL_VERSION,
-            chain_id: spec.chain_id.clone(),
-            genesis: node.chain().genesis(),
-            listen_port: 1,
-            best_height: tip.height,
-            best_hash: tip.hash,
-            total_work: tip.total_work.to_bytes(),
-            user_agent: "raw-test".into(),
-        };
-        p.frame(&cairn_p2p::wire::encode(&Message::Hello(hello))).await;
-        p.read_frame().await; // the node's hello
-        p.frame(&cairn_p2p::wire::encode(&Message::HelloAck)).await;
-        p
-    }
-    async fn frame(&mut self, body: &[u8]) {
-        let _ = self.send.write_all(&(body.len() as u32).to_be_bytes()).await;
-        let _ = self.send.write_all(body).await;
-    }
-    async fn read_frame(&mut self) -> Vec<u8> {
-        let mut len = [0u8; 4];
-        self.recv.read_exact(&mut len).await.unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.recv.read_exact(&mut body).await.unwrap();
-        body
-    }
-    async fn closed_within(&self, secs: u64) {
-        tokio::time::timeout(Duration::from_secs(secs), self.conn.closed()).await.expect("node closed the connection");
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn::Node;
+use cairn_p2p::wire::{Hello, Message};
+use cairn_p2p::{NodeId, NodeIdentity, P2pConfig};
 use cairn::config::NodeConfig;
 use cairn_chain::{Address, ChainSpec, Hash, Keypair, Transaction};
 use serde_json::{Value, json};
@@ -185,3 +187,61 @@ pub fn spawn_node(data: &Path, extra: &[&str]) -> (std::process::Child, String) 
     let url = rx.recv_timeout(Duration::from_secs(30)).expect("node printed its RPC address within 30 s");
     (child, url)
 }
+
+/// A hand-driven QUIC peer for the hostile-client tests.
+pub struct RawPeer {
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    pub id: NodeId,
+    _endpoint: quinn::Endpoint,
+    _dir: tempfile::TempDir,
+}
+
+impl RawPeer {
+    /// Connects and completes the handshake by hand.
+    pub async fn connect(node: &Node) -> RawPeer {
+        Self::connect_claiming(node, None).await
+    }
+
+    /// Connects claiming `work` as its cumulative work (default: the node's own).
+    pub async fn connect_claiming(node: &Node, work: Option<[u8; 32]>) -> RawPeer {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = NodeIdentity::load_or_create(dir.path()).unwrap();
+        let endpoint = cairn_p2p::transport::bind(&identity, &P2pConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = endpoint.connect(node.p2p_addr(), cairn_p2p::tls::SERVER_NAME).unwrap().await.unwrap();
+        let (send, recv) = conn.open_bi().await.unwrap();
+        let mut p = RawPeer { conn, send, recv, id: identity.node_id(), _endpoint: endpoint, _dir: dir };
+        let tip = node.chain().tip();
+        let spec = node.chain().spec();
+        let hello = Hello {
+            protocol_version: cairn_p2p::config::PROTOCOL_VERSION,
+            chain_id: spec.chain_id.clone(),
+            genesis: node.chain().genesis(),
+            listen_port: 1,
+            best_height: tip.height,
+            best_hash: tip.hash,
+            total_work: work.unwrap_or(tip.total_work.to_bytes()),
+            user_agent: "raw-test".into(),
+        };
+        p.frame(&cairn_p2p::wire::encode(&Message::Hello(hello))).await;
+        p.read_frame().await; // the node's hello
+        p.frame(&cairn_p2p::wire::encode(&Message::HelloAck)).await;
+        p
+    }
+    pub async fn frame(&mut self, body: &[u8]) {
+        let _ = self.send.write_all(&(body.len() as u32).to_be_bytes()).await;
+        let _ = self.send.write_all(body).await;
+    }
+    pub async fn read_frame(&mut self) -> Vec<u8> {
+        let mut len = [0u8; 4];
+        self.recv.read_exact(&mut len).await.unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.recv.read_exact(&mut body).await.unwrap();
+        body
+    }
+    pub async fn closed_within(&self, secs: u64) {
+        tokio::time::timeout(Duration::from_secs(secs), self.conn.closed()).await.expect("node closed the connection");
+    }
+}
+

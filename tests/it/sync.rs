@@ -1,0 +1,214 @@
+//! Gossip and catch-up sync between real in-process nodes: a line of nodes, a fresh node
+//! catching up on 2000 blocks, a stalling peer, a partition healing, an invalid block.
+
+use std::path::Path;
+
+use cairn::Node;
+use cairn::config::NodeConfig;
+use cairn::farm::farmer::farm_blocks;
+use cairn_chain::{AccountSource, Address, Transaction};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{dev, devnet_genesis, wait_for};
+
+async fn start(dir: &Path, peers: Vec<String>) -> Node {
+    let mut c = NodeConfig::for_tests(dir.join("data"));
+    c.peers = peers;
+    Node::start(c).await.expect("node starts")
+}
+
+async fn farm(n: &Node, count: u64, farmer: Address) {
+    farm_blocks(n.chain(), farmer, count, 1, &CancellationToken::new()).await.expect("farm");
+}
+
+async fn send(n: &Node, key: u32, to: Address, amount: u64) -> cairn_chain::TxId {
+    let k = dev(key);
+    let next = n.chain().account(k.address()).await.unwrap().next_nonce;
+    let tx = Transaction::signed(&k, devnet_genesis(), to, amount, 1, next);
+    n.chain().submit_tx(tx).await.unwrap().expect("tx accepted")
+}
+
+async fn same_tip(nodes: &[&Node], secs: u64) {
+    wait_for("equal tips", secs, || async {
+        let t = nodes[0].chain().tip();
+        nodes.iter().all(|n| n.chain().tip() == t).then_some(())
+    })
+    .await;
+}
+
+async fn balance(n: &Node, a: Address) -> u64 {
+    n.chain().account(a).await.unwrap().account.balance
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_of_three_shares_blocks_and_transactions() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), vec![]).await;
+    let b = start(&t.path().join("b"), vec![a.p2p_addr().to_string()]).await;
+    let c = start(&t.path().join("c"), vec![b.p2p_addr().to_string()]).await;
+    wait_for("line connected", 20, || async { (b.p2p().peer_count() == 2).then_some(()) }).await;
+    let farmer = Address([0xfa; 32]);
+    farm(&a, 1, farmer).await;
+    same_tip(&[&a, &b, &c], 20).await;
+    // A transaction sent at C is farmed into a block at A.
+    let to = Address([0x70; 32]);
+    let id = send(&c, 3, to, 4242).await;
+    wait_for("tx reaches A", 20, || async { a.chain().tx_status(id).await.unwrap().map(|_| ()) }).await;
+    farm(&a, 1, farmer).await;
+    same_tip(&[&a, &b, &c], 20).await;
+    for n in [&a, &b, &c] {
+        assert_eq!(balance(n, to).await, 4242);
+        assert_eq!(n.chain().tip().height, 2);
+    }
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_node_catches_up_on_2000_blocks_with_transactions() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), vec![]).await;
+    let farmer = Address([0xfa; 32]);
+    let recipients: Vec<Address> = (0..4u8).map(|i| Address([i + 1; 32])).collect();
+    for i in 0..2000u64 {
+        if i % 4 == 0 {
+            for (k, to) in recipients.iter().enumerate() {
+                send(&a, k as u32, *to, 1 + i).await;
+            }
+        }
+        farm(&a, 1, farmer).await;
+    }
+    assert_eq!(a.chain().tip().height, 2000);
+    let d = start(&t.path().join("d"), vec![a.p2p_addr().to_string()]).await;
+    // It reports syncing while it catches up (sampled: it may finish between two looks).
+    let mut saw_syncing = false;
+    wait_for("D at A's tip", 120, || {
+        let (a, d) = (&a, &d);
+        saw_syncing |= d.p2p().is_syncing();
+        async move { (d.chain().tip() == a.chain().tip()).then_some(()) }
+    })
+    .await;
+    assert!(saw_syncing, "D never reported syncing");
+    wait_for("sync finished", 10, || async { (!d.p2p().is_syncing()).then_some(()) }).await;
+    let mut addrs = recipients.clone();
+    addrs.push(farmer);
+    addrs.extend((0..4).map(|k| dev(k).address()));
+    for x in addrs {
+        assert_eq!(a.chain().account(x).await.unwrap().account, d.chain().account(x).await.unwrap().account);
+    }
+    for n in [a, d] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heals_onto_the_most_work_chain() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), vec![]).await;
+    let b = start(&t.path().join("b"), vec![a.p2p_addr().to_string()]).await;
+    let c = start(&t.path().join("c"), vec![]).await;
+    let d = start(&t.path().join("d"), vec![c.p2p_addr().to_string()]).await;
+    wait_for("pairs connected", 20, || async { (a.p2p().peer_count() == 1 && c.p2p().peer_count() == 1).then_some(()) }).await;
+    // Group {A,B} farms 3 blocks including a transfer; group {C,D} farms 6.
+    let to = Address([0x77; 32]);
+    let id = send(&a, 5, to, 999).await;
+    farm(&a, 3, Address([0xaa; 32])).await;
+    farm(&c, 6, Address([0xcc; 32])).await;
+    same_tip(&[&a, &b], 20).await;
+    same_tip(&[&c, &d], 20).await;
+    assert_eq!(balance(&a, to).await, 999);
+    // Heal: everyone converges on C's heavier chain; A's transfer returns to the mempool.
+    b.p2p().connect(&d.p2p_addr().to_string()).await.unwrap();
+    same_tip(&[&a, &b, &c, &d], 30).await;
+    assert_eq!(a.chain().tip().height, 6);
+    assert_eq!(balance(&a, to).await, 0);
+    wait_for("reorged-out tx back in a mempool", 20, || async {
+        matches!(a.chain().tx_status(id).await.unwrap(), Some(cairn::chain_service::TxStatus::Pending(_))).then_some(())
+    })
+    .await;
+    // It is re-included in the next block and every node agrees.
+    farm(&c, 1, Address([0xcc; 32])).await;
+    wait_for("re-included everywhere", 30, || async {
+        let mut ok = true;
+        for n in [&a, &b, &c, &d] {
+            ok &= balance(n, to).await == 999;
+        }
+        ok.then_some(())
+    })
+    .await;
+    // Balances equal a fresh replay of the winning chain.
+    let replay = tempfile::tempdir().unwrap();
+    let rpc = crate::support::Rpc::new(format!("http://{}", b.rpc_addr()));
+    let (tip, store) = crate::support::replay_into(&rpc, replay.path()).await;
+    assert_eq!(tip, b.chain().tip().hash);
+    for x in [to, Address([0xaa; 32]), Address([0xcc; 32]), dev(5).address()] {
+        assert_eq!(store.account(&x).unwrap(), b.chain().account(x).await.unwrap().account);
+    }
+    for n in [a, b, c, d] {
+        n.shutdown().await;
+    }
+}
+
+/// Signs, roots and mines a block on `n`'s tip with `txs` (after `edit` changes the header).
+fn block_on(n: &Node, txs: Vec<Transaction>, header: cairn_chain::Header) -> cairn_chain::Block {
+    let _ = n;
+    let mut h = header;
+    h.tx_root = cairn_chain::block::merkle_root(&txs.iter().map(Transaction::id).collect::<Vec<_>>());
+    let h = cairn::farm::miner::mine(&h, 1, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+    cairn_chain::Block { header: h, transactions: txs }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_serving_invalid_blocks_is_banned_and_nothing_is_stored() {
+    let t = tempfile::tempdir().unwrap();
+    let n = start(&t.path().join("n"), vec![]).await;
+    farm(&n, 2, Address([0xfa; 32])).await;
+    let tip = n.chain().tip();
+    let template = n.chain().template(Address([0xbb; 32])).await.unwrap().header;
+    let good_tx = Transaction::signed(&dev(0), devnet_genesis(), Address([1; 32]), 5, 1, 0);
+
+    let mut bad_proof = block_on(&n, vec![], template.clone());
+    while bad_proof.header.target.is_met_by(&bad_proof.hash()) {
+        bad_proof.header.nonce += 1;
+    }
+    let mut forged = good_tx.clone();
+    forged.amount = 6;
+    let bad_sig = block_on(&n, vec![forged], template.clone());
+    let mut bad_root = block_on(&n, vec![good_tx.clone()], template.clone());
+    bad_root.header.tx_root = cairn_chain::Hash([3; 32]);
+    bad_root.header = cairn::farm::miner::mine(&bad_root.header, 1, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+
+    for (name, block) in [("bad proof", bad_proof), ("bad signature", bad_sig), ("wrong merkle root", bad_root)] {
+        let mut p = crate::support::RawPeer::connect(&n).await;
+        wait_for("raw peer registered", 10, || async { n.p2p().peers().iter().any(|x| x.node_id == p.id).then_some(()) }).await;
+        let msg = cairn_p2p::wire::Message::BlockData(Some(bytes::Bytes::from(block.encode())));
+        p.frame(&cairn_p2p::wire::encode(&msg)).await;
+        p.closed_within(10).await;
+        assert!(n.p2p().bans().iter().any(|b| b.node_id == p.id), "{name}: sender not banned");
+        assert_eq!(n.chain().tip(), tip, "{name}: chain moved");
+        assert!(!n.chain().has_block(block.hash()).await.unwrap(), "{name}: invalid block stored");
+    }
+    n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_completes_when_one_of_three_peers_stops_answering() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), vec![]).await;
+    farm(&a, 300, Address([0xfa; 32])).await;
+    let b = start(&t.path().join("b"), vec![a.p2p_addr().to_string()]).await;
+    same_tip(&[&a, &b], 60).await;
+    let d = start(&t.path().join("d"), vec![]).await;
+    // A peer that claims far more work and then never answers a request.
+    let silent = crate::support::RawPeer::connect_claiming(&d, Some([0x7f; 32])).await;
+    d.p2p().connect(&a.p2p_addr().to_string()).await.unwrap();
+    d.p2p().connect(&b.p2p_addr().to_string()).await.unwrap();
+    same_tip(&[&a, &d], 60).await;
+    // The silent peer is dropped for stalling (its sync request timed out).
+    wait_for("silent peer dropped", 20, || async { (!d.p2p().peers().iter().any(|x| x.node_id == silent.id)).then_some(()) }).await;
+    wait_for("not syncing", 20, || async { (!d.p2p().is_syncing()).then_some(()) }).await;
+    for n in [a, b, d] {
+        n.shutdown().await;
+    }
+}

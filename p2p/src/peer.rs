@@ -100,7 +100,8 @@ pub(crate) async fn run_peer(
         asked_peers = true;
     }
     let mut sync = SyncState::default();
-    if let Flow::Reply(m) = crate::sync::on_connect(&inner, remote_work, &mut sync).await {
+    let remote_height = stats.best_height.load(Ordering::Relaxed);
+    if let Flow::Reply(m) = crate::sync::on_connect(&inner, remote_height, remote_work, &mut sync).await {
         let _ = send(&mut wire, &m, cfg.ping_timeout).await;
     }
     let end = loop {

@@ -84,6 +84,12 @@ pub(crate) struct SyncState {
     asked: Recent<()>,
     /// Counted in the node's syncing total.
     counted: bool,
+    /// When this sync started and at what height, for progress lines.
+    started: Option<(Instant, u64)>,
+    /// Last progress line.
+    last_report: Option<Instant>,
+    /// The peer's best height, as last heard.
+    pub target: u64,
 }
 
 impl SyncState {
@@ -91,9 +97,30 @@ impl SyncState {
         if !self.counted {
             self.counted = true;
             inner.syncing.fetch_add(1, Ordering::Relaxed);
+            self.started = Some((Instant::now(), inner.chain.tip().height));
+        }
+    }
+
+    /// Logs height/target, rate and ETA at most every few seconds (and at the end).
+    fn report(&mut self, inner: &Inner, peer: &NodeId, done: bool) {
+        let Some((t0, h0)) = self.started else { return };
+        if !done && self.last_report.is_some_and(|t| t.elapsed() < Duration::from_secs(3)) {
+            return;
+        }
+        self.last_report = Some(Instant::now());
+        let height = inner.chain.tip().height;
+        let rate = height.saturating_sub(h0) as f64 / t0.elapsed().as_secs_f64().max(1e-3);
+        let target = self.target.max(height);
+        let eta = if rate > 0.0 { target.saturating_sub(height) as f64 / rate } else { f64::INFINITY };
+        if done {
+            tracing::info!(target: "p2p::sync", %peer, height, blocks = height.saturating_sub(h0), secs = format!("{:.1}", t0.elapsed().as_secs_f64()), "sync finished");
+        } else {
+            tracing::info!(target: "p2p::sync", %peer, height, target, blocks_per_s = format!("{rate:.0}"), eta_s = format!("{eta:.0}"), "syncing");
         }
     }
     pub(crate) fn stop(&mut self, inner: &Inner) {
+        self.started = None;
+        self.last_report = None;
         self.waiting_since = None;
         self.pending.clear();
         self.more = false;
@@ -147,7 +174,8 @@ async fn take_block(inner: &Inner, peer: NodeId, block: Block, sync: &mut SyncSt
 }
 
 /// Starts a sync if the peer says it has more work than we do.
-pub(crate) async fn on_connect(inner: &Inner, remote_work: [u8; 32], sync: &mut SyncState) -> Flow {
+pub(crate) async fn on_connect(inner: &Inner, remote_height: u64, remote_work: [u8; 32], sync: &mut SyncState) -> Flow {
+    sync.target = remote_height;
     if cairn_chain::Work::from_bytes(remote_work) > inner.chain.tip().total_work {
         return get_headers(inner, sync).await;
     }
@@ -159,6 +187,7 @@ pub(crate) async fn handle(inner: &Arc<Inner>, peer: NodeId, msg: Message, sync:
     let chain = &inner.chain;
     match msg {
         Message::NewBlock { height, hash } => {
+            sync.target = sync.target.max(height);
             if sync.waiting_since.is_some() || chain.has_block(hash).await {
                 return Flow::Continue;
             }
@@ -253,9 +282,13 @@ pub(crate) async fn handle(inner: &Arc<Inner>, peer: NodeId, msg: Message, sync:
                 }
             }
             match next_blocks(inner, sync) {
-                Some(f) => f,
+                Some(f) => {
+                    sync.report(inner, &peer, false);
+                    f
+                }
                 None if sync.more => get_headers(inner, sync).await,
                 None => {
+                    sync.report(inner, &peer, true);
                     sync.stop(inner);
                     Flow::Continue
                 }

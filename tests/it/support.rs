@@ -245,3 +245,20 @@ impl RawPeer {
     }
 }
 
+
+/// Writes a devnet chain of `blocks` empty blocks (farmed to `farmer`) straight into the store
+/// at `db` (a node's `<data_dir>/db`), much faster than farming through a node.
+pub fn prebuild_chain(db: &Path, blocks: u64, farmer: Address) -> Hash {
+    let spec = ChainSpec::devnet();
+    let mut store = cairn_chain::Store::open(db, &spec.chain_id, spec.genesis().hash()).unwrap();
+    store.set_sync_writes(false);
+    let mut chain = cairn_chain::Chain::open(store, spec.clone()).unwrap();
+    let mut t = spec.genesis_timestamp;
+    for _ in 0..blocks {
+        t += spec.block_time_ms;
+        let header = chain.template(farmer, &[], t).unwrap();
+        let header = cairn::farm::miner::mine(&header, 1, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+        chain.submit(cairn_chain::Block { header, transactions: vec![] }, t).unwrap();
+    }
+    chain.tip().hash
+}

@@ -212,3 +212,41 @@ async fn sync_completes_when_one_of_three_peers_stops_answering() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_killed_mid_sync_resumes_and_completes() {
+    let t = tempfile::tempdir().unwrap();
+    let farmer = Address([0xfa; 32]);
+    let blocks = 6000;
+    let tip = crate::support::prebuild_chain(&t.path().join("a/data/db"), blocks, farmer);
+    let a = Node::start(NodeConfig::for_tests(t.path().join("a/data"))).await.unwrap();
+    assert_eq!(a.chain().tip().hash, tip);
+    let d_data = t.path().join("d/data");
+    let peers = a.p2p_addr().to_string();
+    let (mut child, url) = crate::support::spawn_node(&d_data, &["--peers", &peers]);
+    let rpc = crate::support::Rpc::new(url);
+    let height = |rpc: crate::support::Rpc| async move { rpc.try_get("/status").await.and_then(|(_, v)| v["height"].as_u64()) };
+    let at_kill = wait_for("D part-way through the sync", 60, || {
+        let rpc = rpc.clone();
+        async move { height(rpc).await.filter(|h| *h >= 300) }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(at_kill < blocks, "D finished before it could be killed (height {at_kill})");
+    // Restart on the same data dir: it resumes from where it was and completes.
+    let (mut child, url) = crate::support::spawn_node(&d_data, &["--peers", &peers]);
+    let rpc = crate::support::Rpc::new(url);
+    let resumed = height(rpc.clone()).await.unwrap();
+    assert!(resumed >= at_kill.saturating_sub(64), "restarted at {resumed}, killed at {at_kill}");
+    wait_for("D at A's tip", 120, || {
+        let rpc = rpc.clone();
+        async move { (rpc.try_get("/status").await?.1["best_hash"].as_str()? == tip.to_string()).then_some(()) }
+    })
+    .await;
+    let (_, v) = rpc.get(&format!("/accounts/{farmer}")).await;
+    assert_eq!(v["balance"].as_u64().unwrap(), balance(&a, farmer).await);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    a.shutdown().await;
+}

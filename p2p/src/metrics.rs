@@ -22,6 +22,8 @@ pub struct P2pMetrics {
     rejections: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     misbehaviour: Mutex<BTreeMap<&'static str, u64>>,
     connections: AtomicU64,
+    duplicate_blocks: AtomicU64,
+    duplicate_txs: AtomicU64,
     disconnections: AtomicU64,
     bans: AtomicU64,
 }
@@ -52,6 +54,15 @@ impl P2pMetrics {
             *m.entry(kind).or_default() += 1;
         }
     }
+    /// A peer sent a block we already had.
+    pub fn duplicate_block(&self) {
+        self.duplicate_blocks.fetch_add(1, Relaxed);
+    }
+    /// A peer sent a transaction we already had.
+    pub fn duplicate_tx(&self) {
+        self.duplicate_txs.fetch_add(1, Relaxed);
+    }
+
     /// A connection completed its handshake.
     pub fn connected(&self) {
         self.connections.fetch_add(1, Relaxed);
@@ -73,6 +84,8 @@ impl P2pMetrics {
             ("cairn_p2p_connections_total", "Connections that completed the handshake.", &self.connections),
             ("cairn_p2p_disconnections_total", "Registered connections that ended.", &self.disconnections),
             ("cairn_p2p_bans_total", "Nodes banned for misbehaviour.", &self.bans),
+            ("cairn_p2p_duplicate_blocks_total", "Blocks received that were already known (dropped).", &self.duplicate_blocks),
+            ("cairn_p2p_duplicate_transactions_total", "Transactions received that were already known (dropped).", &self.duplicate_txs),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }

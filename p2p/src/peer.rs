@@ -134,6 +134,12 @@ pub(crate) async fn run_peer(
                         break End::Remote(e);
                     }
                 }
+                // Ask for its tip each beat: a missed announcement is caught up here.
+                if sync.waiting_since.is_none()
+                    && let Err(e) = send(&mut wire, &Message::GetStatus, cfg.ping_timeout).await
+                {
+                    break End::Remote(e);
+                }
             }
             msg = wire.recv() => {
                 let msg = match msg {
@@ -193,8 +199,13 @@ pub(crate) async fn run_peer(
                             break End::Remote(e);
                         }
                     }
-                    Message::Status { best_height, .. } => {
+                    Message::Status { best_height, total_work, .. } => {
                         stats.best_height.fetch_max(best_height, Ordering::Relaxed);
+                        if let Flow::Reply(r) = crate::sync::on_status(&inner, best_height, total_work, &mut sync).await
+                            && let Err(e) = send(&mut wire, &r, cfg.ping_timeout).await
+                        {
+                            break End::Remote(e);
+                        }
                     }
                     m @ Message::NewBlock { .. } => {
                         if let Message::NewBlock { height, .. } = m {

@@ -154,12 +154,22 @@ fn next_blocks(inner: &Inner, sync: &mut SyncState) -> Option<Flow> {
     Some(Flow::Reply(Message::GetBlocks(batch)))
 }
 
+/// Whether the peer announced a height above our tip while the sync ran (announcements are
+/// not acted on mid-sync, so the sync goes on instead of ending short).
+fn behind(inner: &Inner, sync: &SyncState) -> bool {
+    sync.target > inner.chain.tip().height
+}
+
 /// Submits a block from `peer`; what to do about the outcome.
 async fn take_block(inner: &Inner, peer: NodeId, block: Block, sync: &mut SyncState) -> Flow {
     let hash = block.hash();
     inner.block_sources.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, peer);
     match inner.chain.submit_block(block).await {
-        Ok(Submitted::Connected | Submitted::SideChain | Submitted::AlreadyKnown) => Flow::Continue,
+        Ok(Submitted::Connected | Submitted::SideChain) => Flow::Continue,
+        Ok(Submitted::AlreadyKnown) => {
+            inner.metrics.duplicate_block();
+            Flow::Continue
+        }
         Err(BlockError::UnknownParent(_)) if sync.waiting_since.is_none() => get_headers(inner, sync).await,
         Err(BlockError::UnknownParent(_)) => Flow::Continue,
         Err(e) if e.is_invalid() => {
@@ -171,6 +181,16 @@ async fn take_block(inner: &Inner, peer: NodeId, block: Block, sync: &mut SyncSt
             Flow::Continue
         }
     }
+}
+
+/// A peer reported its tip (`Status`): sync if it has more work and no sync is running, so
+/// a lost announcement costs at most one heartbeat.
+pub(crate) async fn on_status(inner: &Inner, best_height: u64, total_work: [u8; 32], sync: &mut SyncState) -> Flow {
+    sync.target = sync.target.max(best_height);
+    if sync.waiting_since.is_none() && cairn_chain::Work::from_bytes(total_work) > inner.chain.tip().total_work {
+        return get_headers(inner, sync).await;
+    }
+    Flow::Continue
 }
 
 /// Starts a sync if the peer says it has more work than we do.
@@ -242,6 +262,8 @@ pub(crate) async fn handle(inner: &Arc<Inner>, peer: NodeId, msg: Message, sync:
             }
             match next_blocks(inner, sync) {
                 Some(f) => f,
+                // Nothing new in a full batch: ask further. Nothing new otherwise: done (even if
+                // the peer's height is above ours: a longer but lighter fork is not followed).
                 None if sync.more => get_headers(inner, sync).await,
                 None => {
                     sync.stop(inner);
@@ -286,7 +308,7 @@ pub(crate) async fn handle(inner: &Arc<Inner>, peer: NodeId, msg: Message, sync:
                     sync.report(inner, &peer, false);
                     f
                 }
-                None if sync.more => get_headers(inner, sync).await,
+                None if sync.more || behind(inner, sync) => get_headers(inner, sync).await,
                 None => {
                     sync.report(inner, &peer, true);
                     sync.stop(inner);
@@ -302,9 +324,12 @@ pub(crate) async fn handle(inner: &Arc<Inner>, peer: NodeId, msg: Message, sync:
                 let Ok(tx) = Transaction::decode(&bytes) else { return Flow::Violation("undecodable_transaction", 50) };
                 inner.tx_sources.lock().unwrap_or_else(|e| e.into_inner()).insert(tx.id(), peer);
                 match chain.submit_tx(tx).await {
-                    Err(TxError::BadSignature | TxError::WrongChain { .. }) => inner.penalize(peer, 20, "invalid_transaction"),
-                    _ => 0,
-                };
+                    Err(TxError::BadSignature | TxError::WrongChain { .. }) => {
+                        inner.penalize(peer, 20, "invalid_transaction");
+                    }
+                    Err(TxError::AlreadyKnown(_)) => inner.metrics.duplicate_tx(),
+                    _ => {}
+                }
             }
             Flow::Continue
         }

@@ -60,6 +60,10 @@ async fn line_of_three_shares_blocks_and_transactions() {
         assert_eq!(balance(n, to).await, 4242);
         assert_eq!(n.chain().tip().height, 2);
     }
+    // Every metric line is present (duplicates are counted when gossip crosses).
+    let mut m = String::new();
+    b.p2p().render_metrics(&mut m);
+    assert!(m.contains("cairn_p2p_duplicate_blocks_total") && m.contains("cairn_p2p_duplicate_transactions_total"), "{m}");
     for n in [a, b, c] {
         n.shutdown().await;
     }

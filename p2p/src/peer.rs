@@ -150,6 +150,9 @@ pub(crate) async fn run_peer(
                     Err(WireError::Io(e)) => break End::Remote(e.to_string()),
                 };
                 stats.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+                if let Message::NewBlock { height, .. } = &msg {
+                    stats.best_height.fetch_max(*height, Ordering::Relaxed);
+                }
                 if !limit.allow() {
                     // Over the rate: drop the message; sustained floods end in a ban.
                     if inner.penalize(id, 5, "rate_limited") >= BAN_THRESHOLD {
@@ -207,25 +210,12 @@ pub(crate) async fn run_peer(
                             break End::Remote(e);
                         }
                     }
-                    m @ Message::NewBlock { .. } => {
-                        if let Message::NewBlock { height, .. } = m {
-                            stats.best_height.fetch_max(height, Ordering::Relaxed);
-                        }
-                        match crate::sync::handle(&inner, id, m, &mut sync).await {
-                            Flow::Continue => {}
-                            Flow::Reply(r) => {
-                                if let Err(e) = send(&mut wire, &r, cfg.ping_timeout).await {
-                                    break End::Remote(e);
-                                }
-                            }
-                            Flow::Violation(kind, points) => break End::Violation(kind, points),
-                        }
-                    }
                     Message::Hello(_) | Message::HelloAck => break End::Violation("second_handshake", 50),
                     Message::Reject { reason, detail } => {
                         break End::Remote(format!("{}: {}", reason.code(), detail.chars().take(200).collect::<String>()));
                     }
-                    m @ (Message::GetBlock(_)
+                    m @ (Message::NewBlock { .. }
+                    | Message::GetBlock(_)
                     | Message::BlockData(_)
                     | Message::GetHeaders { .. }
                     | Message::Headers(_)

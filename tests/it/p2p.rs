@@ -115,7 +115,8 @@ async fn every_refusal_is_typed_on_both_sides_and_leaves_no_peer() {
     wait_peers(&hub, 0).await;
     wait_peers(&first, 0).await;
     assert_eq!(refused(first.p2p().connect(&target).await), (RejectReason::Banned, true));
-    assert_eq!(hub.p2p().metrics().rejections(RejectReason::Banned, Side::Local), 1);
+    // At least ours (first's maintenance loop may redial the manual peer on its own too).
+    assert!(hub.p2p().metrics().rejections(RejectReason::Banned, Side::Local) >= 1);
     // The RPC gives the code as a 4xx.
     let rpc = crate::support::Rpc::new(format!("http://{}", first.rpc_addr()));
     let (s, v) = rpc.post("/p2p/peers", &serde_json::json!({"address": target})).await;

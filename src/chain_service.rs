@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_chain::store::TxLocation;
 use cairn_chain::{
-    Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, Hash, Header, Mempool, MempoolLimits, Outcome, Store,
+    Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, CheckResult, CheckedBlock, Hash, Header, Mempool, MempoolLimits, Outcome, Store,
     StoreError, Transaction, TxError, TxId, Work,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -102,8 +102,20 @@ pub enum ServiceError {
 
 type Reply<T> = oneshot::Sender<T>;
 
+/// What a commit (one block or a run) did to the best chain.
+#[derive(Default)]
+struct Moved {
+    connected: bool,
+    /// Transactions in the last connected block (for the log line).
+    txs: usize,
+    /// Per connected block: the blocks applied and undone.
+    steps: Vec<(Vec<Block>, Vec<Block>)>,
+}
+
 enum Command {
     SubmitBlock(Block, Reply<Result<Accepted, BlockError>>),
+    SubmitChecked(Vec<CheckedBlock>, Reply<Vec<Result<Accepted, BlockError>>>),
+    NoteInvalid(Vec<(Hash, BlockError)>),
     SubmitTx(Transaction, Reply<Result<TxId, TxError>>),
     Template(Address, Reply<Result<Template, StoreError>>),
     Account(Address, Reply<Result<AccountInfo, StoreError>>),
@@ -265,6 +277,44 @@ impl ChainHandle {
     pub async fn submit_block(&self, block: Block) -> Result<Result<Accepted, BlockError>, ServiceError> {
         self.ask(|r| Command::SubmitBlock(block, r)).await
     }
+    /// Runs the stateless checks (proof, Merkle root, batched signatures) of `blocks` in
+    /// parallel on the blocking pool, one chunk per core, off the async runtime and the chain
+    /// thread. Results are in input order; failures are also reported to the chain (metrics,
+    /// invalid cache).
+    pub async fn check_blocks(&self, blocks: Vec<Block>) -> Vec<CheckResult> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let per = blocks.len().div_ceil(cores).max(1);
+        let mut chunks = Vec::new();
+        let mut rest = blocks.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<Block> = rest.by_ref().take(per).collect();
+            let (spec, genesis) = (self.spec.clone(), self.genesis);
+            chunks.push(tokio::task::spawn_blocking(move || {
+                chunk.into_iter().map(|b| CheckedBlock::check(&spec, &genesis, b)).collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for c in chunks {
+            match c.await {
+                Ok(results) => out.extend(results),
+                // A panicking check is a bug; its blocks count as unchecked storage failures.
+                Err(e) => out.push(Err(Box::new((Hash::ZERO, BlockError::Store(format!("check task: {e}")))))),
+            }
+        }
+        let failed: Vec<(Hash, BlockError)> = out.iter().filter_map(|r| r.as_ref().err().filter(|f| f.1.is_invalid()).map(|f| (**f).clone())).collect();
+        if !failed.is_empty() {
+            let _ = self.commands.send(Command::NoteInvalid(failed)).await;
+        }
+        out
+    }
+
+    /// Stores a run of checked blocks in order, with one fsync for the whole run, and
+    /// publishes the tip once at the end. Stops at the first failure (the rest are not
+    /// tried); the results cover the blocks tried.
+    pub async fn submit_checked(&self, blocks: Vec<CheckedBlock>) -> Result<Vec<Result<Accepted, BlockError>>, ServiceError> {
+        self.ask(|r| Command::SubmitChecked(blocks, r)).await
+    }
+
     /// Validates a transaction and adds it to the mempool.
     pub async fn submit_tx(&self, tx: Transaction) -> Result<Result<TxId, TxError>, ServiceError> {
         self.ask(|r| Command::SubmitTx(tx, r)).await
@@ -348,6 +398,17 @@ impl Worker {
                     let r = self.submit_block(block);
                     let _ = reply.send(r);
                 }
+                Command::SubmitChecked(blocks, reply) => {
+                    let r = self.submit_run(blocks);
+                    let _ = reply.send(r);
+                }
+                Command::NoteInvalid(list) => {
+                    for (hash, e) in list {
+                        self.metrics.block_rejected(e.code());
+                        tracing::info!(target: "chain::validate", %hash, code = e.code(), "block rejected: {e}");
+                        self.chain.note_stateless_failure(hash, &e);
+                    }
+                }
                 Command::SubmitTx(tx, reply) => {
                     let r = self.submit_tx(tx);
                     let _ = reply.send(r);
@@ -375,9 +436,43 @@ impl Worker {
     }
 
     fn submit_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
-        let hash = block.hash();
-        let height = block.header.height;
-        match self.chain.submit(block, now_ms()) {
+        let (hash, height) = (block.hash(), block.header.height);
+        let r = self.chain.submit(block, now_ms());
+        let mut moved = Moved::default();
+        let r = self.record(hash, height, r, &mut moved);
+        self.publish(moved);
+        r
+    }
+
+    /// A run of checked blocks (catch-up sync): sync writes off for the run, one fsync of the
+    /// log at its end before anyone hears of it, the tip published once.
+    fn submit_run(&mut self, blocks: Vec<CheckedBlock>) -> Vec<Result<Accepted, BlockError>> {
+        let mut moved = Moved::default();
+        let mut out = Vec::with_capacity(blocks.len());
+        self.chain.set_sync_writes(false);
+        for block in blocks {
+            let (hash, height) = (block.hash(), block.block().header.height);
+            let r = self.chain.submit_checked(block, now_ms());
+            let r = self.record(hash, height, r, &mut moved);
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        self.chain.set_sync_writes(true);
+        if let Err(e) = self.chain.store().sync_wal() {
+            // Not durable: report the run as failed (the blocks may come again).
+            tracing::error!(target: "chain::store", "sync of a block run failed: {e}");
+            out = out.into_iter().map(|_| Err(BlockError::Store(e.to_string()))).collect();
+        }
+        self.publish(moved);
+        out
+    }
+
+    /// Logs and counts one block's outcome, and collects what it moved.
+    fn record(&mut self, hash: Hash, height: u64, r: Result<Outcome, BlockError>, moved: &mut Moved) -> Result<Accepted, BlockError> {
+        match r {
             Err(e) => {
                 self.metrics.block_rejected(e.code());
                 tracing::info!(target: "chain::validate", %hash, height, code = e.code(), "block rejected: {e}");
@@ -395,15 +490,28 @@ impl Worker {
                     tracing::warn!(target: "chain::fork", depth = undone.len(), new_tip = %hash, "reorganised");
                     self.metrics.reorg();
                 }
-                // The block is committed: publish the tip first, whatever the mempool work does.
-                let t = tip_of(&self.chain);
-                tracing::info!(target: "chain::store", height = t.height, hash = %t.hash, txs = applied.last().map_or(0, |b| b.transactions.len()), "new tip");
-                self.metrics.set_height(t.height);
-                self.tip.send_replace(t);
-                if let Err(e) = self.after_connect(&applied, &undone) {
-                    tracing::error!(target: "chain::mempool", "mempool update after a new tip failed: {e}");
-                }
+                moved.txs = applied.last().map_or(0, |b| b.transactions.len());
+                moved.connected = true;
+                // The mempool follows in order: undo then apply, block by block.
+                moved.steps.push((applied, undone));
                 Ok(Accepted::Connected)
+            }
+        }
+    }
+
+    /// After a commit: publish the tip first (whatever the mempool work does), then bring the
+    /// mempool in step.
+    fn publish(&mut self, moved: Moved) {
+        if !moved.connected {
+            return;
+        }
+        let t = tip_of(&self.chain);
+        tracing::info!(target: "chain::store", height = t.height, hash = %t.hash, txs = moved.txs, "new tip");
+        self.metrics.set_height(t.height);
+        self.tip.send_replace(t);
+        for (applied, undone) in moved.steps {
+            if let Err(e) = self.after_connect(&applied, &undone) {
+                tracing::error!(target: "chain::mempool", "mempool update after a new tip failed: {e}");
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use cairn_chain::{Block, BlockError, Hash, Header, Store, Transaction, TxError};
+use cairn_chain::{Block, BlockError, CheckResult, CheckedBlock, Hash, Header, Store, Transaction, TxError};
 use cairn_p2p::ports::{BoxFuture, Submitted};
 use tokio::sync::{broadcast, watch};
 use cairn_chain::store::{CF_BANS, CF_PEERS};
@@ -37,6 +37,14 @@ impl ChainBridge {
             }
         });
         ChainBridge { chain, tips }
+    }
+}
+
+fn submitted(a: crate::chain_service::Accepted) -> Submitted {
+    match a {
+        crate::chain_service::Accepted::Connected => Submitted::Connected,
+        crate::chain_service::Accepted::SideChain => Submitted::SideChain,
+        crate::chain_service::Accepted::AlreadyKnown => Submitted::AlreadyKnown,
     }
 }
 
@@ -79,11 +87,21 @@ impl ChainInfo for ChainBridge {
         let c = self.chain.clone();
         Box::pin(async move {
             match c.submit_block(block).await {
-                Ok(Ok(crate::chain_service::Accepted::Connected)) => Ok(Submitted::Connected),
-                Ok(Ok(crate::chain_service::Accepted::SideChain)) => Ok(Submitted::SideChain),
-                Ok(Ok(crate::chain_service::Accepted::AlreadyKnown)) => Ok(Submitted::AlreadyKnown),
-                Ok(Err(e)) => Err(e),
+                Ok(r) => r.map(submitted),
                 Err(e) => Err(BlockError::Store(e.to_string())),
+            }
+        })
+    }
+    fn check_blocks(&self, blocks: Vec<Block>) -> BoxFuture<Vec<CheckResult>> {
+        let c = self.chain.clone();
+        Box::pin(async move { c.check_blocks(blocks).await })
+    }
+    fn submit_checked(&self, blocks: Vec<CheckedBlock>) -> BoxFuture<Vec<Result<Submitted, BlockError>>> {
+        let c = self.chain.clone();
+        Box::pin(async move {
+            match c.submit_checked(blocks).await {
+                Ok(list) => list.into_iter().map(|r| r.map(submitted)).collect(),
+                Err(e) => vec![Err(BlockError::Store(e.to_string()))],
             }
         })
     }

@@ -39,6 +39,38 @@ pub enum Outcome {
     },
 }
 
+/// The outcome of [`CheckedBlock::check`]: the checked block, or the block's hash and why it
+/// failed.
+pub type CheckResult = Result<CheckedBlock, Box<(Hash, BlockError)>>;
+
+/// A block that passed [`check_stateless`]; only [`CheckedBlock::check`] makes one, so
+/// [`Chain::submit_checked`] can skip those checks (they ran in parallel elsewhere).
+#[derive(Clone, Debug)]
+pub struct CheckedBlock {
+    block: Block,
+    hash: Hash,
+}
+
+impl CheckedBlock {
+    /// Runs [`check_stateless`]: pure, thread-safe, and the expensive part of validation
+    /// (proof, Merkle root, every signature), so callers run it in parallel.
+    pub fn check(spec: &ChainSpec, genesis: &Hash, block: Block) -> CheckResult {
+        let hash = block.hash();
+        match check_stateless(spec, genesis, &block) {
+            Ok(()) => Ok(CheckedBlock { block, hash }),
+            Err(e) => Err(Box::new((hash, e))),
+        }
+    }
+    /// The block.
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+    /// Its hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+}
+
 /// A bounded set of hashes, forgetting the oldest first.
 struct BoundedSet {
     set: HashSet<Hash>,
@@ -195,24 +227,63 @@ impl Chain {
     /// work. Nothing of an invalid block is stored.
     pub fn submit(&mut self, block: Block, now_ms: u64) -> Result<Outcome, BlockError> {
         let hash = block.hash();
-        if self.invalid.contains(&hash) {
-            return Err(BlockError::KnownInvalid);
+        if let Some(known) = self.known(&hash)? {
+            return known;
         }
-        if self.store.has_block(&hash)? {
-            return Ok(Outcome::AlreadyKnown);
-        }
-        if let Err(e) = check_stateless(&self.spec, &self.genesis, &block) {
-            // Cache only what was expensive to find and is fixed by the header's hash: a bad
-            // proof costs one hash to see again (caching it would let junk flush the cache),
-            // and a wrong root or size says nothing about the header (the right body may come).
-            if !matches!(
-                e,
-                BlockError::BadProof | BlockError::BadMerkleRoot { .. } | BlockError::TooLarge { .. } | BlockError::TooManyTransactions { .. }
-            ) {
-                self.invalid.insert(hash);
+        let checked = match CheckedBlock::check(&self.spec, &self.genesis, block) {
+            Ok(c) => c,
+            Err(failed) => {
+                let (hash, e) = *failed;
+                self.note_stateless_failure(hash, &e);
+                return Err(e);
             }
-            return Err(e);
+        };
+        self.connect(checked, now_ms)
+    }
+
+    /// Accepts a block whose stateless checks already passed: as [`Chain::submit`] without
+    /// repeating them.
+    pub fn submit_checked(&mut self, block: CheckedBlock, now_ms: u64) -> Result<Outcome, BlockError> {
+        if let Some(known) = self.known(&block.hash)? {
+            return known;
         }
+        self.connect(block, now_ms)
+    }
+
+    /// Remembers a block that failed [`check_stateless`] (here or on another thread), when
+    /// the failure is fixed by its hash. Only what was expensive to find is cached: a bad
+    /// proof costs one hash to see again (caching it would let junk flush the cache), and a
+    /// wrong root or size says nothing about the header (the right body may come).
+    pub fn note_stateless_failure(&mut self, hash: Hash, e: &BlockError) {
+        if e.is_invalid()
+            && !matches!(
+            e,
+            BlockError::BadProof | BlockError::BadMerkleRoot { .. } | BlockError::TooLarge { .. } | BlockError::TooManyTransactions { .. }
+        ) {
+            self.invalid.insert(hash);
+        }
+    }
+
+    /// The answer for a block seen before (stored, or known invalid), if it was.
+    fn known(&self, hash: &Hash) -> Result<Option<Result<Outcome, BlockError>>, StoreError> {
+        if self.invalid.contains(hash) {
+            return Ok(Some(Err(BlockError::KnownInvalid)));
+        }
+        if self.store.has_block(hash)? {
+            return Ok(Some(Ok(Outcome::AlreadyKnown)));
+        }
+        Ok(None)
+    }
+
+    /// Turns fsync per write off for a run of blocks (see [`Store::set_sync_writes`]); the
+    /// caller ends the run with [`Store::sync_wal`] and turns it back on.
+    pub fn set_sync_writes(&mut self, on: bool) {
+        self.store.set_sync_writes(on);
+    }
+
+    /// Stores a checked block and moves the tip if its chain has the most work.
+    fn connect(&mut self, checked: CheckedBlock, now_ms: u64) -> Result<Outcome, BlockError> {
+        let CheckedBlock { block, hash } = checked;
         if self.invalid.contains(&block.header.prev_hash) {
             // Has a valid proof, so caching it costs an attacker real work.
             self.invalid.insert(hash);

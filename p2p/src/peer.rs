@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::config::{BAN_THRESHOLD, MAX_PEERS_PER_MESSAGE};
 use crate::identity::NodeId;
 use crate::service::{Direction, Inner, now_ms};
-use crate::sync::{Flow, SyncState};
+use crate::sync::Flow;
 use crate::wire::{Message, PeerAddress, RejectReason, Wire, WireError};
 
 /// What other tasks can ask of a peer task.
@@ -99,9 +99,8 @@ pub(crate) async fn run_peer(
     if direction == Direction::Outbound && send(&mut wire, &Message::GetPeers, cfg.ping_timeout).await.is_ok() {
         asked_peers = true;
     }
-    let mut sync = SyncState::default();
     let remote_height = stats.best_height.load(Ordering::Relaxed);
-    if let Flow::Reply(m) = crate::sync::on_connect(&inner, remote_height, remote_work, &mut sync).await {
+    if let Flow::Reply(m) = crate::sync::on_connect(&inner, id, remote_height, remote_work).await {
         let _ = send(&mut wire, &m, cfg.ping_timeout).await;
     }
     let end = loop {
@@ -119,7 +118,7 @@ pub(crate) async fn run_peer(
                 None => break End::Local("peer table dropped the peer"),
             },
             _ = heartbeat.tick() => {
-                if sync.stalled(cfg.ping_timeout) {
+                if inner.download().stalled(&id, cfg.ping_timeout, Instant::now()) {
                     // A peer that stops serving a sync is dropped; others carry on.
                     break End::Local("sync stalled");
                 }
@@ -135,9 +134,7 @@ pub(crate) async fn run_peer(
                     }
                 }
                 // Ask for its tip each beat: a missed announcement is caught up here.
-                if sync.waiting_since.is_none()
-                    && let Err(e) = send(&mut wire, &Message::GetStatus, cfg.ping_timeout).await
-                {
+                if let Err(e) = send(&mut wire, &Message::GetStatus, cfg.ping_timeout).await {
                     break End::Remote(e);
                 }
             }
@@ -204,7 +201,7 @@ pub(crate) async fn run_peer(
                     }
                     Message::Status { best_height, total_work, .. } => {
                         stats.best_height.fetch_max(best_height, Ordering::Relaxed);
-                        if let Flow::Reply(r) = crate::sync::on_status(&inner, best_height, total_work, &mut sync).await
+                        if let Flow::Reply(r) = crate::sync::on_status(&inner, id, best_height, total_work).await
                             && let Err(e) = send(&mut wire, &r, cfg.ping_timeout).await
                         {
                             break End::Remote(e);
@@ -221,7 +218,7 @@ pub(crate) async fn run_peer(
                     | Message::Headers(_)
                     | Message::GetBlocks(_)
                     | Message::Blocks(_)
-                    | Message::Transactions(_)) => match crate::sync::handle(&inner, id, m, &mut sync).await {
+                    | Message::Transactions(_)) => match crate::sync::handle(&inner, id, m).await {
                         Flow::Continue => {}
                         Flow::Reply(r) => {
                             if let Err(e) = send(&mut wire, &r, cfg.ping_timeout).await {
@@ -234,8 +231,8 @@ pub(crate) async fn run_peer(
             }
         }
     };
-    sync.stop(&inner);
     inner.unregister(&id, conn.stable_id());
+    crate::sync::peer_gone(&inner, &id);
     match end {
         End::Local(why) => {
             tracing::info!(target: "p2p::peer", peer = %id, "disconnecting: {why}");

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use cairn_chain::{Block, BlockError, Hash, Header, Transaction, TxError, Work};
+use cairn_chain::{Block, BlockError, CheckResult, CheckedBlock, Hash, Header, Transaction, TxError, Work};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
@@ -73,6 +73,16 @@ pub trait ChainInfo: Send + Sync + 'static {
     /// Validates and stores a block.
     fn submit_block(&self, _block: Block) -> BoxFuture<Result<Submitted, BlockError>> {
         Box::pin(async { Err(BlockError::Store("no chain".into())) })
+    }
+    /// Runs the stateless checks (proof, Merkle root, signatures) of `blocks` in parallel off
+    /// the async runtime; results in input order.
+    fn check_blocks(&self, blocks: Vec<Block>) -> BoxFuture<Vec<CheckResult>> {
+        Box::pin(async move { blocks.into_iter().map(|b| Err(Box::new((b.hash(), BlockError::Store("no chain".into()))))).collect() })
+    }
+    /// Stores a run of checked blocks in order, committing the run at once; stops at the
+    /// first failure (results cover the blocks tried).
+    fn submit_checked(&self, _blocks: Vec<CheckedBlock>) -> BoxFuture<Vec<Result<Submitted, BlockError>>> {
+        Box::pin(async { vec![Err(BlockError::Store("no chain".into()))] })
     }
     /// Validates a transaction into the mempool.
     fn submit_tx(&self, _tx: Transaction) -> BoxFuture<Result<(), TxError>> {

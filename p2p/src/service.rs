@@ -172,8 +172,14 @@ pub(crate) struct Inner {
     user_agent: String,
     ping_nonce: AtomicU64,
     handshakes: Arc<tokio::sync::Semaphore>,
-    /// Peers with a sync in progress.
-    pub syncing: std::sync::atomic::AtomicUsize,
+    /// The catch-up sync's block download schedule.
+    download: Mutex<crate::sync::download::Download>,
+    /// Sync progress, for log lines.
+    progress: Mutex<crate::sync::import::Progress>,
+    /// Blocks waiting for their parent.
+    orphans: Mutex<crate::sync::orphans::Orphans>,
+    /// Wakes the import task when downloaded blocks arrive.
+    pub import_ready: tokio::sync::Notify,
     /// Who sent us which block (not to announce it back).
     pub block_sources: Mutex<crate::sync::Recent<NodeId>>,
     /// Who sent us which transaction.
@@ -269,7 +275,10 @@ impl P2p {
             tasks: TaskTracker::new(),
             ping_nonce: AtomicU64::new(rand::random()),
             handshakes: Arc::new(tokio::sync::Semaphore::new(cfg_handshakes)),
-            syncing: std::sync::atomic::AtomicUsize::new(0),
+            download: Mutex::new(Default::default()),
+            progress: Mutex::new(Default::default()),
+            orphans: Mutex::new(Default::default()),
+            import_ready: tokio::sync::Notify::new(),
             block_sources: Mutex::new(Default::default()),
             tx_sources: Mutex::new(Default::default()),
         });
@@ -287,6 +296,7 @@ impl P2p {
         p2p.inner.tasks.spawn(maintenance_loop(p2p.inner.clone()));
         p2p.inner.tasks.spawn(crate::sync::announce_tips(p2p.inner.clone()));
         p2p.inner.tasks.spawn(crate::sync::relay_transactions(p2p.inner.clone()));
+        p2p.inner.tasks.spawn(crate::sync::import::run(p2p.inner.clone()));
         tracing::info!(target: "p2p", %node_id, listen = %local_addr, "p2p listening");
         Ok(p2p)
     }
@@ -392,7 +402,7 @@ impl P2p {
 
     /// Whether a catch-up sync with any peer is in progress.
     pub fn is_syncing(&self) -> bool {
-        self.inner.syncing.load(Ordering::Relaxed) > 0
+        self.inner.download().is_active()
     }
 
     /// Number of connected peers.
@@ -430,6 +440,18 @@ impl P2p {
 }
 
 impl Inner {
+    pub(crate) fn download(&self) -> MutexGuard<'_, crate::sync::download::Download> {
+        self.download.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn sync_progress(&self) -> MutexGuard<'_, crate::sync::import::Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn orphans(&self) -> MutexGuard<'_, crate::sync::orphans::Orphans> {
+        self.orphans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug; keep serving with the state as is.
         self.state.lock().unwrap_or_else(|e| e.into_inner())

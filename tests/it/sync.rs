@@ -217,6 +217,50 @@ async fn sync_completes_when_one_of_three_peers_stops_answering() {
     }
 }
 
+/// Parallel download with reassignment: D syncs from A, B (a real process) and C at once;
+/// B is frozen (SIGSTOP) mid-sync, so its ranges stall and go to the others. D completes,
+/// drops B, and more than one peer served it blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_downloads_from_several_peers_and_reassigns_a_frozen_ones_ranges() {
+    let t = tempfile::tempdir().unwrap();
+    let farmer = Address([0xfa; 32]);
+    let blocks = 20_000;
+    let tip = crate::support::prebuild_chain(&t.path().join("a/data/db"), blocks, farmer);
+    let a = Node::start(NodeConfig::for_tests(t.path().join("a/data"))).await.unwrap();
+    let c = start(&t.path().join("c"), vec![a.p2p_addr().to_string()]).await;
+    let (mut b, b_url, b_peer) = crate::support::spawn_node_addrs(&t.path().join("b/data"), &["--peers", &a.p2p_addr().to_string()]);
+    let b_rpc = crate::support::Rpc::new(b_url);
+    wait_for("B and C at A's tip", 120, || {
+        let b_rpc = b_rpc.clone();
+        let c_tip = c.chain().tip().hash;
+        async move { (c_tip == tip && b_rpc.try_get("/status").await?.1["best_hash"].as_str()? == tip.to_string()).then_some(()) }
+    })
+    .await;
+    let b_id: cairn_p2p::NodeId = b_peer.split('@').next().unwrap().parse().unwrap();
+    let d = start(&t.path().join("d"), vec![]).await;
+    for p in [a.p2p_addr().to_string(), c.p2p_addr().to_string(), b_peer.clone()] {
+        d.p2p().connect(&p).await.unwrap();
+    }
+    // Freeze B as soon as the sync is under way (or at once if D got nothing yet).
+    wait_for("D syncing", 60, || async { (d.p2p().is_syncing() || d.chain().tip().height > 0).then_some(()) }).await;
+    let frozen_at = d.chain().tip().height;
+    let stop = std::process::Command::new("kill").args(["-STOP", &b.id().to_string()]).status().unwrap();
+    assert!(stop.success());
+    wait_for("D at A's tip", 120, || async { (d.chain().tip().hash == tip).then_some(()) }).await;
+    assert!(frozen_at < blocks, "D finished before B was frozen");
+    // B stalled and was dropped; A and C both served blocks.
+    wait_for("B dropped", 30, || async { (!d.p2p().peers().iter().any(|p| p.node_id == b_id)).then_some(()) }).await;
+    let served: Vec<u64> = d.p2p().peers().iter().map(|p| p.bytes_received).collect();
+    assert!(served.iter().filter(|b| **b > 200_000).count() >= 2, "blocks came from one peer only: {served:?}");
+    wait_for("not syncing", 20, || async { (!d.p2p().is_syncing()).then_some(()) }).await;
+    let _ = std::process::Command::new("kill").args(["-CONT", &b.id().to_string()]).status();
+    b.kill().unwrap();
+    b.wait().unwrap();
+    for n in [a, c, d] {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_killed_mid_sync_resumes_and_completes() {
     let t = tempfile::tempdir().unwrap();

@@ -205,6 +205,13 @@ impl Store {
         self.sync_writes = on;
     }
 
+    /// Makes every write so far durable (fsync of the write-ahead log): ends a run of
+    /// writes made with sync writes off.
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
     fn check_identity(&self, dir: &Path, chain_id: &str, genesis: Hash) -> Result<(), StoreError> {
         let Some(schema) = self.meta(META_SCHEMA)? else {
             let mut b = self.batch();
@@ -325,8 +332,11 @@ impl Store {
         StoreBatch { store: self, batch: WriteBatch::default() }
     }
 
-    /// Writes a batch atomically.
+    /// Writes a batch atomically (an empty batch writes nothing).
     pub fn write(&self, b: StoreBatch<'_>) -> Result<(), StoreError> {
+        if b.batch.is_empty() {
+            return Ok(());
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync_writes);
         self.db.write_opt(b.batch, &wo)?;

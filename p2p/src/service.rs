@@ -427,6 +427,20 @@ impl P2p {
             (st.count(Direction::Inbound), st.count(Direction::Outbound))
         };
         self.inner.metrics.render(out, i, o);
+        let orphans = self.orphan_count();
+        let syncing = u8::from(self.is_syncing());
+        let _ = std::fmt::Write::write_fmt(
+            out,
+            format_args!(
+                "# HELP cairn_p2p_orphan_blocks Blocks held until their parent arrives.\n# TYPE cairn_p2p_orphan_blocks gauge\ncairn_p2p_orphan_blocks {orphans}\n\
+                 # HELP cairn_p2p_syncing Whether a catch-up sync is running.\n# TYPE cairn_p2p_syncing gauge\ncairn_p2p_syncing {syncing}\n"
+            ),
+        );
+    }
+
+    /// Blocks held in the orphan pool.
+    pub fn orphan_count(&self) -> usize {
+        self.inner.orphans().len()
     }
 
     /// Closes every connection with a reason and stops every task.

@@ -196,6 +196,34 @@ async fn peer_serving_invalid_blocks_is_banned_and_nothing_is_stored() {
     n.shutdown().await;
 }
 
+/// Blocks that arrive before their parent wait in the bounded orphan pool and connect, in
+/// order, once the missing parent arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_blocks_wait_for_their_parent() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), vec![]).await;
+    farm(&a, 3, Address([0xfa; 32])).await;
+    let mut blocks = Vec::new();
+    for h in 1..=3 {
+        blocks.push(a.chain().block_at(h).await.unwrap().unwrap());
+    }
+    let d = start(&t.path().join("d"), vec![]).await;
+    let mut p = crate::support::RawPeer::connect(&d).await;
+    wait_for("raw peer registered", 10, || async { d.p2p().peers().iter().any(|x| x.node_id == p.id).then_some(()) }).await;
+    let send = |b: &cairn_chain::Block| cairn_p2p::wire::encode(&cairn_p2p::wire::Message::BlockData(Some(bytes::Bytes::from(b.encode()))));
+    p.frame(&send(&blocks[2])).await;
+    p.frame(&send(&blocks[1])).await;
+    wait_for("two orphans held", 10, || async { (d.p2p().orphan_count() == 2).then_some(()) }).await;
+    assert_eq!(d.chain().tip().height, 0);
+    p.frame(&send(&blocks[0])).await;
+    wait_for("orphans connected", 10, || async { (d.chain().tip().hash == blocks[2].hash()).then_some(()) }).await;
+    assert_eq!(d.p2p().orphan_count(), 0);
+    assert!(d.p2p().bans().is_empty(), "an honest out-of-order sender is not banned");
+    for n in [a, d] {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_completes_when_one_of_three_peers_stops_answering() {
     let t = tempfile::tempdir().unwrap();

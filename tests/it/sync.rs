@@ -224,6 +224,28 @@ async fn orphan_blocks_wait_for_their_parent() {
     }
 }
 
+/// A peer that claims more work than it can show (empty header answers) is penalised for
+/// each request it costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_claiming_work_it_cannot_show_is_penalised() {
+    use cairn_p2p::wire::{Message, decode, encode};
+    let t = tempfile::tempdir().unwrap();
+    let d = start(&t.path().join("d"), vec![]).await;
+    let mut p = crate::support::RawPeer::connect_claiming(&d, Some([0x7f; 32])).await;
+    let asked = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Ok(Message::GetHeaders { .. }) = decode(&p.read_frame().await) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(asked.is_ok(), "no header request for a peer claiming more work");
+    p.frame(&encode(&Message::Headers(Vec::new()))).await;
+    wait_for("liar penalised", 10, || async { (d.p2p().score(&p.id) > 0).then_some(()) }).await;
+    d.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_completes_when_one_of_three_peers_stops_answering() {
     let t = tempfile::tempdir().unwrap();

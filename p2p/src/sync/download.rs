@@ -64,6 +64,8 @@ pub struct Download {
     headers: Option<(NodeId, Instant)>,
     /// The last header batch was full: the peer has more after it.
     more: bool,
+    /// The work the header peer claimed when asked (checked against what it sends).
+    claim: Option<cairn_chain::Work>,
     /// Bytes of arrived blocks not yet taken.
     buffered: usize,
 }
@@ -97,6 +99,17 @@ impl Download {
     /// Records a header request to `peer`.
     pub fn asked_headers(&mut self, peer: NodeId, now: Instant) {
         self.headers = Some((peer, now));
+        self.claim = None;
+    }
+
+    /// Records the work `peer` claimed, which the outstanding header request relies on.
+    pub fn claimed(&mut self, work: cairn_chain::Work) {
+        self.claim = Some(work);
+    }
+
+    /// The claim the last header answer was asked on (taken once).
+    pub fn take_claim(&mut self) -> Option<cairn_chain::Work> {
+        self.claim.take()
     }
 
     /// Whether `peer` is the one asked for headers.

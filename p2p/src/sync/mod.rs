@@ -75,6 +75,9 @@ async fn maybe_headers(inner: &Inner, peer: NodeId, height: u64, work: Option<[u
             return Flow::Continue;
         }
         dl.asked_headers(peer, Instant::now());
+        if let Some(w) = work {
+            dl.claimed(cairn_chain::Work::from_bytes(w));
+        }
     }
     inner.sync_progress().start(inner.chain.tip().height);
     Flow::Reply(Message::GetHeaders { locator, max: MAX_HEADERS as u32 })
@@ -198,8 +201,16 @@ async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
         None => false,
     };
     let full = list.len() == MAX_HEADERS;
-    let r = inner.download().on_headers(peer, &headers, full, |h| have.contains(h), |_| parent_stored);
+    let (r, claim) = {
+        let mut dl = inner.download();
+        (dl.on_headers(peer, &headers, full, |h| have.contains(h), |_| parent_stored), dl.take_claim())
+    };
     match r {
+        Ok(0) if !full && claim.is_some_and(|w| w > inner.chain.tip().total_work) => {
+            // It claimed more work than we have and shows nothing new: every heartbeat would
+            // cost a header request, so it pays for each.
+            inner.penalize(peer, 10, "unbacked_work_claim");
+        }
         Ok(n) => {
             tracing::debug!(target: "p2p::sync", %peer, received = headers.len(), queued = n, "headers");
         }

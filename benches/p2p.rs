@@ -47,7 +47,7 @@ impl PeerStore for NoStore {
     fn remove_ban(&self, _: &NodeId) -> Result<(), PeerStoreError> { Ok(()) }
 }
 
-/// Production defaults, except: no automatic dialing or peer exchange, room for many inbound
+/// Production defaults, except: no automatic dialing, peer exchange or mDNS, room for many inbound
 /// peers, a generous handshake timeout, and no per-peer message rate limit.
 fn cfg() -> P2pConfig {
     P2pConfig {
@@ -58,6 +58,7 @@ fn cfg() -> P2pConfig {
         peer_exchange_interval: Duration::from_secs(3600),
         msg_rate: u32::MAX,
         msg_burst: u32::MAX,
+        mdns: false,
         ..P2pConfig::default()
     }
 }
@@ -285,7 +286,7 @@ fn main() {
     let dir = scratch();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("p2p bench: loopback, {cpus} CPUs, tokio multi-thread runtime, release build");
-    println!("node config: P2pConfig::default() except no auto-dial/peer exchange, max_inbound 100000, handshake_timeout 30 s");
+    println!("node config: P2pConfig::default() except no auto-dial/peer exchange/mDNS, max_inbound 100000, handshake_timeout 30 s");
     rt.block_on(async {
         connect_latency(dir.path()).await;
         idle_peers(dir.path()).await;

@@ -133,8 +133,6 @@ pub struct NodeConfig {
     pub p2p_addr: SocketAddr,
     /// Peers to connect to.
     pub peers: Vec<String>,
-    /// mDNS discovery.
-    pub mdns: bool,
     /// Farm continuously to this address.
     pub farm: Option<Address>,
     /// Farmer threads.
@@ -158,7 +156,6 @@ impl NodeConfig {
             rpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             p2p_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             peers: Vec::new(),
-            mdns: false,
             farm: None,
             farm_threads: 1,
             p2p: P2pConfig {
@@ -170,6 +167,9 @@ impl NodeConfig {
                 backoff_max: Duration::from_secs(2),
                 peer_exchange_interval: Duration::from_millis(500),
                 get_peers_min_interval: Duration::from_millis(100),
+                // Many in-process nodes share one host: they must not find each other (or
+                // every other test's nodes) on the LAN. The netns tests cover mDNS.
+                mdns: false,
                 ..P2pConfig::default()
             },
             seeds: Vec::new(),
@@ -233,6 +233,7 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         target_outbound: file.target_outbound.unwrap_or(defaults.target_outbound),
         max_outbound: file.max_outbound.unwrap_or(defaults.max_outbound),
         max_frame: chain.max_block_bytes as usize + cairn_p2p::config::FRAME_OVERHEAD,
+        mdns: !o.no_mdns && file.mdns.unwrap_or(defaults.mdns),
         ..defaults
     };
     if p2p.target_outbound > p2p.max_outbound {
@@ -251,7 +252,6 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         ),
         p2p_addr: SocketAddr::new(file.p2p_bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), o.p2p_port.or(file.p2p_port).unwrap_or(DEFAULT_P2P_PORT)),
         peers: o.peers.or(file.peers).unwrap_or_default(),
-        mdns: !o.no_mdns && file.mdns.unwrap_or(true),
         farm,
         farm_threads: threads,
         mempool,
@@ -278,9 +278,12 @@ mod tests {
         let c = resolve(Overrides { config: Some(cfg.clone()), rpc_port: Some(7100), ..Default::default() }).unwrap();
         assert_eq!(c.rpc_addr.port(), 7100, "flag beats file");
         assert_eq!(c.p2p_addr.port(), 7001, "file beats default");
-        assert!(!c.mdns);
+        assert!(!c.p2p.mdns, "mdns = false in the file");
         assert_eq!(c.data_dir, dir.path().join("d"), "file paths are relative to the file");
         let d = resolve(Overrides::default()).unwrap();
+        assert!(d.p2p.mdns, "mDNS on by default");
+        assert!(!resolve(Overrides { no_mdns: true, ..Default::default() }).unwrap().p2p.mdns, "--no-mdns");
+        assert!(!NodeConfig::for_tests(dir.path().into()).p2p.mdns, "in-process test nodes never use mDNS");
         assert_eq!((d.rpc_addr.port(), d.p2p_addr.port()), (DEFAULT_RPC_PORT, DEFAULT_P2P_PORT));
         assert_eq!(d.rpc_addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST), "RPC on loopback by default");
     }

@@ -16,6 +16,8 @@ pub enum Source {
     Persisted,
     /// Given by the user (`--peers`, RPC): never evicted.
     Manual,
+    /// Announced on the LAN by the peer itself (mDNS), pinned to the announced node ID.
+    Mdns,
     /// From `seed_peers.toml`.
     Seed,
     /// Learned from a peer, or seen inbound.
@@ -110,6 +112,25 @@ impl AddressBook {
         (true, evicted)
     }
 
+    /// Records an address a peer announced for itself on the LAN (mDNS): pinned to the
+    /// announced node ID and due at once (the peer just said it is there), unless the user
+    /// pinned this address to another node, which stands. Returns what [`AddressBook::add`]
+    /// returns.
+    pub fn announce(&mut self, addr: SocketAddr, node_id: NodeId) -> (bool, Option<SocketAddr>) {
+        let Some(e) = self.entries.get_mut(&addr) else {
+            return self.add(addr, Some(node_id), true, Source::Mdns);
+        };
+        if e.source == Source::Manual && e.pinned && e.node_id != Some(node_id) {
+            return (false, None);
+        }
+        e.node_id = Some(node_id);
+        e.pinned = true;
+        e.source = e.source.min(Source::Mdns);
+        e.failures = 0;
+        e.next_attempt = Instant::now();
+        (false, None)
+    }
+
     /// What to expect of the key at `addr`.
     pub fn expect(&self, addr: &SocketAddr) -> Expect {
         match self.entries.get(addr) {
@@ -195,5 +216,27 @@ mod tests {
         let (added, evicted) = b.add(a(5), None, false, Source::Manual);
         assert!(added && evicted.is_some() && evicted != Some(a(2)));
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn announcements_pin_and_retry_now_but_never_override_the_user() {
+        let (x, y) = (cairn_chain::keys::PublicKey([1; 32]), cairn_chain::keys::PublicKey([2; 32]));
+        let mut b = AddressBook::new(10);
+        assert!(b.announce(a(1), x).0);
+        assert_eq!(b.expect(&a(1)), Expect { pinned: Some(x), known: None });
+        // A failed dial backs off; a fresh announcement (the peer is back) retries at once.
+        b.failed(&a(1), Duration::from_secs(60), Duration::from_secs(60));
+        assert!(b.due(Instant::now(), 10, |_, _| false).is_empty());
+        b.announce(a(1), y);
+        assert_eq!(b.due(Instant::now() + Duration::from_millis(1), 10, |_, _| false), vec![a(1)]);
+        assert_eq!(b.expect(&a(1)).pinned, Some(y), "a node that restarted with a new key announces it");
+        // A learned address is upgraded to a pinned one.
+        b.add(a(2), None, false, Source::Learned);
+        b.announce(a(2), x);
+        assert_eq!(b.expect(&a(2)).pinned, Some(x));
+        // The user's pin stands.
+        b.add(a(3), Some(x), true, Source::Manual);
+        b.announce(a(3), y);
+        assert_eq!(b.expect(&a(3)).pinned, Some(x));
     }
 }

@@ -8,6 +8,26 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// ALPN protocol name: a QUIC peer that is not Cairn fails the TLS handshake.
 pub const ALPN: &[u8] = b"cairn/1";
 
+/// DNS-SD service type a node advertises and browses for on the LAN (mDNS). The service name
+/// (`_cairn`) stays within DNS-SD's 15-character limit; `_udp` because QUIC runs over UDP.
+pub const MDNS_SERVICE_TYPE: &str = "_cairn._udp.local.";
+
+/// Most LAN announcements tracked at once: anyone on the LAN can announce any number of fake
+/// nodes, and a real LAN of Cairn nodes is far smaller than this.
+pub const MDNS_MAX_TRACKED: usize = 1024;
+
+/// How long shutdown waits for the mDNS daemon to confirm the advertisement's withdrawal
+/// (it answers at once after sending the goodbye packets; this only bounds a stuck daemon).
+pub const MDNS_WITHDRAW_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// mdns-sd repeats a goodbye packet 120 ms after the first (RFC 6762 §10.1: a lost goodbye
+/// leaves a stale record until its TTL ends); the daemon is kept up this long for it.
+pub const MDNS_GOODBYE_REPEAT: Duration = Duration::from_millis(150);
+
+/// Pause before re-subscribing when the browse subscription ends (the daemon ends it when its
+/// bounded event channel is full).
+pub const MDNS_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+
 /// Largest frame before the handshake has succeeded: a `Hello` is ~200 bytes; anything
 /// bigger from an unauthenticated peer is junk (zebra uses 1 KiB, reth 2 KiB).
 pub const HANDSHAKE_FRAME_LIMIT: usize = 4 * 1024;
@@ -76,6 +96,8 @@ pub struct P2pConfig {
     pub ban_duration: Duration,
     /// Largest frame after the handshake.
     pub max_frame: usize,
+    /// Advertise this node and discover peers on the LAN with mDNS ([`crate::mdns`]).
+    pub mdns: bool,
 }
 
 impl Default for P2pConfig {
@@ -100,6 +122,7 @@ impl Default for P2pConfig {
             msg_burst: 4000,
             ban_duration: Duration::from_secs(24 * 3600),
             max_frame: 1 << 20,
+            mdns: true,
         }
     }
 }

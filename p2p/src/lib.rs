@@ -9,7 +9,8 @@
 //! - [`handshake`]: compatibility rules (version, chain ID, genesis, self-connection).
 //! - [`service`]: the endpoint, accept loop, dialing, peer table, and maintenance loop;
 //!   [`peer`]: one task per connection; [`addrbook`]: addresses and backoff; [`bans`]:
-//!   misbehaviour scores and bans; [`metrics`]; [`sync`]: gossip and catch-up sync.
+//!   misbehaviour scores and bans; [`metrics`]; [`sync`]: gossip and catch-up sync;
+//!   [`mdns`]: LAN discovery (advertise, browse, hand compatible peers to the dialer).
 //! - [`ports`]: what the node provides — chain identity and tip ([`ports::ChainInfo`]) and
 //!   persistence ([`ports::PeerStore`]). This crate never touches RocksDB.
 //!
@@ -21,6 +22,7 @@ pub mod bans;
 pub mod config;
 pub mod handshake;
 pub mod identity;
+pub mod mdns;
 pub mod metrics;
 pub mod peer;
 pub mod ports;

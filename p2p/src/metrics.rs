@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::wire::RejectReason;
 
@@ -26,6 +26,27 @@ pub struct P2pMetrics {
     duplicate_txs: AtomicU64,
     disconnections: AtomicU64,
     bans: AtomicU64,
+    mdns_advertising: AtomicBool,
+    mdns_discovered: AtomicU64,
+    mdns_removed: AtomicU64,
+    mdns_ignored: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Adds one to a labelled counter.
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
+    if let Ok(mut m) = map.lock() {
+        *m.entry(key).or_default() += 1;
+    }
+}
+
+/// Renders a counter with one label (`label="key"` per entry).
+fn render_labelled(out: &mut String, name: &str, help: &str, label: &str, map: &Mutex<BTreeMap<&'static str, u64>>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    if let Ok(m) = map.lock() {
+        for (key, v) in m.iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {v}");
+        }
+    }
 }
 
 impl P2pMetrics {
@@ -50,9 +71,7 @@ impl P2pMetrics {
 
     /// A penalised behaviour.
     pub fn misbehaved(&self, kind: &'static str) {
-        if let Ok(mut m) = self.misbehaviour.lock() {
-            *m.entry(kind).or_default() += 1;
-        }
+        bump(&self.misbehaviour, kind);
     }
     /// A peer sent a block we already had.
     pub fn duplicate_block(&self) {
@@ -76,6 +95,24 @@ impl P2pMetrics {
         self.bans.fetch_add(1, Relaxed);
     }
 
+    /// Whether this node's mDNS advertisement is registered.
+    pub fn set_mdns_advertising(&self, on: bool) {
+        self.mdns_advertising.store(on, Relaxed);
+    }
+    /// A compatible peer announced itself on the LAN (new, or at a new address).
+    pub fn mdns_discovered(&self) {
+        self.mdns_discovered.fetch_add(1, Relaxed);
+    }
+    /// A discovered peer's LAN announcement went away (withdrawn, expired, or the interface
+    /// it was heard on went down).
+    pub fn mdns_removed(&self) {
+        self.mdns_removed.fetch_add(1, Relaxed);
+    }
+    /// A LAN announcement was ignored (not dialled), for `reason`.
+    pub fn mdns_ignored(&self, reason: &'static str) {
+        bump(&self.mdns_ignored, reason);
+    }
+
     /// Appends the Prometheus text; `inbound`/`outbound` are the current peer counts.
     pub fn render(&self, out: &mut String, inbound: usize, outbound: usize) {
         let _ = writeln!(out, "# HELP cairn_p2p_peers Connected peers.\n# TYPE cairn_p2p_peers gauge");
@@ -86,6 +123,8 @@ impl P2pMetrics {
             ("cairn_p2p_bans_total", "Nodes banned for misbehaviour.", &self.bans),
             ("cairn_p2p_duplicate_blocks_total", "Blocks received that were already known (dropped).", &self.duplicate_blocks),
             ("cairn_p2p_duplicate_transactions_total", "Transactions received that were already known (dropped).", &self.duplicate_txs),
+            ("cairn_p2p_mdns_discovered_total", "Compatible peers discovered on the LAN by mDNS and handed to the dialer.", &self.mdns_discovered),
+            ("cairn_p2p_mdns_removed_total", "Discovered LAN peers whose mDNS announcement was withdrawn or expired.", &self.mdns_removed),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }
@@ -95,11 +134,12 @@ impl P2pMetrics {
                 let _ = writeln!(out, "cairn_p2p_handshake_rejections_total{{reason=\"{reason}\",side=\"{side}\"}} {v}");
             }
         }
-        let _ = writeln!(out, "# HELP cairn_p2p_misbehaviour_total Penalised peer behaviour, by kind.\n# TYPE cairn_p2p_misbehaviour_total counter");
-        if let Ok(m) = self.misbehaviour.lock() {
-            for (kind, v) in m.iter() {
-                let _ = writeln!(out, "cairn_p2p_misbehaviour_total{{kind=\"{kind}\"}} {v}");
-            }
-        }
+        render_labelled(out, "cairn_p2p_misbehaviour_total", "Penalised peer behaviour, by kind.", "kind", &self.misbehaviour);
+        render_labelled(out, "cairn_p2p_mdns_ignored_total", "LAN (mDNS) announcements not dialled, by reason.", "reason", &self.mdns_ignored);
+        let _ = writeln!(
+            out,
+            "# HELP cairn_p2p_mdns_advertising Whether this node advertises itself on the LAN (mDNS).\n# TYPE cairn_p2p_mdns_advertising gauge\ncairn_p2p_mdns_advertising {}",
+            u8::from(self.mdns_advertising.load(Relaxed))
+        );
     }
 }

@@ -162,7 +162,7 @@ pub(crate) struct Inner {
     pub cfg: P2pConfig,
     pub node_id: NodeId,
     endpoint: quinn::Endpoint,
-    local_addr: SocketAddr,
+    pub(crate) local_addr: SocketAddr,
     pub chain: Arc<dyn ChainInfo>,
     store: Arc<dyn PeerStore>,
     state: Mutex<State>,
@@ -184,6 +184,8 @@ pub(crate) struct Inner {
     pub block_sources: Mutex<crate::sync::Recent<NodeId>>,
     /// Who sent us which transaction.
     pub tx_sources: Mutex<crate::sync::Recent<NodeId>>,
+    /// Wakes the maintenance loop to dial before its next tick (a peer was just discovered).
+    dial_now: tokio::sync::Notify,
 }
 
 /// Handle on the running p2p service; cheap to clone.
@@ -281,6 +283,7 @@ impl P2p {
             import_ready: tokio::sync::Notify::new(),
             block_sources: Mutex::new(Default::default()),
             tx_sources: Mutex::new(Default::default()),
+            dial_now: tokio::sync::Notify::new(),
         });
         // Resolve configured peers (in order) into the book; failures are logged, not fatal.
         for (id, hostport, source) in manual {
@@ -297,6 +300,11 @@ impl P2p {
         p2p.inner.tasks.spawn(crate::sync::announce_tips(p2p.inner.clone()));
         p2p.inner.tasks.spawn(crate::sync::relay_transactions(p2p.inner.clone()));
         p2p.inner.tasks.spawn(crate::sync::import::run(p2p.inner.clone()));
+        if p2p.inner.cfg.mdns {
+            p2p.inner.tasks.spawn(crate::mdns::run(p2p.inner.clone()));
+        } else {
+            tracing::info!(target: "p2p::mdns", "mDNS discovery off");
+        }
         tracing::info!(target: "p2p", %node_id, listen = %local_addr, "p2p listening");
         Ok(p2p)
     }
@@ -537,6 +545,20 @@ impl Inner {
                 let _ = store.save_peer(&KnownPeer { addr, node_id: None, last_seen_ms: 0 });
             }
         });
+    }
+
+    /// Takes an address a peer announced for itself on the LAN ([`crate::mdns`]): into the
+    /// book, pinned to the announced node ID, and wakes the dialer, which applies the usual
+    /// outbound limits, bans and backoff.
+    pub(crate) fn discovered(&self, addr: SocketAddr, id: NodeId) {
+        let (_, evicted) = self.lock().book.announce(addr, id);
+        if let Some(gone) = evicted {
+            let store = self.store.clone();
+            self.tasks.spawn_blocking(move || {
+                let _ = store.remove_peer(&gone);
+            });
+        }
+        self.dial_now.notify_one();
     }
 
     fn refused(&self, peer: Option<&NodeId>, addr: SocketAddr, r: &Refusal, side: Side) {
@@ -955,6 +977,7 @@ async fn maintenance_loop(inner: Arc<Inner>) {
         tokio::select! {
             _ = inner.cancel.cancelled() => return,
             _ = dial_tick.tick() => dial_more(&inner),
+            _ = inner.dial_now.notified() => dial_more(&inner),
             _ = pex_tick.tick() => ask_for_peers(&inner),
         }
     }

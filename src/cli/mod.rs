@@ -67,8 +67,9 @@ pub struct NodeArgs {
     /// Peers to connect to: [NODEID@]HOST:PORT, comma-separated.
     #[arg(long, env = "CAIRN_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
-    /// Turn off mDNS discovery on the LAN.
-    #[arg(long, env = "CAIRN_NO_MDNS")]
+    /// Turn off mDNS discovery on the LAN (neither advertise nor browse).
+    /// `CAIRN_NO_MDNS` takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "CAIRN_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
     /// Farm continuously (at the chain's block time) to this address.
     #[arg(long, env = "CAIRN_FARM", value_name = "ADDRESS")]

@@ -8,12 +8,14 @@
 //! - [`farm`]: the nonce search and the built-in farmer.
 //! - [`config`]: defaults, config file, environment and flags.
 //! - [`cli`]: the `cairn` commands (the binary only parses arguments and calls these).
+//! - [`devnet`]: `cairn devnet`, many nodes in one process with live status and commands.
 //! - [`metrics`]: Prometheus counters.
 //! - [`p2p_bridge`]: the chain and store as the p2p layer sees them.
 
 pub mod chain_service;
 pub mod cli;
 pub mod config;
+pub mod devnet;
 pub mod farm;
 pub mod metrics;
 pub mod node;

@@ -36,6 +36,10 @@ impl Metrics {
     pub fn set_mempool(&self, n: usize) {
         self.mempool.store(n as u64, Relaxed);
     }
+    /// Transactions in the mempool now.
+    pub fn mempool(&self) -> u64 {
+        self.mempool.load(Relaxed)
+    }
     /// A block was accepted (best or side chain).
     pub fn block_accepted(&self) {
         self.blocks_accepted.fetch_add(1, Relaxed);

@@ -236,7 +236,11 @@ pub(crate) async fn run_peer(
     match end {
         End::Local(why) => {
             tracing::info!(target: "p2p::peer", peer = %id, "disconnecting: {why}");
-            let code = if why == "shutting down" { RejectReason::ShuttingDown } else { RejectReason::ProtocolViolation };
+            let code = match why {
+                "shutting down" => RejectReason::ShuttingDown,
+                crate::service::BLOCKED => RejectReason::Blocked,
+                _ => RejectReason::ProtocolViolation,
+            };
             let _ = send(&mut wire, &Message::Reject { reason: code, detail: why.to_string() }, Duration::from_millis(500)).await;
             let _ = tokio::time::timeout(Duration::from_millis(500), wire.finish()).await;
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.closed()).await;

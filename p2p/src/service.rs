@@ -36,6 +36,9 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The disconnect reason of [`P2p::set_blocked`] (the peer task sends it as `blocked`).
+pub(crate) const BLOCKED: &str = "blocked by operator";
+
 /// Which side opened a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -150,6 +153,8 @@ pub(crate) struct State {
     dialing: HashSet<SocketAddr>,
     pub book: AddressBook,
     pub bans: Bans,
+    /// Nodes the operator keeps away for now ([`P2p::set_blocked`]); never persisted.
+    blocked: HashSet<NodeId>,
 }
 
 impl State {
@@ -271,7 +276,7 @@ impl P2p {
             local_addr,
             chain,
             store,
-            state: Mutex::new(State { peers: HashMap::new(), pending_inbound: 0, dialing: HashSet::new(), book, bans }),
+            state: Mutex::new(State { peers: HashMap::new(), pending_inbound: 0, dialing: HashSet::new(), book, bans, blocked: HashSet::new() }),
             metrics: P2pMetrics::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -380,6 +385,21 @@ impl P2p {
         }
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.save_ban(&ban)).await;
+    }
+
+    /// Keeps exactly the nodes in `ids` away until the next call (an empty set clears it):
+    /// connected ones are disconnected, and connections to or from them are refused with
+    /// `blocked`. Unlike a ban this is runtime-only: no score, nothing persisted, not listed in
+    /// [`P2p::bans`]. `cairn devnet` partitions a network with it.
+    pub fn set_blocked(&self, ids: HashSet<NodeId>) {
+        let cut: Vec<_> = {
+            let mut st = self.inner.lock();
+            st.blocked = ids;
+            st.peers.iter().filter(|(id, _)| st.blocked.contains(id)).map(|(_, p)| (p.inbox.clone(), p.conn.clone())).collect()
+        };
+        for (inbox, conn) in cut {
+            disconnect(&inbox, &conn, BLOCKED);
+        }
     }
 
     /// Counters (handshake refusals by reason and side, misbehaviour).
@@ -605,6 +625,9 @@ impl Inner {
     fn admit_locked(&self, st: &State, id: NodeId, direction: Direction, pending_inbound: bool) -> Result<(), Refusal> {
         if st.bans.is_banned(&id, now_ms()) {
             return Err(Refusal::new(RejectReason::Banned, format!("node {id} is banned")));
+        }
+        if st.blocked.contains(&id) {
+            return Err(Refusal::new(RejectReason::Blocked, format!("node {id} is blocked by the operator")));
         }
         if let Some(existing) = st.peers.get(&id)
             && !self.replaces(existing.direction, direction, &id)
@@ -998,7 +1021,7 @@ fn dial_more(inner: &Arc<Inner>) {
             connected_addrs.contains(a)
                 || st.dialing.contains(a)
                 || *a == inner.local_addr
-                || id.is_some_and(|id| id == inner.node_id || st.peers.contains_key(&id) || st.bans.is_banned(&id, now))
+                || id.is_some_and(|id| id == inner.node_id || st.peers.contains_key(&id) || st.bans.is_banned(&id, now) || st.blocked.contains(&id))
         })
     };
     for addr in due {

@@ -71,11 +71,14 @@ pub enum RejectReason {
     Timeout,
     /// The node is shutting down.
     ShuttingDown,
+    /// The operator blocked this node for now (`P2p::set_blocked`, e.g. a devnet partition):
+    /// not a ban, nothing is scored or persisted.
+    Blocked,
 }
 
 impl RejectReason {
     /// Every reason, for metrics.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::WrongChain,
         RejectReason::WrongGenesis,
         RejectReason::IncompatibleVersion,
@@ -88,6 +91,7 @@ impl RejectReason {
         RejectReason::ProtocolViolation,
         RejectReason::Timeout,
         RejectReason::ShuttingDown,
+        RejectReason::Blocked,
     ];
 
     /// Stable code (RPC error code, metric label, QUIC close reason).
@@ -105,6 +109,7 @@ impl RejectReason {
             RejectReason::ProtocolViolation => "protocol_violation",
             RejectReason::Timeout => "handshake_timeout",
             RejectReason::ShuttingDown => "shutting_down",
+            RejectReason::Blocked => "blocked",
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `cairn` command line (DESIGN §5). `main.rs` parses [`Cli`] and calls [`run`].
 
 mod client;
+mod devnet_cmd;
 mod farm_cmd;
 mod node_cmd;
 mod wallet_cmd;
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a node.
     Node(NodeArgs),
+    /// Run a whole local network in this process: nodes, a farmer, live status, commands.
+    Devnet(DevnetArgs),
     /// Farm blocks against a node's RPC (an outside farmer).
     Farm(FarmArgs),
     /// Make a new key; prints its address.
@@ -77,6 +80,40 @@ pub struct NodeArgs {
     /// Threads for the built-in farmer [default: 1].
     #[arg(long, env = "CAIRN_FARM_THREADS")]
     pub farm_threads: Option<usize>,
+}
+
+/// `cairn devnet` flags. While it runs, stdin takes commands (`help` lists them): stop N,
+/// start N, add, partition 1 / 2 3, heal, status, quit.
+#[derive(clap::Args, Debug)]
+pub struct DevnetArgs {
+    /// Nodes to start (1 to 32).
+    #[arg(long, default_value_t = crate::devnet::DEFAULT_NODES)]
+    pub nodes: usize,
+    /// Farm at the chain's block time (one farmer per partition group), paying dev:0.
+    #[arg(long)]
+    pub farm: bool,
+    /// Also send this many dev-account transfers a second (1 to 1000).
+    #[arg(long, value_name = "R")]
+    pub tx_rate: Option<u32>,
+    /// Keep the nodes' data in DIR/node1, DIR/node2, … (reused next time) instead of a
+    /// temporary dir removed at exit.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Fixed ports: node k uses P2P port P+2(k-1) and RPC port P+2(k-1)+1 [default: free
+    /// ports, kept across a node's restarts].
+    #[arg(long, value_name = "P")]
+    pub base_port: Option<u16>,
+}
+
+impl Command {
+    /// The log level when `RUST_LOG` is unset: a devnet's nodes share one log, so only
+    /// warnings (reorgs, misbehaviour, failures) unless asked.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Devnet(_) => "warn",
+            _ => "info",
+        }
+    }
 }
 
 /// `cairn farm` flags.
@@ -131,6 +168,7 @@ pub enum WalletCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => node_cmd::run(args).await,
+        Command::Devnet(args) => devnet_cmd::run(args).await,
         Command::Farm(args) => farm_cmd::run(args).await,
         Command::Keygen { out } => wallet_cmd::keygen(out),
         Command::Wallet { command: WalletCommand::Balance { rpc, address } } => wallet_cmd::balance(&rpc, &address).await,

@@ -2,7 +2,6 @@
 //! one-line startup errors, clean shutdown.
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use cairn::config::NodeConfig;
 use cairn_chain::{Address, Keypair};
@@ -15,15 +14,6 @@ fn run(cmd: &mut Command) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// The last stderr line (the one-line reason), checking it is the only error line.
-fn error_line(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure, got success: {}", stdout(o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {err}");
-    lines[0].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,15 +113,4 @@ async fn startup_errors_are_one_line_and_sigterm_is_clean() {
     std::fs::write(&spec_path, spec).unwrap();
     let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--chain"]).arg(&spec_path).arg("--data-dir").arg(&data)));
     assert!(e.contains("cairn-devnet") && e.contains("cairn-other") && e.matches("genesis").count() == 2, "{e}");
-}
-
-fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(std::time::Instant::now() < deadline, "process did not exit within {secs} s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

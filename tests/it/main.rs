@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod devnet;
 mod p2p;
 mod rpc;
 mod support;

@@ -1,6 +1,6 @@
 //! The P2P core between real in-process nodes on port 0: connections and directions, every
-//! typed refusal on both sides, pinning, peer exchange, limits, heartbeat, persistence, and a
-//! hostile raw QUIC client.
+//! typed refusal on both sides, the operator's block list, pinning, peer exchange, limits,
+//! heartbeat, persistence, and a hostile raw QUIC client.
 
 use std::path::Path;
 use std::time::Duration;
@@ -124,6 +124,31 @@ async fn every_refusal_is_typed_on_both_sides_and_leaves_no_peer() {
     let (s, v) = rpc.post("/p2p/peers", &serde_json::json!({"address": "not an address"})).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_address")), "{v}");
     for n in [hub, first, second] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_nodes_are_cut_off_and_refused_both_ways_until_cleared() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), |_| {}).await;
+    let b = start(&t.path().join("b"), |c| c.peers = vec![a.p2p_addr().to_string()]).await;
+    let c = start(&t.path().join("c"), |c| c.peers = vec![a.p2p_addr().to_string()]).await;
+    wait_peers(&a, 2).await;
+    // A blocks B: the connection drops at once, C stays.
+    a.p2p().set_blocked([b.node_id()].into());
+    wait_peers(&b, 0).await;
+    assert_eq!(peer_ids(&a), vec![(c.node_id(), Direction::Inbound)]);
+    // Refused both ways, with the typed reason on both sides.
+    assert_eq!(refused(b.p2p().connect(&a.p2p_addr().to_string()).await), (RejectReason::Blocked, true));
+    assert_eq!(refused(a.p2p().connect(&b.p2p_addr().to_string()).await), (RejectReason::Blocked, false));
+    // Not a ban: no score, nothing listed (or persisted).
+    assert!(a.p2p().bans().is_empty());
+    assert_eq!(a.p2p().score(&b.node_id()), 0);
+    // Cleared: B's redial (its manual peer) gets in again.
+    a.p2p().set_blocked(Default::default());
+    wait_for("B back", 20, || async { a.p2p().peers().iter().any(|p| p.node_id == b.node_id()).then_some(()) }).await;
+    for n in [a, b, c] {
         n.shutdown().await;
     }
 }

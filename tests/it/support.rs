@@ -199,6 +199,27 @@ pub fn spawn_node_addrs(data: &Path, extra: &[&str]) -> (std::process::Child, St
     (child, url, peer)
 }
 
+/// The error line of a failed run (the one-line reason), checking it is the only one.
+pub fn error_line(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&o.stdout));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    lines[0].to_string()
+}
+
+/// Waits (polling) for `child` to exit, failing after `secs` seconds.
+pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "process did not exit within {secs} s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A hand-driven QUIC peer for the hostile-client tests.
 pub struct RawPeer {
     pub conn: quinn::Connection,

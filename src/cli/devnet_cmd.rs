@@ -1,0 +1,81 @@
+//! `cairn devnet`: wires stdin and signals to [`crate::devnet::run`].
+
+use std::io::{BufRead, Read};
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::DevnetArgs;
+use crate::devnet::DevnetOptions;
+
+/// Command lines queued before the reader waits for the devnet to take them.
+const COMMAND_QUEUE: usize = 16;
+/// Longest command line read; a longer one is refused whole.
+const MAX_LINE: usize = 1024;
+
+pub async fn run(a: DevnetArgs) -> anyhow::Result<()> {
+    let opts = DevnetOptions { nodes: a.nodes, farm: a.farm, tx_rate: a.tx_rate, dir: a.dir, base_port: a.base_port };
+    opts.validate()?;
+    // Handlers first: a Ctrl-C while the nodes start is kept and acted on once they run.
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    let signals = tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping the devnet (Ctrl-C again to exit at once)");
+        stopper.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("error: interrupted twice; exiting without a clean shutdown");
+        std::process::exit(130);
+    });
+    let lines = read_stdin()?;
+    let result = crate::devnet::run(opts, lines, stop).await;
+    signals.abort();
+    Ok(result?)
+}
+
+/// Reads stdin lines on a thread of its own (a blocking read on the runtime's blocking pool
+/// could not be cancelled and would hold up exit). EOF closes the channel: the devnet keeps
+/// running without commands.
+fn read_stdin() -> anyhow::Result<mpsc::Receiver<String>> {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    std::thread::Builder::new()
+        .name("devnet-stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match (&mut stdin).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if buf.len() > MAX_LINE {
+                    // Skip the rest of the line.
+                    while !buf.ends_with(b"\n") {
+                        buf.clear();
+                        match (&mut stdin).take(MAX_LINE as u64).read_until(b'\n', &mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                    eprintln!("error: command line longer than {MAX_LINE} bytes, ignored");
+                    continue;
+                }
+                if tx.blocking_send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("starting the stdin reader")?;
+    Ok(rx)
+}

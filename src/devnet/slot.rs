@@ -1,0 +1,106 @@
+//! One node's place in the devnet: its number, data dir, ports and peers, which outlive the
+//! running [`Node`] so `start N` brings the same node back (same key, chain and ports).
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_p2p::NodeId;
+
+use super::DevnetError;
+use super::ports::Ports;
+use crate::Node;
+use crate::config::{NodeConfig, Overrides, resolve};
+
+/// How often a devnet node looks for peers to dial: the network is local, so a restarted
+/// node is back in well under a second (the Internet default is 2 s).
+const DIAL_INTERVAL: Duration = Duration::from_millis(500);
+/// First redial delay after a failed dial.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// Longest redial delay: a node stopped for a minute is redialled within seconds of its
+/// restart (the Internet default, 5 minutes, would leave it alone that long).
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A devnet node, running or stopped.
+pub struct Slot {
+    /// 1-based, as users name it (`stop 2`).
+    pub number: usize,
+    /// Its data dir (RocksDB, node key).
+    pub dir: PathBuf,
+    /// Its ports: fixed by `--base-port`, else picked at first start and kept.
+    pub ports: Ports,
+    /// Pinned addresses (`ID@127.0.0.1:PORT`) of the nodes it was created after.
+    pub peers: Vec<String>,
+    /// Known once it has run.
+    pub node_id: Option<NodeId>,
+    /// The running node.
+    pub node: Option<Node>,
+}
+
+impl Slot {
+    /// A slot not yet started.
+    pub fn new(number: usize, dir: PathBuf, ports: Ports, peers: Vec<String>) -> Slot {
+        Slot { number, dir, ports, peers, node_id: None, node: None }
+    }
+
+    /// Whether its node runs.
+    pub fn is_running(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Where its P2P endpoint listens.
+    pub fn p2p_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.p2p))
+    }
+
+    /// Its RPC URL.
+    pub fn rpc_url(&self) -> String {
+        format!("http://{}", SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.rpc)))
+    }
+
+    /// `ID@127.0.0.1:PORT`, once it has run.
+    pub fn pinned_address(&self) -> Option<String> {
+        self.node_id.map(|id| format!("{id}@{}", self.p2p_addr()))
+    }
+
+    /// Starts its node with `blocked` kept away from the first moment, and records the ports
+    /// and node ID it got.
+    pub async fn start(&mut self, blocked: HashSet<NodeId>) -> Result<(), DevnetError> {
+        let config = self.config()?;
+        let node = Node::start(config).await.map_err(|error| DevnetError::Node { number: self.number, error })?;
+        if !blocked.is_empty() {
+            node.p2p().set_blocked(blocked);
+        }
+        self.ports = Ports { p2p: node.p2p_addr().port(), rpc: node.rpc_addr().port() };
+        self.node_id = Some(node.node_id());
+        self.node = Some(node);
+        Ok(())
+    }
+
+    /// Stops its node (flushing and closing its store); a no-op if stopped.
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+    }
+
+    /// A node config: the shipped devnet chain, loopback only, mDNS off, no seeds, quick
+    /// redials.
+    fn config(&self) -> Result<NodeConfig, DevnetError> {
+        let mut c = resolve(Overrides {
+            data_dir: Some(self.dir.clone()),
+            p2p_port: Some(self.ports.p2p),
+            rpc_port: Some(self.ports.rpc),
+            peers: Some(self.peers.clone()),
+            no_mdns: true,
+            ..Overrides::default()
+        })?;
+        c.p2p_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.p2p));
+        c.seeds.clear();
+        c.p2p.dial_interval = DIAL_INTERVAL;
+        c.p2p.backoff_base = BACKOFF_BASE;
+        c.p2p.backoff_max = BACKOFF_MAX;
+        Ok(c)
+    }
+}

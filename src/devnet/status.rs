@@ -1,0 +1,239 @@
+//! What the devnet shows: a snapshot of every node ([`Row`]), network-wide rates
+//! ([`Rates`]), and their renderings — the live panel, one plain line a second for logs, and
+//! the table of node IDs and addresses.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cairn_chain::Hash;
+use cairn_p2p::NodeId;
+
+/// Rates are averaged over this much recent time: long enough to smooth a 2 s block time,
+/// short enough to show a partition or a stopped farmer within seconds.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// One node as shown.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// 1-based number.
+    pub number: usize,
+    /// Its node ID, once it has run.
+    pub node_id: Option<NodeId>,
+    /// P2P address.
+    pub p2p: SocketAddr,
+    /// RPC URL.
+    pub rpc: String,
+    /// Its partition group (1-based), while partitioned.
+    pub group: Option<usize>,
+    /// `None` while stopped.
+    pub live: Option<Live>,
+}
+
+/// A running node's state.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// Best height.
+    pub height: u64,
+    /// Best block hash.
+    pub best: Hash,
+    /// Connected peers.
+    pub peers: usize,
+    /// Catching up from a peer.
+    pub syncing: bool,
+    /// Pending transactions.
+    pub mempool: u64,
+}
+
+/// Network-wide figures.
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    /// Since start.
+    pub uptime: Duration,
+    /// New best-chain blocks a second (over [`RATE_WINDOW`]).
+    pub blocks_per_s: f64,
+    /// Transactions in those blocks a second.
+    pub txs_per_s: f64,
+    /// Whether the built-in farmers run.
+    pub farming: bool,
+    /// The load: (rate asked, transfers accepted so far).
+    pub load: Option<(u32, u64)>,
+    /// The partition, as `1 / 2 3`.
+    pub partition: Option<String>,
+}
+
+/// Counts blocks and their transactions as the network's best height grows.
+#[derive(Debug)]
+pub struct Rates {
+    /// The highest height counted so far.
+    counted: u64,
+    blocks: u64,
+    txs: u64,
+    samples: VecDeque<(Instant, u64, u64)>,
+}
+
+impl Rates {
+    /// Starts counting above `height` (what the chain already had is not "new").
+    pub fn new(height: u64) -> Rates {
+        Rates { counted: height, blocks: 0, txs: 0, samples: VecDeque::new() }
+    }
+
+    /// The highest height counted so far.
+    pub fn counted(&self) -> u64 {
+        self.counted
+    }
+
+    /// Records the best height now and the transactions of the blocks above the last one
+    /// counted. A lower height (the leading node stopped) counts nothing, and blocks are
+    /// counted again only above the highest height seen.
+    pub fn record(&mut self, now: Instant, height: u64, new_txs: u64) {
+        self.blocks += height.saturating_sub(self.counted);
+        self.txs += new_txs;
+        self.counted = self.counted.max(height);
+        self.samples.push_back((now, self.blocks, self.txs));
+        while self.samples.front().is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW) {
+            self.samples.pop_front();
+        }
+    }
+
+    /// (blocks/s, transactions/s) over the window.
+    pub fn per_second(&self) -> (f64, f64) {
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, b0, x0)), Some((t1, b1, x1))) if t1 > t0 => {
+                let dt = t1.duration_since(*t0).as_secs_f64();
+                ((b1 - b0) as f64 / dt, (x1 - x0) as f64 / dt)
+            }
+            _ => (0.0, 0.0),
+        }
+    }
+}
+
+fn short(h: &Hash) -> String {
+    h.to_string()[..8].to_string()
+}
+
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn summary(rows: &[Row], net: &Network) -> String {
+    let running = rows.iter().filter(|r| r.live.is_some()).count();
+    let mut s = format!("devnet {} | {running}/{} nodes up | blocks/s {:.2} | tx/s {:.1}", clock(net.uptime), rows.len(), net.blocks_per_s, net.txs_per_s);
+    s.push_str(if net.farming { " | farming" } else { " | not farming" });
+    if let Some((rate, sent)) = net.load {
+        let _ = write!(s, " | load {rate}/s, {sent} sent");
+    }
+    if let Some(p) = &net.partition {
+        let _ = write!(s, " | partition {p}");
+    }
+    s
+}
+
+/// The live panel: a summary line, a header, one line per node, a hint.
+pub fn panel(rows: &[Row], net: &Network) -> Vec<String> {
+    let mut out = vec![summary(rows, net), format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  RPC", "node", "height", "best", "peers", "sync", "mempool", "group", "P2P")];
+    for r in rows {
+        let group = r.group.map_or_else(|| "-".to_string(), |g| g.to_string());
+        let line = match &r.live {
+            Some(l) => format!(
+                "{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  {}",
+                r.number,
+                l.height,
+                short(&l.best),
+                l.peers,
+                if l.syncing { "syncing" } else { "-" },
+                l.mempool,
+                group,
+                r.p2p.to_string(),
+                r.rpc
+            ),
+            None => format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  {}", r.number, "-", "stopped", "-", "-", "-", group, r.p2p.to_string(), r.rpc),
+        };
+        out.push(line);
+    }
+    out.push("commands: status, stop N, start N, add, partition 1 / 2 3, heal, help, quit; Ctrl-C stops".to_string());
+    out
+}
+
+/// One plain line (stdout is not a terminal): readable in a log, one a second.
+pub fn line(rows: &[Row], net: &Network) -> String {
+    let mut s = summary(rows, net);
+    for r in rows {
+        match &r.live {
+            Some(l) => {
+                let _ = write!(s, " | {}: h={} {} peers={} mempool={}", r.number, l.height, short(&l.best), l.peers, l.mempool);
+                if l.syncing {
+                    s.push_str(" syncing");
+                }
+            }
+            None => {
+                let _ = write!(s, " | {}: stopped", r.number);
+            }
+        }
+    }
+    s
+}
+
+/// The table printed at start and by `status`: node, full node ID, P2P address, RPC URL.
+pub fn addresses(rows: &[Row]) -> Vec<String> {
+    let mut out = vec![format!("{:>4}  {:<64}  {:<21}  RPC", "node", "node ID", "P2P")];
+    for r in rows {
+        out.push(address_line(r));
+    }
+    out
+}
+
+/// One node's line of [`addresses`].
+pub fn address_line(r: &Row) -> String {
+    let id = r.node_id.map_or_else(|| "-".to_string(), |id| id.to_string());
+    format!("{:>4}  {:<64}  {:<21}  {}", r.number, id, r.p2p.to_string(), r.rpc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: usize, live: bool) -> Row {
+        Row {
+            number: n,
+            node_id: None,
+            p2p: SocketAddr::from(([127, 0, 0, 1], 40000 + n as u16 * 2)),
+            rpc: format!("http://127.0.0.1:{}", 40001 + n as u16 * 2),
+            group: None,
+            live: live.then_some(Live { height: 42, best: Hash([0xab; 32]), peers: 2, syncing: n == 2, mempool: 7 }),
+        }
+    }
+
+    #[test]
+    fn plain_line_names_every_node_and_no_url() {
+        let net = Network { uptime: Duration::from_secs(3725), blocks_per_s: 0.5, farming: true, ..Default::default() };
+        let l = line(&[row(1, true), row(2, true), row(3, false)], &net);
+        assert!(l.starts_with("devnet 01:02:05 | 2/3 nodes up | blocks/s 0.50 | tx/s 0.0 | farming"), "{l}");
+        assert!(l.contains("| 1: h=42 abababab peers=2 mempool=7 |") && l.contains("syncing | 3: stopped"), "{l}");
+        assert!(!l.contains("http"), "status lines must not look like RPC URLs: {l}");
+    }
+
+    #[test]
+    fn panel_has_a_line_per_node() {
+        let p = panel(&[row(1, true), row(2, false)], &Network { partition: Some("1 / 2".into()), ..Default::default() });
+        assert_eq!(p.len(), 5);
+        assert!(p[0].ends_with("| partition 1 / 2"), "{}", p[0]);
+        assert!(p[3].contains("stopped") && p[3].contains("http://127.0.0.1:40005"), "{}", p[3]);
+    }
+
+    #[test]
+    fn rates_count_growth_only() {
+        let t = Instant::now();
+        let mut r = Rates::new(10);
+        r.record(t, 10, 0);
+        r.record(t + Duration::from_secs(2), 12, 6);
+        assert_eq!(r.per_second(), (1.0, 3.0));
+        // The leader stopped: the height seen drops; nothing is subtracted or counted twice.
+        r.record(t + Duration::from_secs(4), 11, 0);
+        r.record(t + Duration::from_secs(6), 12, 0);
+        assert_eq!(r.per_second(), (2.0 / 6.0, 1.0));
+        assert_eq!(r.counted(), 12);
+    }
+}

@@ -92,6 +92,9 @@ impl ChainInfo for ChainBridge {
             }
         })
     }
+    fn check_header(&self, header: &Header) -> Result<(), BlockError> {
+        cairn_chain::check_header_alone(self.chain.spec(), header, crate::chain_service::now_ms())
+    }
     fn check_blocks(&self, blocks: Vec<Block>) -> BoxFuture<Vec<CheckResult>> {
         let c = self.chain.clone();
         Box::pin(async move { c.check_blocks(blocks).await })

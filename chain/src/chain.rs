@@ -420,6 +420,28 @@ impl Chain {
     }
 }
 
+/// Checks what a header alone can show, before its body is fetched: version, proof, a target
+/// the spec allows (exactly the pinned one, or no easier than `pow_limit`), and a timestamp
+/// not beyond the allowed drift. The rest (height, parent's retarget, median time) is checked
+/// when the block connects.
+pub fn check_header_alone(spec: &ChainSpec, h: &Header, now_ms: u64) -> Result<(), BlockError> {
+    if h.version != HEADER_VERSION {
+        return Err(BlockError::BadVersion(h.version));
+    }
+    if !h.target.is_met_by(&h.hash()) {
+        return Err(BlockError::BadProof);
+    }
+    let allowed = if spec.fixed_target { h.target == spec.initial_target } else { h.target <= spec.pow_limit };
+    if !allowed {
+        let expected = if spec.fixed_target { spec.initial_target } else { spec.pow_limit };
+        return Err(BlockError::BadTarget { expected: expected.to_string(), got: h.target.to_string() });
+    }
+    if h.timestamp > now_ms.saturating_add(spec.max_future_drift_ms) {
+        return Err(BlockError::TimestampInFuture { got: h.timestamp, now: now_ms, max_drift_ms: spec.max_future_drift_ms });
+    }
+    Ok(())
+}
+
 /// Checks everything about a block that needs no chain context: version, size, proof, Merkle
 /// root, duplicate transactions, chain binding and every signature (batched). Pure and
 /// thread-safe, so callers may run it in parallel before [`Chain::submit`].

@@ -25,7 +25,7 @@ pub mod store;
 pub mod tx;
 
 pub use block::{Block, Header};
-pub use chain::{Chain, CheckResult, CheckedBlock, Outcome, check_stateless};
+pub use chain::{Chain, CheckResult, CheckedBlock, Outcome, check_header_alone, check_stateless};
 pub use error::{BlockError, TxError};
 pub use hash::Hash;
 pub use keys::{Address, Keypair, PublicKey};

@@ -74,6 +74,11 @@ pub trait ChainInfo: Send + Sync + 'static {
     fn submit_block(&self, _block: Block) -> BoxFuture<Result<Submitted, BlockError>> {
         Box::pin(async { Err(BlockError::Store("no chain".into())) })
     }
+    /// Checks what a header alone can show (version, proof, allowed target, timestamp drift)
+    /// before its body is fetched. The default checks the proof only.
+    fn check_header(&self, header: &Header) -> Result<(), BlockError> {
+        if header.target.is_met_by(&header.hash()) { Ok(()) } else { Err(BlockError::BadProof) }
+    }
     /// Runs the stateless checks (proof, Merkle root, signatures) of `blocks` in parallel off
     /// the async runtime; results in input order.
     fn check_blocks(&self, blocks: Vec<Block>) -> BoxFuture<Vec<CheckResult>> {

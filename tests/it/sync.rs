@@ -224,25 +224,48 @@ async fn orphan_blocks_wait_for_their_parent() {
     }
 }
 
-/// A peer that claims more work than it can show (empty header answers) is penalised for
-/// each request it costs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_claiming_work_it_cannot_show_is_penalised() {
-    use cairn_p2p::wire::{Message, decode, encode};
-    let t = tempfile::tempdir().unwrap();
-    let d = start(&t.path().join("d"), vec![]).await;
-    let mut p = crate::support::RawPeer::connect_claiming(&d, Some([0x7f; 32])).await;
+/// Waits for the node to ask `p` (which claims more work) for headers.
+async fn header_request(p: &mut crate::support::RawPeer) {
     let asked = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
-            if let Ok(Message::GetHeaders { .. }) = decode(&p.read_frame().await) {
+            if let Ok(cairn_p2p::wire::Message::GetHeaders { .. }) = cairn_p2p::wire::decode(&p.read_frame().await) {
                 return;
             }
         }
     })
     .await;
     assert!(asked.is_ok(), "no header request for a peer claiming more work");
+}
+
+/// A peer that claims more work than it can show (empty header answers) is penalised for
+/// each request it costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_claiming_work_it_cannot_show_is_penalised() {
+    use cairn_p2p::wire::{Message, encode};
+    let t = tempfile::tempdir().unwrap();
+    let d = start(&t.path().join("d"), vec![]).await;
+    let mut p = crate::support::RawPeer::connect_claiming(&d, Some([0x7f; 32])).await;
+    header_request(&mut p).await;
     p.frame(&encode(&Message::Headers(Vec::new()))).await;
     wait_for("liar penalised", 10, || async { (d.p2p().score(&p.id) > 0).then_some(()) }).await;
+    d.shutdown().await;
+}
+
+/// Headers are checked before any body is fetched: a header with a valid proof but a target
+/// the spec does not allow (the devnet pins its target) bans the sender; nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_sending_a_header_with_a_wrong_target_is_banned_before_any_body_is_fetched() {
+    use cairn_p2p::wire::{Message, encode};
+    let t = tempfile::tempdir().unwrap();
+    let d = start(&t.path().join("d"), vec![]).await;
+    let mut header = d.chain().template(Address([0xbb; 32])).await.unwrap().header;
+    header.target = cairn_chain::Target::MAX; // any hash meets it: a proof that costs nothing
+    let mut p = crate::support::RawPeer::connect_claiming(&d, Some([0x7f; 32])).await;
+    header_request(&mut p).await;
+    p.frame(&encode(&Message::Headers(vec![bytes::Bytes::copy_from_slice(&header.encode())]))).await;
+    p.closed_within(10).await;
+    assert!(d.p2p().bans().iter().any(|b| b.node_id == p.id), "sender of an invalid header not banned");
+    assert!(!d.p2p().is_syncing(), "nothing of the invalid header was queued");
     d.shutdown().await;
 }
 

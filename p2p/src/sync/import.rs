@@ -60,6 +60,11 @@ impl Progress {
         if let Some((t0, h0)) = self.started.take() {
             let secs = t0.elapsed().as_secs_f64();
             let blocks = height.saturating_sub(h0);
+            if blocks == 0 {
+                // Nothing came of it (a peer's claim, or a race with another source).
+                tracing::debug!(target: "p2p::sync", height, "header request brought nothing new");
+                return;
+            }
             tracing::info!(target: "p2p::sync", height, blocks, secs = format!("{secs:.1}"), blocks_per_s = format!("{:.0}", blocks as f64 / secs.max(1e-3)), "sync finished");
         }
     }

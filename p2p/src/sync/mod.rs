@@ -179,12 +179,20 @@ async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
     let mut headers = Vec::with_capacity(list.len());
     for bytes in &list {
         let Ok(h) = Header::decode(bytes) else { return Flow::Violation("undecodable_header", 100) };
-        // Each header must meet its own proof before we fetch a body for it.
-        if !h.target.is_met_by(&h.hash()) {
-            tracing::warn!(target: "p2p::sync", %peer, height = h.height, "peer sent a header without a valid proof");
-            return Flow::Violation("invalid_header", 100);
+        // Each header must pass what it can show alone (proof, allowed target, version, not
+        // too far in the future) before we fetch a body for it.
+        match inner.chain.check_header(&h) {
+            Ok(()) => headers.push(h),
+            Err(e @ BlockError::TimestampInFuture { .. }) => {
+                // Maybe our clock: not held against the peer, but nothing past it is taken.
+                tracing::info!(target: "p2p::sync", %peer, height = h.height, "header batch cut short: {e}");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(target: "p2p::sync", %peer, height = h.height, code = e.code(), "peer sent an invalid header: {e}");
+                return Flow::Violation("invalid_header", 100);
+            }
         }
-        headers.push(h);
     }
     // What we already store: the leading run (a locator can lag), and the first new
     // header's parent.
@@ -200,7 +208,7 @@ async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
         Some(first) => inner.chain.has_block(first.prev_hash).await,
         None => false,
     };
-    let full = list.len() == MAX_HEADERS;
+    let full = headers.len() == MAX_HEADERS;
     let (r, claim) = {
         let mut dl = inner.download();
         (dl.on_headers(peer, &headers, full, |h| have.contains(h), |_| parent_stored), dl.take_claim())

@@ -79,7 +79,21 @@ impl Node {
         .map_err(|e| StoreError::Missing(format!("node start task: {e}")))??;
         let node_id = identity.node_id();
 
-        let p2p = P2p::start(
+        // The RPC port is bound before the p2p layer starts (it advertises us on the LAN and
+        // dials out), and a failure of either stops what already runs: a node that cannot
+        // start leaves nothing behind (no store lock, no advertisement, no peers).
+        let bound = match tokio::net::TcpListener::bind(config.rpc_addr).await {
+            Ok(l) => l.local_addr().map(|a| (l, a)),
+            Err(e) => Err(e),
+        };
+        let (listener, rpc_addr) = match bound {
+            Ok(b) => b,
+            Err(source) => {
+                chain.stop().await;
+                return Err(NodeError::Bind { what: "RPC", addr: config.rpc_addr, source });
+            }
+        };
+        let started = P2p::start(
             config.p2p.clone(),
             identity,
             config.p2p_addr,
@@ -88,13 +102,16 @@ impl Node {
             &config.peers,
             &config.seeds,
         )
-        .await?;
+        .await;
+        let p2p = match started {
+            Ok(p) => p,
+            Err(e) => {
+                chain.stop().await;
+                return Err(e.into());
+            }
+        };
         let p2p_addr = p2p.local_addr();
         let host = if p2p_addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { p2p_addr.ip() };
-
-        let listener =
-            tokio::net::TcpListener::bind(config.rpc_addr).await.map_err(|source| NodeError::Bind { what: "RPC", addr: config.rpc_addr, source })?;
-        let rpc_addr = listener.local_addr().map_err(|source| NodeError::Bind { what: "RPC", addr: config.rpc_addr, source })?;
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();

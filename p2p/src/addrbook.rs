@@ -120,7 +120,11 @@ impl AddressBook {
         let Some(e) = self.entries.get_mut(&addr) else {
             return self.add(addr, Some(node_id), true, Source::Mdns);
         };
-        if e.source == Source::Manual && e.pinned && e.node_id != Some(node_id) {
+        // A key we already hold for this address (given by the user, or proven by a past
+        // connection) stands against an announcement: anyone on the LAN can announce
+        // anything. Only a key that itself came from an announcement may change (a node that
+        // restarted with a new key).
+        if e.node_id.is_some_and(|k| k != node_id) && e.source != Source::Mdns {
             return (false, None);
         }
         e.node_id = Some(node_id);
@@ -234,9 +238,12 @@ mod tests {
         b.add(a(2), None, false, Source::Learned);
         b.announce(a(2), x);
         assert_eq!(b.expect(&a(2)).pinned, Some(x));
-        // The user's pin stands.
+        // The user's pin stands, and so does a key proven by a past connection.
         b.add(a(3), Some(x), true, Source::Manual);
         b.announce(a(3), y);
         assert_eq!(b.expect(&a(3)).pinned, Some(x));
+        b.add(a(4), Some(x), false, Source::Persisted);
+        b.announce(a(4), y);
+        assert_ne!(b.expect(&a(4)).pinned, Some(y), "a hostile announcement cannot take over a proven address");
     }
 }

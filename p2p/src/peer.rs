@@ -232,6 +232,9 @@ pub(crate) async fn run_peer(
         }
     };
     inner.unregister(&id, conn.stable_id());
+    // Its download requests go to the others. If a new connection replaced this one, the
+    // requests it made meanwhile are dropped too (their answers are then ignored and the
+    // blocks asked again): cheaper than leaving this one's, which would never be answered.
     crate::sync::peer_gone(&inner, &id);
     match end {
         End::Local(why) => {

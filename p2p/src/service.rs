@@ -696,13 +696,17 @@ impl Inner {
     }
 
     /// Removes a peer whose task ended (only if it is still this connection's entry).
-    pub(crate) fn unregister(&self, id: &NodeId, conn_id: usize) {
+    /// Removes the peer's entry if it is still this connection's (a connection that was
+    /// replaced leaves the new one's entry alone); returns whether it was.
+    pub(crate) fn unregister(&self, id: &NodeId, conn_id: usize) -> bool {
         let mut st = self.lock();
         if st.peers.get(id).is_some_and(|p| p.conn.stable_id() == conn_id) {
             st.peers.remove(id);
             drop(st);
             self.metrics.disconnected();
+            return true;
         }
+        false
     }
 
     #[allow(clippy::too_many_arguments)]

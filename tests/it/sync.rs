@@ -224,6 +224,41 @@ async fn orphan_blocks_wait_for_their_parent() {
     }
 }
 
+/// The download path: a peer whose headers are valid but whose body breaks a rule (a forged
+/// signature) is banned when the import checks it; nothing is stored and the chain stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_serving_an_invalid_body_during_sync_is_banned() {
+    use cairn_p2p::wire::{Message, decode, encode};
+    let t = tempfile::tempdir().unwrap();
+    let d = start(&t.path().join("d"), vec![]).await;
+    let tip = d.chain().tip();
+    let template = d.chain().template(Address([0xbb; 32])).await.unwrap().header;
+    let mut forged = Transaction::signed(&dev(0), devnet_genesis(), Address([1; 32]), 5, 1, 0);
+    forged.amount = 6;
+    let bad = block_on(&d, vec![forged], template);
+    let mut p = crate::support::RawPeer::connect_claiming(&d, Some([0x7f; 32])).await;
+    header_request(&mut p).await;
+    let status = Message::Status { best_height: 1, best_hash: bad.hash(), total_work: [0x7f; 32] };
+    p.frame(&encode(&status)).await;
+    p.frame(&encode(&Message::Headers(vec![bytes::Bytes::copy_from_slice(&bad.header.encode())]))).await;
+    let asked = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Ok(Message::GetBlocks(h)) = decode(&p.read_frame().await) {
+                return h;
+            }
+        }
+    })
+    .await
+    .expect("the body was asked for");
+    assert_eq!(asked, vec![bad.hash()]);
+    p.frame(&encode(&Message::Blocks(vec![bytes::Bytes::from(bad.encode())]))).await;
+    p.closed_within(10).await;
+    assert!(d.p2p().bans().iter().any(|b| b.node_id == p.id), "server of an invalid body not banned");
+    assert_eq!(d.chain().tip(), tip, "chain moved");
+    assert!(!d.chain().has_block(bad.hash()).await.unwrap(), "invalid block stored");
+    d.shutdown().await;
+}
+
 /// Waits for the node to ask `p` (which claims more work) for headers.
 async fn header_request(p: &mut crate::support::RawPeer) {
     let asked = tokio::time::timeout(std::time::Duration::from_secs(10), async {

@@ -32,6 +32,38 @@ enum Slot {
     Got(Box<Block>, NodeId),
 }
 
+/// One wanted block.
+struct Wanted {
+    hash: Hash,
+    slot: Slot,
+    /// The peer whose headers listed it (its best chain holds it).
+    listed_by: NodeId,
+    /// Peers whose answer left it out: not asked for it again.
+    lacked_by: Vec<NodeId>,
+}
+
+/// Most peers remembered per block as lacking it.
+const MAX_LACKED: usize = 16;
+
+/// A block ready to import, with who listed it and who served it.
+pub struct Ready {
+    /// The block.
+    pub block: Block,
+    /// The peer that sent the body.
+    pub served_by: NodeId,
+    /// The peer whose header chain listed it.
+    pub listed_by: NodeId,
+}
+
+/// Why a header request went out: what the peer is expected to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// It claimed this much total work (more than ours).
+    Work(cairn_chain::Work),
+    /// It sent a block whose parent we lack: it must show the ancestors.
+    Orphan,
+}
+
 /// One outstanding `GetBlocks`.
 struct Request {
     hashes: Vec<Hash>,
@@ -52,8 +84,8 @@ pub enum HeadersRejected {
 /// The download schedule.
 #[derive(Default)]
 pub struct Download {
-    /// Wanted blocks in chain order: hash and state; heights are `base..`.
-    slots: VecDeque<(Hash, Slot)>,
+    /// Wanted blocks in chain order; heights are `base..`.
+    slots: VecDeque<Wanted>,
     /// Height of `slots[0]`.
     base: u64,
     /// Hash → height, for every slot.
@@ -64,8 +96,8 @@ pub struct Download {
     headers: Option<(NodeId, Instant)>,
     /// The last header batch was full: the peer has more after it.
     more: bool,
-    /// The work the header peer claimed when asked (checked against what it sends).
-    claim: Option<cairn_chain::Work>,
+    /// What the header peer claimed when asked (checked against what it sends).
+    claim: Option<Claim>,
     /// Bytes of arrived blocks not yet taken.
     buffered: usize,
 }
@@ -83,7 +115,7 @@ impl Download {
 
     /// Hash of the last wanted block: a header request continues after it.
     pub fn last_hash(&self) -> Option<Hash> {
-        self.slots.back().map(|(h, _)| *h)
+        self.slots.back().map(|w| w.hash)
     }
 
     /// Whether the last header batch was full (more headers to ask for).
@@ -102,14 +134,19 @@ impl Download {
         self.claim = None;
     }
 
-    /// Records the work `peer` claimed, which the outstanding header request relies on.
-    pub fn claimed(&mut self, work: cairn_chain::Work) {
-        self.claim = Some(work);
+    /// Records what the outstanding header request relies on.
+    pub fn claimed(&mut self, claim: Claim) {
+        self.claim = Some(claim);
     }
 
     /// The claim the last header answer was asked on (taken once).
-    pub fn take_claim(&mut self) -> Option<cairn_chain::Work> {
+    pub fn take_claim(&mut self) -> Option<Claim> {
         self.claim.take()
+    }
+
+    /// Whether `peer` has block requests outstanding (an answer from it is expected).
+    pub fn has_requests(&self, peer: &NodeId) -> bool {
+        self.requests.contains_key(peer)
     }
 
     /// Whether `peer` is the one asked for headers.
@@ -145,7 +182,7 @@ impl Download {
             return Ok(0);
         };
         let connects = match self.slots.back() {
-            Some((last, _)) => first.prev_hash == *last && Some(first.height) == self.last_height().map(|h| h + 1),
+            Some(last) => first.prev_hash == last.hash && Some(first.height) == self.last_height().map(|h| h + 1),
             None => parent_stored(&first.prev_hash),
         };
         if !connects {
@@ -157,26 +194,30 @@ impl Download {
         }
         for (h, hash) in fresh.iter().zip(&hashes[skip..]) {
             self.index.insert(*hash, h.height);
-            self.slots.push_back((*hash, Slot::Queued));
+            self.slots.push_back(Wanted { hash: *hash, slot: Slot::Queued, listed_by: peer, lacked_by: Vec::new() });
         }
         self.more = full;
         Ok(fresh.len())
     }
 
     /// Up to `max` queued blocks within the window for `peer` (whose best height is
-    /// `peer_height`), marked asked; `None` if it has enough out, or nothing fits.
+    /// `peer_height`), marked asked; `None` if it has enough out, or nothing fits. Blocks it
+    /// left out of an earlier answer are not asked of it again. With [`MAX_BUFFERED`] bytes
+    /// waiting, only blocks before the first arrived one are handed out: the import waits on
+    /// them, and they are what drains the buffer.
     pub fn assign(&mut self, peer: NodeId, peer_height: u64, max: usize, now: Instant) -> Option<Vec<Hash>> {
-        if self.requests.get(&peer).is_some_and(|r| r.len() >= REQUESTS_PER_PEER) || self.buffered >= MAX_BUFFERED {
+        if self.requests.get(&peer).is_some_and(|r| r.len() >= REQUESTS_PER_PEER) {
             return None;
         }
+        let full = self.buffered >= MAX_BUFFERED;
         let mut hashes = Vec::new();
-        for (i, (hash, slot)) in self.slots.iter_mut().enumerate().take(WINDOW) {
-            if self.base + i as u64 > peer_height || hashes.len() == max {
+        for (i, w) in self.slots.iter_mut().enumerate().take(WINDOW) {
+            if self.base + i as u64 > peer_height || hashes.len() == max || (full && matches!(w.slot, Slot::Got(..))) {
                 break;
             }
-            if matches!(slot, Slot::Queued) {
-                *slot = Slot::Asked;
-                hashes.push(*hash);
+            if matches!(w.slot, Slot::Queued) && !w.lacked_by.contains(&peer) {
+                w.slot = Slot::Asked;
+                hashes.push(w.hash);
             }
         }
         if hashes.is_empty() {
@@ -202,18 +243,37 @@ impl Download {
                 continue;
             }
             let size = block.encoded_len();
-            if let Some(slot) = self.slot_mut(&hash)
-                && matches!(slot, Slot::Asked)
+            if let Some(w) = self.wanted_mut(&hash)
+                && matches!(w.slot, Slot::Asked)
             {
-                *slot = Slot::Got(Box::new(block), peer);
+                w.slot = Slot::Got(Box::new(block), peer);
                 self.buffered += size;
                 kept += 1;
             }
         }
         for hash in &req.hashes {
-            self.requeue(hash);
+            if let Some(w) = self.wanted_mut(hash)
+                && matches!(w.slot, Slot::Asked)
+            {
+                w.slot = Slot::Queued;
+                if w.lacked_by.len() < MAX_LACKED {
+                    w.lacked_by.push(peer);
+                }
+            }
         }
         Some(kept)
+    }
+
+    /// Takes back `peer`'s newest request (it could not be sent).
+    pub fn unassign_last(&mut self, peer: &NodeId) {
+        let Some(queue) = self.requests.get_mut(peer) else { return };
+        let Some(req) = queue.pop_back() else { return };
+        if queue.is_empty() {
+            self.requests.remove(peer);
+        }
+        for hash in &req.hashes {
+            self.requeue(hash);
+        }
     }
 
     /// Gives back everything `peer` was asked (it left or stalled): queued for the others.
@@ -237,15 +297,25 @@ impl Download {
             || self.headers.is_some_and(|(p, t)| p == *peer && old(t))
     }
 
-    /// Arrived blocks at the front, in order, up to `max`, with the peer each came from.
-    pub fn take_ready(&mut self, max: usize) -> Vec<(Block, NodeId)> {
+    /// Arrived blocks at the front, in order: up to `max` blocks, and past `max_bytes` only
+    /// to take the first.
+    pub fn take_ready(&mut self, max: usize, max_bytes: usize) -> Vec<Ready> {
         let mut out = Vec::new();
-        while out.len() < max && matches!(self.slots.front(), Some((_, Slot::Got(..)))) {
-            let Some((hash, Slot::Got(block, from))) = self.slots.pop_front() else { break };
+        let mut bytes = 0;
+        while out.len() < max {
+            let size = match self.slots.front() {
+                Some(Wanted { slot: Slot::Got(block, _), .. }) => block.encoded_len(),
+                _ => break,
+            };
+            if !out.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            let Some(Wanted { hash, slot: Slot::Got(block, served_by), listed_by, .. }) = self.slots.pop_front() else { break };
             self.index.remove(&hash);
             self.base += 1;
-            self.buffered = self.buffered.saturating_sub(block.encoded_len());
-            out.push((*block, from));
+            self.buffered = self.buffered.saturating_sub(size);
+            bytes += size;
+            out.push(Ready { block: *block, served_by, listed_by });
         }
         out
     }
@@ -256,17 +326,17 @@ impl Download {
         *self = Download::default();
     }
 
-    fn slot_mut(&mut self, hash: &Hash) -> Option<&mut Slot> {
+    fn wanted_mut(&mut self, hash: &Hash) -> Option<&mut Wanted> {
         let height = *self.index.get(hash)?;
         let i = usize::try_from(height.checked_sub(self.base)?).ok()?;
-        self.slots.get_mut(i).map(|(_, s)| s)
+        self.slots.get_mut(i)
     }
 
     fn requeue(&mut self, hash: &Hash) {
-        if let Some(slot) = self.slot_mut(hash)
-            && matches!(slot, Slot::Asked)
+        if let Some(w) = self.wanted_mut(hash)
+            && matches!(w.slot, Slot::Asked)
         {
-            *slot = Slot::Queued;
+            w.slot = Slot::Queued;
         }
     }
 }
@@ -319,13 +389,14 @@ mod tests {
         assert_eq!(b[0], blocks[64].hash(), "the second peer gets the next range");
         // The later range arrives first: nothing is ready until the first does.
         assert_eq!(d.on_blocks(peer(2), blocks[64..128].to_vec()), Some(64));
-        assert!(d.take_ready(1000).is_empty());
+        assert!(d.take_ready(1000, usize::MAX).is_empty());
         assert_eq!(d.on_blocks(peer(1), blocks[..64].to_vec()), Some(64));
-        let ready = d.take_ready(1000);
+        let ready = d.take_ready(1000, usize::MAX);
         assert_eq!(ready.len(), 128);
-        assert!(ready.iter().zip(&blocks).all(|((got, _), want)| got.hash() == want.hash()));
-        assert_eq!(ready[0].1, peer(1));
-        assert_eq!(ready[64].1, peer(2));
+        assert!(ready.iter().zip(&blocks).all(|(got, want)| got.block.hash() == want.hash()));
+        assert_eq!(ready[0].served_by, peer(1));
+        assert_eq!(ready[64].served_by, peer(2));
+        assert_eq!(ready[64].listed_by, peer(1), "listed by the header peer");
     }
 
     #[test]
@@ -349,10 +420,39 @@ mod tests {
         let now = Instant::now();
         d.assign(peer(1), 1000, 64, now).unwrap();
         assert_eq!(d.on_blocks(peer(1), blocks[..4].to_vec()), Some(4));
+        assert!(d.assign(peer(1), 1000, 64, now).is_none(), "not asked again for what it lacked");
         let again = d.assign(peer(2), 1000, 64, now).unwrap();
         assert_eq!(again, blocks[4..].iter().map(Block::hash).collect::<Vec<_>>());
         // Blocks nobody asked for are not taken.
         assert_eq!(d.on_blocks(peer(3), blocks.clone()), None);
+    }
+
+    #[test]
+    fn a_full_buffer_still_hands_out_what_the_import_waits_for() {
+        let (mut d, blocks) = queued(300);
+        let now = Instant::now();
+        let front = d.assign(peer(1), 1000, 64, now).unwrap();
+        d.assign(peer(2), 1000, 64, now).unwrap();
+        assert_eq!(d.on_blocks(peer(2), blocks[64..128].to_vec()), Some(64));
+        d.buffered = MAX_BUFFERED; // as if those were large blocks
+        assert!(d.assign(peer(3), 1000, 64, now).is_none(), "nothing past the arrived blocks while full");
+        // The front's peer stalls and is released: its range goes out again despite the cap.
+        d.release(&peer(1));
+        assert_eq!(d.assign(peer(3), 1000, 64, now).unwrap(), front);
+        // Taking is bounded by bytes (past the first block).
+        assert_eq!(d.on_blocks(peer(3), blocks[..64].to_vec()), Some(64));
+        assert_eq!(d.take_ready(1000, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_request_that_could_not_be_sent_is_taken_back() {
+        let (mut d, _) = queued(200);
+        let now = Instant::now();
+        let first = d.assign(peer(1), 1000, 64, now).unwrap();
+        d.assign(peer(1), 1000, 64, now).unwrap();
+        d.unassign_last(&peer(1));
+        assert!(d.has_requests(&peer(1)), "the first request stays out");
+        assert_ne!(d.assign(peer(2), 1000, 64, now).unwrap(), first);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_chain::{Block, CheckResult, Hash};
+use cairn_chain::{Block, BlockError, CheckResult, Hash};
 use tokio::task::JoinHandle;
 
 use crate::identity::NodeId;
@@ -20,8 +20,12 @@ use crate::sync::{MAX_BLOCKS_PER_REQUEST, dispatch};
 const PIPELINE: usize = 2;
 /// Blocks per committed run.
 const RUN: usize = 2 * MAX_BLOCKS_PER_REQUEST;
+/// Bytes per run (past the first block): bounds what is held while runs are checked.
+const RUN_BYTES: usize = 16 << 20;
 
-type Checking = JoinHandle<(Vec<NodeId>, Vec<CheckResult>)>;
+/// Who served and who listed each block of a run.
+type Sources = Vec<(NodeId, NodeId)>;
+type Checking = JoinHandle<(Sources, Vec<CheckResult>)>;
 
 /// Progress of the node's sync, for log lines.
 #[derive(Default)]
@@ -75,7 +79,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut checking: VecDeque<Checking> = VecDeque::new();
     loop {
         while checking.len() < PIPELINE {
-            let batch = inner.download().take_ready(RUN);
+            let batch = inner.download().take_ready(RUN, RUN_BYTES);
             if batch.is_empty() {
                 break;
             }
@@ -83,7 +87,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             dispatch(&inner);
             let chain = inner.chain.clone();
             checking.push_back(tokio::spawn(async move {
-                let (blocks, sources): (Vec<Block>, Vec<NodeId>) = batch.into_iter().unzip();
+                let (blocks, sources): (Vec<Block>, Sources) = batch.into_iter().map(|r| (r.block, (r.served_by, r.listed_by))).unzip();
                 (sources, chain.check_blocks(blocks).await)
             }));
         }
@@ -120,9 +124,19 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
+/// Whom a block that broke a rule at `stage` condemns. A body failing its stateless checks
+/// condemns its server: an honest node stores no such block, and the body's hash matched the
+/// header it was asked for. A block failing a rule that needs its parent or the state
+/// condemns the peer whose headers listed it: those blocks are on its best chain, which it
+/// applied, while an honest server may hold them on a side branch (stored unapplied).
+enum Stage {
+    Check,
+    Connect,
+}
+
 /// Commits the valid prefix of a checked run; returns false if the run broke (an invalid
 /// block, whose source is banned, or a store failure), so the schedule must start over.
-async fn commit(inner: &Inner, sources: Vec<NodeId>, checked: Vec<CheckResult>) -> bool {
+async fn commit(inner: &Inner, sources: Sources, checked: Vec<CheckResult>) -> bool {
     let mut good = Vec::with_capacity(checked.len());
     let mut bad = None;
     for (r, src) in checked.into_iter().zip(&sources) {
@@ -130,7 +144,7 @@ async fn commit(inner: &Inner, sources: Vec<NodeId>, checked: Vec<CheckResult>) 
             Ok(c) => good.push((c, *src)),
             Err(failed) => {
                 let (hash, e) = *failed;
-                bad = Some((hash, e, *src));
+                bad = Some((hash, e, *src, Stage::Check));
                 break;
             }
         }
@@ -138,11 +152,11 @@ async fn commit(inner: &Inner, sources: Vec<NodeId>, checked: Vec<CheckResult>) 
     let hashes: Vec<Hash> = good.iter().map(|(c, _)| c.hash()).collect();
     {
         let mut s = inner.block_sources.lock().unwrap_or_else(|e| e.into_inner());
-        for (c, src) in &good {
-            s.insert(c.hash(), *src);
+        for (c, (served_by, _)) in &good {
+            s.insert(c.hash(), *served_by);
         }
     }
-    let srcs: Vec<NodeId> = good.iter().map(|(_, s)| *s).collect();
+    let srcs: Sources = good.iter().map(|(_, s)| *s).collect();
     let results = if good.is_empty() { Vec::new() } else { inner.chain.submit_checked(good.into_iter().map(|(c, _)| c).collect()).await };
     let mut connected = Vec::new();
     for ((r, hash), src) in results.into_iter().zip(&hashes).zip(&srcs) {
@@ -150,17 +164,21 @@ async fn commit(inner: &Inner, sources: Vec<NodeId>, checked: Vec<CheckResult>) 
             Ok(Submitted::Connected | Submitted::SideChain) => connected.push(*hash),
             Ok(Submitted::AlreadyKnown) => inner.metrics.duplicate_block(),
             Err(e) => {
-                bad = Some((*hash, e, *src));
+                bad = Some((*hash, e, *src, Stage::Connect));
                 break;
             }
         }
     }
     release_orphans(inner, connected).await;
-    let Some((hash, e, src)) = bad else { return true };
-    if e.is_invalid() {
-        tracing::warn!(target: "p2p::sync", peer = %src, %hash, code = e.code(), "peer sent an invalid block: {e}");
-        inner.penalize(src, 100, "invalid_block");
-        let inbox = inner.lock().peers.get(&src).map(|p| p.inbox.clone());
+    let Some((hash, e, (served_by, listed_by), stage)) = bad else { return true };
+    let culprit = match stage {
+        Stage::Check => served_by,
+        Stage::Connect => listed_by,
+    };
+    if e.is_invalid() && !matches!(e, BlockError::TimestampInFuture { .. }) {
+        tracing::warn!(target: "p2p::sync", peer = %culprit, %hash, code = e.code(), "peer sent an invalid block: {e}");
+        inner.penalize(culprit, 100, "invalid_block");
+        let inbox = inner.lock().peers.get(&culprit).map(|p| p.inbox.clone());
         if let Some(inbox) = inbox {
             let _ = inbox.try_send(PeerCmd::Disconnect("sent an invalid block"));
         }

@@ -28,6 +28,7 @@ pub(crate) use gossip::{Recent, announce_tips, relay_transactions};
 
 use crate::identity::NodeId;
 use crate::peer::PeerCmd;
+use crate::sync::download::Claim;
 use crate::ports::Submitted;
 use crate::service::Inner;
 use crate::wire::{BlockId, Message};
@@ -51,19 +52,22 @@ pub(crate) enum Flow {
     Violation(&'static str, u32),
 }
 
-/// Asks `peer` for headers if it has more work than we do, no header request is out, and it
-/// is above what the download already wants.
-async fn maybe_headers(inner: &Inner, peer: NodeId, height: u64, work: Option<[u8; 32]>) -> Flow {
+/// Asks `peer` for headers if it has more work than we do (by its `claim`, or else its
+/// height), no header request is out, and it is above what the download already wants.
+async fn maybe_headers(inner: &Inner, peer: NodeId, height: u64, claim: Option<Claim>) -> Flow {
     let tip = inner.chain.tip();
-    let more_work = work.map_or(height > tip.height, |w| cairn_chain::Work::from_bytes(w) > tip.total_work);
-    let (go, after) = {
-        let dl = inner.download();
-        let above = dl.last_height().is_none_or(|last| height > last);
-        (more_work && above && dl.wants_headers(), dl.last_hash())
+    let more_work = match claim {
+        Some(Claim::Work(w)) => w > tip.total_work,
+        _ => height > tip.height,
     };
-    if !go {
-        return Flow::Continue;
-    }
+    let wanted = |dl: &download::Download| more_work && dl.last_height().is_none_or(|last| height > last) && dl.wants_headers();
+    let after = {
+        let dl = inner.download();
+        if !wanted(&dl) {
+            return Flow::Continue;
+        }
+        dl.last_hash()
+    };
     let mut locator = inner.chain.locator().await;
     if let Some(last) = after {
         locator.insert(0, last);
@@ -71,12 +75,13 @@ async fn maybe_headers(inner: &Inner, peer: NodeId, height: u64, work: Option<[u
     locator.truncate(MAX_LOCATOR);
     {
         let mut dl = inner.download();
-        if !dl.wants_headers() {
+        // The schedule may have moved while the locator was read.
+        if !wanted(&dl) || dl.last_hash() != after {
             return Flow::Continue;
         }
         dl.asked_headers(peer, Instant::now());
-        if let Some(w) = work {
-            dl.claimed(cairn_chain::Work::from_bytes(w));
+        if let Some(c) = claim {
+            dl.claimed(c);
         }
     }
     inner.sync_progress().start(inner.chain.tip().height);
@@ -97,7 +102,7 @@ pub(crate) fn dispatch(inner: &Inner) {
     for (id, height, inbox) in &peers {
         while let Some(hashes) = dl.assign(*id, *height, MAX_BLOCKS_PER_REQUEST, now) {
             if inbox.try_send(PeerCmd::Send(Message::GetBlocks(hashes))).is_err() {
-                dl.release(id);
+                dl.unassign_last(id);
                 break;
             }
         }
@@ -125,13 +130,16 @@ pub(crate) fn peer_gone(inner: &Inner, peer: &NodeId) {
 /// costs at most one heartbeat.
 pub(crate) async fn on_status(inner: &Inner, peer: NodeId, best_height: u64, total_work: [u8; 32]) -> Flow {
     inner.sync_progress().target(best_height);
-    maybe_headers(inner, peer, best_height, Some(total_work)).await
+    let f = maybe_headers(inner, peer, best_height, Some(Claim::Work(cairn_chain::Work::from_bytes(total_work)))).await;
+    // Its height may have risen above blocks nobody could serve before.
+    dispatch(inner);
+    f
 }
 
 /// Starts a sync if the peer says (in its `Hello`) it has more work than we do.
 pub(crate) async fn on_connect(inner: &Inner, peer: NodeId, remote_height: u64, remote_work: [u8; 32]) -> Flow {
     inner.sync_progress().target(remote_height);
-    let f = maybe_headers(inner, peer, remote_height, Some(remote_work)).await;
+    let f = maybe_headers(inner, peer, remote_height, Some(Claim::Work(cairn_chain::Work::from_bytes(remote_work)))).await;
     dispatch(inner);
     f
 }
@@ -141,6 +149,15 @@ pub(crate) async fn on_connect(inner: &Inner, peer: NodeId, remote_height: u64, 
 async fn take_block(inner: &Inner, peer: NodeId, block: Block) -> Flow {
     let hash = block.hash();
     let height = block.header.height;
+    // What the header alone shows is checked first, so a free junk header (an easy target)
+    // never reaches the orphan pool or costs a header request.
+    match inner.chain.check_header(&block.header) {
+        Ok(()) | Err(BlockError::TimestampInFuture { .. }) => {}
+        Err(e) => {
+            tracing::warn!(target: "p2p::sync", %peer, %hash, code = e.code(), "peer sent an invalid block: {e}");
+            return Flow::Violation("invalid_block", 100);
+        }
+    }
     inner.block_sources.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, peer);
     match inner.chain.submit_block(block.clone()).await {
         Ok(Submitted::Connected | Submitted::SideChain) => {
@@ -155,7 +172,7 @@ async fn take_block(inner: &Inner, peer: NodeId, block: Block) -> Flow {
             if inner.orphans().insert(block, peer) {
                 tracing::debug!(target: "p2p::sync", %peer, %hash, height, "holding an orphan block; fetching its ancestors");
             }
-            maybe_headers(inner, peer, height, None).await
+            maybe_headers(inner, peer, height, Some(Claim::Orphan)).await
         }
         Err(e) if e.is_invalid() => {
             tracing::warn!(target: "p2p::sync", %peer, %hash, code = e.code(), "peer sent an invalid block: {e}");
@@ -177,6 +194,7 @@ async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
         return Flow::Violation("oversized_headers", 100);
     }
     let mut headers = Vec::with_capacity(list.len());
+    let mut cut = false;
     for bytes in &list {
         let Ok(h) = Header::decode(bytes) else { return Flow::Violation("undecodable_header", 100) };
         // Each header must pass what it can show alone (proof, allowed target, version, not
@@ -186,6 +204,7 @@ async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
             Err(e @ BlockError::TimestampInFuture { .. }) => {
                 // Maybe our clock: not held against the peer, but nothing past it is taken.
                 tracing::info!(target: "p2p::sync", %peer, height = h.height, "header batch cut short: {e}");
+                cut = true;
                 break;
             }
             Err(e) => {
@@ -209,14 +228,15 @@ async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
         None => false,
     };
     let full = headers.len() == MAX_HEADERS;
+    let all_stored = have.len() == headers.len();
     let (r, claim) = {
         let mut dl = inner.download();
         (dl.on_headers(peer, &headers, full, |h| have.contains(h), |_| parent_stored), dl.take_claim())
     };
     match r {
-        Ok(0) if !full && claim.is_some_and(|w| w > inner.chain.tip().total_work) => {
-            // It claimed more work than we have and shows nothing new: every heartbeat would
-            // cost a header request, so it pays for each.
+        Ok(0) if !full && !cut && all_stored && unbacked(inner, claim) => {
+            // It claimed more work than we have (or sent an orphan) and shows nothing we lack:
+            // every heartbeat would cost a header request, so it pays for each.
             inner.penalize(peer, 10, "unbacked_work_claim");
         }
         Ok(n) => {
@@ -232,10 +252,22 @@ async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
     Flow::Continue
 }
 
+/// Whether a header answer that showed nothing new contradicts what the request relied on.
+fn unbacked(inner: &Inner, claim: Option<Claim>) -> bool {
+    match claim {
+        Some(Claim::Work(w)) => w > inner.chain.tip().total_work,
+        Some(Claim::Orphan) => true,
+        None => false,
+    }
+}
+
 /// Takes a `Blocks` answer into the download.
 fn take_blocks(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
     if list.len() > MAX_BLOCKS_PER_REQUEST {
         return Flow::Violation("oversized_blocks", 100);
+    }
+    if !inner.download().has_requests(&peer) {
+        return Flow::Continue; // unsolicited or late (after a reset): not even decoded
     }
     let mut blocks = Vec::with_capacity(list.len());
     for bytes in &list {

@@ -96,8 +96,15 @@ impl AddressBook {
                 .filter(|(_, e)| e.source != Source::Manual)
                 .max_by_key(|(_, e)| (e.source == Source::Learned, !e.connected_once, e.failures, u64::MAX - e.seq))
                 .map(|(a, _)| *a);
+            // Hearsay (learned from peers, or announced by anyone on the LAN) only displaces
+            // hearsay: a flood of either cannot push out what the user gave or what worked.
+            let may_evict = |victim: Source| match source {
+                Source::Learned => victim == Source::Learned,
+                Source::Mdns => matches!(victim, Source::Learned | Source::Mdns),
+                _ => true,
+            };
             match victim {
-                Some(v) if source != Source::Learned || self.entries[&v].source == Source::Learned => {
+                Some(v) if may_evict(self.entries[&v].source) => {
                     self.entries.remove(&v);
                     evicted = Some(v);
                 }
@@ -133,6 +140,16 @@ impl AddressBook {
         e.failures = 0;
         e.next_attempt = Instant::now();
         (false, None)
+    }
+
+    /// Forgets an address only a LAN announcement vouched for, now withdrawn, unless it ever
+    /// connected (then it stays, like any proven address). Returns whether it was forgotten.
+    pub fn withdraw(&mut self, addr: &SocketAddr) -> bool {
+        if self.entries.get(addr).is_some_and(|e| e.source == Source::Mdns && !e.connected_once) {
+            self.entries.remove(addr);
+            return true;
+        }
+        false
     }
 
     /// What to expect of the key at `addr`.
@@ -245,5 +262,9 @@ mod tests {
         b.add(a(4), Some(x), false, Source::Persisted);
         b.announce(a(4), y);
         assert_ne!(b.expect(&a(4)).pinned, Some(y), "a hostile announcement cannot take over a proven address");
+        // A withdrawn announcement is forgotten unless the address ever worked.
+        assert!(b.withdraw(&a(1)));
+        assert!(!b.withdraw(&a(3)), "not an announced address");
+        assert_eq!(b.len(), 3);
     }
 }

@@ -369,6 +369,7 @@ impl Discovery {
             self.inner.metrics.mdns_removed();
             // Withdrawn (a clean shutdown), expired, or our interface it was heard on went down.
             tracing::info!(target: "p2p::mdns", peer = %id, %addr, "peer's LAN announcement is gone");
+            self.inner.withdrawn(addr);
         }
     }
 }

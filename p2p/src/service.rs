@@ -567,6 +567,12 @@ impl Inner {
         });
     }
 
+    /// A peer's LAN announcement is gone: its address leaves the book unless it ever
+    /// connected (an address only an announcement vouched for is not redialled forever).
+    pub(crate) fn withdrawn(&self, addr: SocketAddr) {
+        self.lock().book.withdraw(&addr);
+    }
+
     /// Takes an address a peer announced for itself on the LAN ([`crate::mdns`]): into the
     /// book, pinned to the announced node ID, and wakes the dialer, which applies the usual
     /// outbound limits, bans and backoff.

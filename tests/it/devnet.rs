@@ -177,7 +177,9 @@ async fn added_node_catches_up_and_a_stopped_node_comes_back() {
     let (h, best) = one_chain(&rpcs, 20, 60).await;
     assert_eq!(h, 20, "the fresh node caught up to the tip {best}");
 
-    // Stop node 2: its RPC goes away; the others go on; it comes back on the same ports.
+    // Stop node 2: its RPC goes away; the others go on; it comes back on the same ports with
+    // the same key and its own data (it is at 20 the moment it answers, before any sync).
+    let id_before = rpcs[1].get("/status").await.1["node_id"].clone();
     let before = d.lines_so_far();
     d.send("stop 2");
     d.line("node 2 stopped", before, 30).await;
@@ -185,6 +187,9 @@ async fn added_node_catches_up_and_a_stopped_node_comes_back() {
     rpcs[0].farm(5, &farmer).await;
     d.send("start 2");
     d.line("node 2 started again", before, 30).await;
+    let (_, v) = rpcs[1].get("/status").await;
+    assert_eq!(v["node_id"], id_before, "node 2 came back with another key");
+    assert!(v["height"].as_u64().unwrap() >= 20, "node 2 came back without its data: {v}");
     one_chain(&rpcs, 25, 60).await;
 
     d.send("quit");

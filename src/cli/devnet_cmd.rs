@@ -40,6 +40,8 @@ pub async fn run(a: DevnetArgs) -> anyhow::Result<()> {
     let lines = read_stdin()?;
     let result = crate::devnet::run(opts, lines, stop).await;
     signals.abort();
+    // The last lines reach the terminal (unless nobody reads it: then exit anyway).
+    let _ = tokio::task::spawn_blocking(|| crate::devnet::screen::drain(std::time::Duration::from_secs(2))).await;
     Ok(result?)
 }
 

@@ -307,13 +307,12 @@ impl Devnet {
             }
         }
         self.screen.close();
-        if !announce {
-            return;
+        if announce {
+            let data = match &self.root {
+                Root::Kept(p) => format!("data kept in {}", p.display()),
+                Root::Temporary(_) => "temporary data removed".to_string(),
+            };
+            self.screen.say(&format!("devnet stopped: {} nodes shut down, {data}", self.slots.len()));
         }
-        let data = match &self.root {
-            Root::Kept(p) => format!("data kept in {}", p.display()),
-            Root::Temporary(_) => "temporary data removed".to_string(),
-        };
-        self.screen.say(&format!("devnet stopped: {} nodes shut down, {data}", self.slots.len()));
     }
 }

@@ -5,9 +5,80 @@
 //!
 //! Only the runner writes here (logs go to stderr by themselves), so nothing interleaves
 //! within a redraw except a log line, which lands in the scroll region.
+//!
+//! The runner never blocks on its output: writes go through a bounded queue to one writer
+//! thread, and whatever does not fit (stdout is a pipe nobody reads, a paused pager) is
+//! dropped, so Ctrl-C and the commands keep working. [`drain`] waits, for a bounded time, for
+//! the last lines at exit.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+/// Writes queued for the output thread before new ones are dropped.
+const QUEUED_WRITES: usize = 256;
+
+enum Output {
+    Out(Vec<u8>),
+    Err(Vec<u8>),
+    /// Answers once everything before it is written.
+    Flushed(SyncSender<()>),
+}
+
+fn writer() -> &'static SyncSender<Output> {
+    static WRITER: OnceLock<SyncSender<Output>> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Output>(QUEUED_WRITES);
+        let run = move |rx: Receiver<Output>| {
+            for w in rx {
+                match w {
+                    Output::Out(b) => {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&b);
+                        let _ = out.flush();
+                    }
+                    Output::Err(b) => {
+                        let _ = std::io::stderr().lock().write_all(&b);
+                    }
+                    Output::Flushed(ack) => {
+                        let _ = ack.send(());
+                    }
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new().name("devnet-output".into()).spawn(move || run(rx)) {
+            tracing::warn!(target: "devnet", "no output thread ({e}); the devnet's output is lost");
+        }
+        tx
+    })
+}
+
+/// Queues a write; dropped if the queue is full (the reader is not keeping up).
+fn emit(w: Output) {
+    if let Err(TrySendError::Full(_)) = writer().try_send(w) {
+        // Dropped: the alternative is a runner stuck on a pipe nobody reads.
+    }
+}
+
+/// Waits up to `limit` for every queued write to reach stdout/stderr (at exit).
+pub fn drain(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let (ack, done) = sync_channel(1);
+    let mut w = Output::Flushed(ack);
+    loop {
+        match writer().try_send(w) {
+            Ok(()) => break,
+            Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                w = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+}
 
 /// Lines kept for the scroll region below the panel, however many nodes there are.
 const MIN_SCROLL_ROWS: usize = 3;
@@ -35,14 +106,12 @@ impl Screen {
 
     /// A message (may span lines).
     pub fn say(&mut self, text: &str) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        emit(Output::Out(format!("{text}\n").into_bytes()));
     }
 
     /// A one-line error; the devnet keeps running.
     pub fn error(&mut self, text: &str) {
-        eprintln!("error: {text}");
+        emit(Output::Err(format!("error: {text}\n").into_bytes()));
     }
 
     /// Shows the status: redraws `panel` in place, or prints `line`.
@@ -68,9 +137,7 @@ impl Screen {
                     let _ = write!(out, "\x1b[{};1H{clipped}\x1b[K", i + 1);
                 }
                 out.push_str("\x1b8");
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(out.as_bytes());
-                let _ = stdout.flush();
+                emit(Output::Out(out.into_bytes()));
             }
         }
     }
@@ -80,9 +147,7 @@ impl Screen {
         if let Screen::Live { height, rows } = self
             && *height > 0
         {
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "\x1b[r\x1b[{rows};1H");
-            let _ = stdout.flush();
+            emit(Output::Out(format!("\x1b[r\x1b[{rows};1H\n").into_bytes()));
             *height = 0;
         }
     }

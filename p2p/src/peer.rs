@@ -32,6 +32,8 @@ pub struct PeerStats {
     pub bytes_out: Arc<AtomicU64>,
     /// Last message time (ms).
     pub last_seen_ms: AtomicU64,
+    /// Blocks it served to our catch-up sync.
+    pub blocks_served: AtomicU64,
 }
 
 /// Token bucket: `rate` tokens a second, at most `burst` saved up.

@@ -128,6 +128,8 @@ pub struct PeerView {
     pub bytes_sent: u64,
     /// Bytes it sent us.
     pub bytes_received: u64,
+    /// Blocks it served to our catch-up sync.
+    pub blocks_served: u64,
     /// When we last heard from it (ms).
     pub last_seen_ms: u64,
     /// Misbehaviour score.
@@ -421,6 +423,7 @@ impl P2p {
                 best_height: p.stats.best_height.load(Ordering::Relaxed),
                 bytes_sent: p.stats.bytes_out.load(Ordering::Relaxed),
                 bytes_received: p.stats.bytes_in.load(Ordering::Relaxed),
+                blocks_served: p.stats.blocks_served.load(Ordering::Relaxed),
                 last_seen_ms: p.stats.last_seen_ms.load(Ordering::Relaxed),
                 score: st.bans.score(id),
                 user_agent: p.user_agent.clone(),
@@ -676,6 +679,7 @@ impl Inner {
             bytes_in: wire.bytes_in.clone(),
             bytes_out: wire.bytes_out.clone(),
             last_seen_ms: AtomicU64::new(now_ms()),
+            blocks_served: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(PEER_INBOX);
         let replaced = st.peers.insert(

@@ -28,6 +28,7 @@ pub async fn list(State(s): State<RpcState>) -> Json<Value> {
                 "best_height": p.best_height,
                 "bytes_sent": p.bytes_sent,
                 "bytes_received": p.bytes_received,
+                "blocks_served": p.blocks_served,
                 "last_seen": p.last_seen_ms,
                 "score": p.score,
                 "user_agent": p.user_agent,

@@ -356,10 +356,10 @@ async fn sync_downloads_from_several_peers_and_reassigns_a_frozen_ones_ranges() 
     assert!(stop.success());
     wait_for("D at A's tip", 120, || async { (d.chain().tip().hash == tip).then_some(()) }).await;
     assert!(frozen_at < blocks, "D finished before B was frozen");
-    // B stalled and was dropped; A and C both served blocks.
+    // B stalled and was dropped; A and C both served blocks (a good share each).
     wait_for("B dropped", 30, || async { (!d.p2p().peers().iter().any(|p| p.node_id == b_id)).then_some(()) }).await;
-    let served: Vec<u64> = d.p2p().peers().iter().map(|p| p.bytes_received).collect();
-    assert!(served.iter().filter(|b| **b > 200_000).count() >= 2, "blocks came from one peer only: {served:?}");
+    let served: Vec<u64> = d.p2p().peers().iter().map(|p| p.blocks_served).collect();
+    assert!(served.iter().filter(|b| **b >= 1000).count() >= 2, "blocks came from one peer only: {served:?}");
     wait_for("not syncing", 20, || async { (!d.p2p().is_syncing()).then_some(()) }).await;
     let _ = std::process::Command::new("kill").args(["-CONT", &b.id().to_string()]).status();
     b.kill().unwrap();

@@ -275,7 +275,10 @@ fn take_blocks(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
         blocks.push(block);
     }
     let kept = inner.download().on_blocks(peer, blocks);
-    if kept.is_some_and(|n| n > 0) {
+    if let Some(n) = kept.filter(|n| *n > 0) {
+        if let Some(p) = inner.lock().peers.get(&peer) {
+            p.stats.blocks_served.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         inner.import_ready.notify_one();
     }
     dispatch(inner);

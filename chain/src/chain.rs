@@ -49,6 +49,8 @@ pub type CheckResult = Result<CheckedBlock, Box<(Hash, BlockError)>>;
 pub struct CheckedBlock {
     block: Block,
     hash: Hash,
+    /// The genesis (so the chain) it was checked for.
+    genesis: Hash,
 }
 
 impl CheckedBlock {
@@ -57,7 +59,7 @@ impl CheckedBlock {
     pub fn check(spec: &ChainSpec, genesis: &Hash, block: Block) -> CheckResult {
         let hash = block.hash();
         match check_stateless(spec, genesis, &block) {
-            Ok(()) => Ok(CheckedBlock { block, hash }),
+            Ok(()) => Ok(CheckedBlock { block, hash, genesis: *genesis }),
             Err(e) => Err(Box::new((hash, e))),
         }
     }
@@ -244,6 +246,10 @@ impl Chain {
     /// Accepts a block whose stateless checks already passed: as [`Chain::submit`] without
     /// repeating them.
     pub fn submit_checked(&mut self, block: CheckedBlock, now_ms: u64) -> Result<Outcome, BlockError> {
+        if block.genesis != self.genesis {
+            // Checked for another chain: its checks say nothing here (a caller's bug).
+            return Err(BlockError::Store(format!("block {} was checked for another chain (genesis {})", block.hash, block.genesis)));
+        }
         if let Some(known) = self.known(&block.hash)? {
             return known;
         }
@@ -283,7 +289,7 @@ impl Chain {
 
     /// Stores a checked block and moves the tip if its chain has the most work.
     fn connect(&mut self, checked: CheckedBlock, now_ms: u64) -> Result<Outcome, BlockError> {
-        let CheckedBlock { block, hash } = checked;
+        let CheckedBlock { block, hash, .. } = checked;
         if self.invalid.contains(&block.header.prev_hash) {
             // Has a valid proof, so caching it costs an attacker real work.
             self.invalid.insert(hash);

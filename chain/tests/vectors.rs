@@ -238,3 +238,24 @@ fn every_rule_has_a_vector() {
         assert!(covered.contains(code), "no vector for {code}");
     }
 }
+
+/// Blocks checked off the chain thread: a `CheckedBlock` connects like a submitted one, one
+/// checked for another chain is refused, and a failed check is remembered for what it found.
+#[test]
+fn checked_blocks_connect_only_on_the_chain_they_were_checked_for() {
+    let mut t = TestChain::new(test_spec());
+    let spec = t.chain.spec().clone();
+    let b = t.make_block(farmer(), vec![]);
+    let now = t.next_time();
+    let other = cairn_chain::CheckedBlock::check(&spec, &Hash([9; 32]), b.clone()).unwrap();
+    assert!(matches!(t.chain.submit_checked(other, now), Err(BlockError::Store(_))), "checked for another chain");
+    let ok = cairn_chain::CheckedBlock::check(&spec, &t.genesis(), b.clone()).unwrap();
+    assert!(matches!(t.chain.submit_checked(ok, now), Ok(cairn_chain::Outcome::Connected { .. })));
+    assert_eq!(t.chain.tip().hash, b.hash());
+    // A block failing the checks never becomes a CheckedBlock.
+    let mut bad = t.make_block(farmer(), vec![]);
+    bad.header.tx_root = Hash([3; 32]);
+    let bad = mine_only(bad);
+    let failed = cairn_chain::CheckedBlock::check(&spec, &t.genesis(), bad).unwrap_err();
+    assert_eq!(failed.1.code(), "bad_merkle_root");
+}

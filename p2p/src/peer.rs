@@ -71,6 +71,20 @@ async fn send(wire: &mut Wire, m: &Message, within: Duration) -> Result<(), Stri
     }
 }
 
+/// Gives a peer's download requests back when its task ends. If a new connection replaced
+/// this one, the requests it made meanwhile go too (their answers are then ignored and the
+/// blocks asked again): cheaper than leaving this one's, which would never be answered.
+struct ReleaseOnDrop {
+    inner: Arc<Inner>,
+    id: NodeId,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        crate::sync::peer_gone(&self.inner, &self.id);
+    }
+}
+
 /// Why a peer task ended.
 enum End {
     Local(&'static str),
@@ -89,6 +103,8 @@ pub(crate) async fn run_peer(
     direction: Direction,
     remote_work: [u8; 32],
 ) {
+    // However the task ends (even by a panic), its download requests go to the others.
+    let _requests = ReleaseOnDrop { inner: inner.clone(), id };
     let cfg = &inner.cfg;
     let mut limit = RateLimit::new(cfg.msg_rate, cfg.msg_burst);
     let mut heartbeat = tokio::time::interval(cfg.ping_interval);
@@ -234,10 +250,6 @@ pub(crate) async fn run_peer(
         }
     };
     inner.unregister(&id, conn.stable_id());
-    // Its download requests go to the others. If a new connection replaced this one, the
-    // requests it made meanwhile are dropped too (their answers are then ignored and the
-    // blocks asked again): cheaper than leaving this one's, which would never be answered.
-    crate::sync::peer_gone(&inner, &id);
     match end {
         End::Local(why) => {
             tracing::info!(target: "p2p::peer", peer = %id, "disconnecting: {why}");

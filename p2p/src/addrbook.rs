@@ -33,7 +33,13 @@ struct Entry {
     failures: u32,
     next_attempt: Instant,
     connected_once: bool,
+    /// When a LAN announcement last made it due at once.
+    announced: Option<Instant>,
 }
+
+/// How often a LAN announcement may make an address due at once (the backoff otherwise
+/// stands): a hostile announcer cannot make us dial in a loop.
+pub const ANNOUNCE_RETRY_MIN: Duration = Duration::from_secs(5);
 
 /// A bounded set of addresses with per-address retry state.
 pub struct AddressBook {
@@ -114,7 +120,7 @@ impl AddressBook {
         let known = if source == Source::Persisted || pinned { node_id } else { None };
         self.entries.insert(
             addr,
-            Entry { node_id: known, pinned, source, seq: self.seq, failures: 0, next_attempt: Instant::now(), connected_once: source == Source::Persisted && node_id.is_some() },
+            Entry { node_id: known, pinned, source, seq: self.seq, failures: 0, next_attempt: Instant::now(), connected_once: source == Source::Persisted && node_id.is_some(), announced: None },
         );
         (true, evicted)
     }
@@ -125,7 +131,11 @@ impl AddressBook {
     /// returns.
     pub fn announce(&mut self, addr: SocketAddr, node_id: NodeId) -> (bool, Option<SocketAddr>) {
         let Some(e) = self.entries.get_mut(&addr) else {
-            return self.add(addr, Some(node_id), true, Source::Mdns);
+            let r = self.add(addr, Some(node_id), true, Source::Mdns);
+            if let Some(e) = self.entries.get_mut(&addr) {
+                e.announced = Some(Instant::now());
+            }
+            return r;
         };
         // A key we already hold for this address (given by the user, or proven by a past
         // connection) stands against an announcement: anyone on the LAN can announce
@@ -137,8 +147,12 @@ impl AddressBook {
         e.node_id = Some(node_id);
         e.pinned = true;
         e.source = e.source.min(Source::Mdns);
-        e.failures = 0;
-        e.next_attempt = Instant::now();
+        let now = Instant::now();
+        if e.announced.is_none_or(|t| now.saturating_duration_since(t) >= ANNOUNCE_RETRY_MIN) {
+            e.announced = Some(now);
+            e.failures = 0;
+            e.next_attempt = now;
+        }
         (false, None)
     }
 
@@ -248,6 +262,11 @@ mod tests {
         // A failed dial backs off; a fresh announcement (the peer is back) retries at once.
         b.failed(&a(1), Duration::from_secs(60), Duration::from_secs(60));
         assert!(b.due(Instant::now(), 10, |_, _| false).is_empty());
+        b.announce(a(1), y);
+        assert!(b.due(Instant::now(), 10, |_, _| false).is_empty(), "announcing again at once does not lift the backoff");
+        if let Some(e) = b.entries.get_mut(&a(1)) {
+            e.announced = Instant::now().checked_sub(ANNOUNCE_RETRY_MIN);
+        }
         b.announce(a(1), y);
         assert_eq!(b.due(Instant::now() + Duration::from_millis(1), 10, |_, _| false), vec![a(1)]);
         assert_eq!(b.expect(&a(1)).pinned, Some(y), "a node that restarted with a new key announces it");

@@ -64,33 +64,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-/// Spawns `cairn node` on port 0 and returns it with its RPC URL, read from its log.
-fn spawn_node(data: &Path, peer: &str) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .args(["node", "--no-mdns", "--rpc-port", "0", "--p2p-port", "0", "--data-dir"])
-        .arg(data)
-        .args(["--peers", peer])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn cairn");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(i) = line.find("RPC listening on ") {
-                let _ = tx.send(line[i + "RPC listening on ".len()..].trim().to_string());
-                sent = true;
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(30)).expect("node printed its RPC address within 30 s");
-    (child, url)
-}
+#[path = "../tests/common/process.rs"]
+mod process;
 
 /// One sync run; returns (tx/s, the transactions of the chain).
 async fn bench_sync(n: usize, t: usize) -> (f64, Vec<Transaction>) {
@@ -107,7 +82,7 @@ async fn bench_sync(n: usize, t: usize) -> (f64, Vec<Transaction>) {
     let want = tip.hash.to_string();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let start = Instant::now();
-    let (mut child, url) = spawn_node(&dir.path().join("d"), &a.p2p_addr().to_string());
+    let (mut child, url) = process::spawn_node(&dir.path().join("d"), &["--peers", &a.p2p_addr().to_string()]);
     loop {
         let best = match http.get(format!("{url}/status")).send().await {
             Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["best_hash"].as_str().map(str::to_string)),

@@ -223,6 +223,11 @@ impl ChainHandle {
         self.read(move |s| s.has_block(&hash)).await
     }
 
+    /// Cumulative work of the chain ending at a stored block (any branch).
+    pub async fn total_work_of(&self, hash: Hash) -> Result<Option<cairn_chain::Work>, ServiceError> {
+        self.read(move |s| Ok(s.header(&hash)?.map(|r| r.total_work))).await
+    }
+
     /// Block locator: the tip, then back 1, 2, 4, 8, … blocks, ending with genesis.
     pub async fn locator(&self) -> Result<Vec<Hash>, ServiceError> {
         let tip = self.tip().height;

@@ -65,6 +65,13 @@ impl ChainInfo for ChainBridge {
     fn max_block_txs(&self) -> usize {
         self.chain.spec().max_block_txs as usize
     }
+    fn max_block_bytes(&self) -> usize {
+        self.chain.spec().max_block_bytes as usize
+    }
+    fn total_work_of(&self, hash: Hash) -> BoxFuture<Option<cairn_chain::Work>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("total_work_of", c.total_work_of(hash).await).flatten() })
+    }
     fn watch_tip(&self) -> Option<watch::Receiver<TipSummary>> {
         Some(self.tips.clone())
     }

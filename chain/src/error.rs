@@ -211,16 +211,75 @@ impl BlockError {
         }
     }
 
-    /// Whether the block itself is at fault (a peer that sent it misbehaved), as opposed to
-    /// the node not being able to judge it now (unknown parent, storage failure, too deep).
+    /// Whether the block itself fails a rule (now: a block from the future counts), as
+    /// opposed to the node not being able to judge it (unknown parent, storage failure, too
+    /// deep). Peers are judged by [`BlockError::fault`], which tells the future apart.
     pub fn is_invalid(&self) -> bool {
-        !matches!(
-            self,
-            BlockError::UnknownParent(_)
-                | BlockError::Store(_)
-                | BlockError::ReorgTooDeep { .. }
-                | BlockError::Transaction { error: TxError::Store(_), .. }
-        )
+        matches!(self.fault(), Fault::Invalid | Fault::NotYetValid)
+    }
+}
+
+/// How a failure reflects on whoever sent the data: the one classification every caller
+/// (the p2p layer's verdicts, the RPC) uses. Each `fault()` below matches every variant by
+/// name, so a new error cannot be added without deciding its class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The data breaks a consensus rule whatever the time or state: its sender misbehaved
+    /// (an honest node checks before it relays, under the same rules).
+    Invalid,
+    /// Not valid yet (a timestamp ahead of our clock): dropped, nobody punished, and the same
+    /// data may be accepted when offered again later.
+    NotYetValid,
+    /// Cannot be judged without more data (an unknown parent): not the sender's fault.
+    Unjudged,
+    /// Refused by this node's state or policy (a nonce already used, a full mempool, a reorg
+    /// deeper than we allow): honest peers race into these, so never held against them.
+    Policy,
+    /// Our own failure (storage): never the peer's fault.
+    Local,
+}
+
+impl TxError {
+    /// How this failure reflects on the transaction's sender.
+    pub fn fault(&self) -> Fault {
+        match self {
+            TxError::BadSignature | TxError::WrongChain { .. } | TxError::Overflow => Fault::Invalid,
+            TxError::NonceTooLow { .. }
+            | TxError::NonceTooHigh { .. }
+            | TxError::InsufficientBalance { .. }
+            | TxError::FeeTooLow { .. }
+            | TxError::AlreadyKnown(_)
+            | TxError::TooManyPending(_)
+            | TxError::MempoolFull => Fault::Policy,
+            TxError::Store(_) => Fault::Local,
+        }
+    }
+}
+
+impl BlockError {
+    /// How this failure reflects on the block's sender. Inside a block every transaction
+    /// rule is consensus (the state it applies to is fixed by the parent), so a transaction
+    /// error there is `Invalid` unless the store failed.
+    pub fn fault(&self) -> Fault {
+        match self {
+            BlockError::BadVersion(_)
+            | BlockError::TooManyTransactions { .. }
+            | BlockError::TooLarge { .. }
+            | BlockError::BadHeight { .. }
+            | BlockError::TimestampTooOld { .. }
+            | BlockError::BadTarget { .. }
+            | BlockError::BadProof
+            | BlockError::BadMerkleRoot { .. }
+            | BlockError::DuplicateTransaction(_)
+            | BlockError::RewardOverflow
+            | BlockError::KnownInvalid => Fault::Invalid,
+            BlockError::Transaction { error: TxError::Store(_), .. } => Fault::Local,
+            BlockError::Transaction { .. } => Fault::Invalid,
+            BlockError::TimestampInFuture { .. } => Fault::NotYetValid,
+            BlockError::UnknownParent(_) => Fault::Unjudged,
+            BlockError::ReorgTooDeep { .. } => Fault::Policy,
+            BlockError::Store(_) => Fault::Local,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub mod tx;
 
 pub use block::{Block, Header};
 pub use chain::{Chain, CheckResult, CheckedBlock, Outcome, check_header_alone, check_stateless};
-pub use error::{BlockError, TxError};
+pub use error::{BlockError, Fault, TxError};
 pub use hash::Hash;
 pub use keys::{Address, Keypair, PublicKey};
 pub use mempool::{Mempool, MempoolLimits};

@@ -31,6 +31,11 @@ impl Bans {
         self.scores.get(id).copied().unwrap_or(0)
     }
 
+    /// Every score on record (bounded by [`MAX_SCORE_RECORDS`]).
+    pub fn scores(&self) -> HashMap<NodeId, u32> {
+        self.scores.clone()
+    }
+
     /// Adds `points`; returns the new score and the ban it caused, if it crossed the threshold.
     pub fn penalize(&mut self, id: NodeId, points: u32, reason: &str, now_ms: u64, ban_ms: u64) -> (u32, Option<Ban>) {
         if !self.scores.contains_key(&id) && self.scores.len() >= MAX_SCORE_RECORDS {

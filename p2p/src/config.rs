@@ -2,11 +2,15 @@
 
 use std::time::Duration;
 
-/// Protocol version this build speaks. Peers must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Protocol version this build speaks. Peers must speak the same one. Version 2 added
+/// `NotFound` (a version-1 node cannot decode it) and made a `Blocks` answer cut short by the
+/// frame budget distinct from one that lacks blocks (see PROTOCOL.md).
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// ALPN protocol name: a QUIC peer that is not Cairn fails the TLS handshake.
-pub const ALPN: &[u8] = b"cairn/1";
+/// ALPN protocol name, one per protocol version: a QUIC peer that is not Cairn, or speaks
+/// another version (whose `Hello` would not even decode: version 2 encodes hashes as raw
+/// bytes), fails the TLS handshake with `no_application_protocol`, never a ban.
+pub const ALPN: &[u8] = b"cairn/2";
 
 /// DNS-SD service type a node advertises and browses for on the LAN (mDNS). The service name
 /// (`_cairn`) stays within DNS-SD's 15-character limit; `_udp` because QUIC runs over UDP.
@@ -45,6 +49,16 @@ pub const BAN_THRESHOLD: u32 = 100;
 /// Commands queued for one peer task before senders wait or drop gossip.
 pub const PEER_INBOX: usize = 256;
 
+/// Most headers in one `Headers` answer.
+pub const MAX_HEADERS: usize = 2000;
+/// Most blocks asked in one `GetBlocks`.
+pub const MAX_BLOCKS_PER_REQUEST: usize = 64;
+/// Most hashes in a block locator.
+pub const MAX_LOCATOR: usize = 64;
+/// Most transactions in one `Transactions` message.
+pub const MAX_TXS_PER_MESSAGE: usize = 1000;
+/// Messages queued for the sync task (see the actor map in the crate docs).
+pub const SYNC_INBOX: usize = 1024;
 /// Commands queued for the peer manager.
 pub const MANAGER_INBOX: usize = 1024;
 
@@ -94,7 +108,9 @@ pub struct P2pConfig {
     pub msg_burst: u32,
     /// How long a ban lasts.
     pub ban_duration: Duration,
-    /// Largest frame after the handshake.
+    /// Largest frame after the handshake for tools that speak the wire without a chain (the
+    /// p2p benchmark); a node derives its limit from the chain spec (`max_block_bytes` +
+    /// [`FRAME_OVERHEAD`]).
     pub max_frame: usize,
     /// Advertise this node and discover peers on the LAN with mDNS ([`crate::mdns`]).
     pub mdns: bool,

@@ -1,27 +1,85 @@
 //! # cairn-p2p
 //!
-//! The peer-to-peer layer of Cairn.
+//! The peer-to-peer layer of Cairn: QUIC transport with node identities, the wire protocol
+//! (specified in `PROTOCOL.md` at the repository root), peers, discovery, gossip and
+//! catch-up sync.
 //!
-//! - [`identity`]: the node key; node ID = its ed25519 public key.
-//! - [`tls`], [`transport`]: QUIC (quinn) with TLS 1.3, mutual authentication by self-signed
-//!   certificates bound to the node key.
+//! ## Actor map
+//!
+//! Every piece of state has one owner; owners talk over bounded channels with typed
+//! messages, and publish what readers need as immutable snapshots on `watch` channels.
+//!
+//! ```text
+//!                      P2p (service.rs: the node's handle; sends messages, reads snapshots)
+//!                        │ ManagerMsg                              ▲ watch: Snapshot, SyncStatus
+//!                        ▼                                         │
+//!  accept loop ──▶ handshake tasks ──Admit/Register──▶ PEER MANAGER (manager/)
+//!  (connection.rs)  (connection.rs:                    owns: peer table, address book, bans
+//!                   sans-IO Handshake)                 and scores, block list, dialing
+//!                        │ registered                   │ try_send PeerCmd · cancel token
+//!                        ▼                              ▼
+//!                   PEER TASKS (peer/task.rs, one per connection, sans-IO PeerProtocol)
+//!                   owns: its connection, heartbeat, rate limit, request tracking
+//!                        │ SyncMsg (decoded,           ▲ try_send PeerCmd
+//!                        ▼ checked alone)              │ (GetHeaders, GetBlocks, NewBlock)
+//!                   SYNC TASK (sync/) ─────────────────┘
+//!                   owns: download schedule, orphan pool, import pipeline, block sources
+//!                        │ Misbehaved{reply}
+//!                        ▼
+//!                   PEER MANAGER
+//!
+//!  mDNS task (mdns.rs) ──Discovered/Withdrawn──▶ PEER MANAGER
+//!  tx relay task (sync/gossip.rs) ◀──TxSeen── peer tasks; reads the manager's Snapshot
+//!  (inboxes) and try_sends each new mempool transaction to every peer but its source
+//! ```
+//!
+//! | channel | bound | when full |
+//! |---|---|---|
+//! | `ManagerMsg` | [`config::MANAGER_INBOX`] | senders wait (mDNS announcements are dropped: the LAN repeats them) |
+//! | `SyncMsg` | [`sync::SYNC_INBOX`] | the peer task waits: back-pressure on the peer that sends most |
+//! | `PeerCmd` (per peer) | [`config::PEER_INBOX`] | the manager and the sync task never wait: a request is taken back, gossip dropped |
+//! | `TxSeen` | `sync::TX_SEEN_INBOX` | dropped: a transaction may be echoed to its sender, which counts a duplicate |
+//!
+//! No cycle of waits: the manager waits on nobody; the sync task waits only on the manager
+//! (judgements) and the chain; peer tasks wait on both. No cycle of imports either: every
+//! message, handle and published snapshot lives in `channels`, which the actors import and
+//! which imports none of them (`architecture_test` checks the module graph).
+//!
+//! ## Judging peers
+//! Every judgement goes through [`verdict`]: chain failures are classified by the chain
+//! ([`cairn_chain::Fault`]), misbehaviour has its points in one table
+//! ([`verdict::Misbehaviour::points`]), and only the manager keeps scores. At the ban
+//! threshold it cancels the peer's token and closes its connection at once: the peer task
+//! and the sync task check the token before anything more of that peer is processed.
+//!
+//! ## Sans-IO machines
+//! [`handshake::Handshake`], [`peer::protocol::PeerProtocol`] and
+//! [`sync::download::Download`] are plain state machines driven by messages and an injected
+//! `now`; the tasks are thin shells around them, and their tests run on virtual time.
+//!
+//! ## Modules
+//! - [`identity`], [`tls`], [`transport`]: node keys, self-signed certificates, QUIC.
 //! - [`wire`]: the message enum and length-delimited framing with explicit limits.
-//! - [`handshake`]: compatibility rules (version, chain ID, genesis, self-connection).
-//! - [`service`]: the endpoint, accept loop, dialing, peer table, and maintenance loop;
-//!   [`peer`]: one task per connection; [`addrbook`]: addresses and backoff; [`bans`]:
-//!   misbehaviour scores and bans; [`metrics`]; [`sync`]: gossip and catch-up sync;
-//!   [`mdns`]: LAN discovery (advertise, browse, hand compatible peers to the dialer).
-//! - [`ports`]: what the node provides — chain identity and tip ([`ports::ChainInfo`]) and
-//!   persistence ([`ports::PeerStore`]). This crate never touches RocksDB.
+//! - [`handshake`], `connection`: compatibility rules, the handshake machine and its shell.
+//! - `channels`: the typed messages, handles and snapshots of the actor map.
+//! - `manager`, [`addrbook`], [`bans`]: the peer manager and the state it owns.
+//! - [`peer`]: the per-peer machine and task. [`sync`]: catch-up sync, orphans, gossip.
+//! - [`mdns`]: LAN discovery. [`metrics`]. [`verdict`]. [`ports`]: what the node provides —
+//!   the chain ([`ports::ChainInfo`]) and persistence ([`ports::PeerStore`]); this crate
+//!   never touches RocksDB.
 //!
 //! Every task hangs off one cancellation token and one task tracker; shutdown closes every
 //! connection with a reason.
 
 pub mod addrbook;
 pub mod bans;
+mod channels;
 pub mod config;
+mod connection;
+mod ctx;
 pub mod handshake;
 pub mod identity;
+mod manager;
 pub mod mdns;
 pub mod metrics;
 pub mod peer;
@@ -30,8 +88,12 @@ pub mod service;
 pub mod sync;
 pub mod tls;
 pub mod transport;
+pub mod verdict;
 pub mod wire;
 
 pub use config::P2pConfig;
 pub use identity::{IdentityError, NodeId, NodeIdentity};
 pub use service::{ConnectError, Direction, P2p, P2pError, PeerView};
+
+#[cfg(test)]
+mod architecture_test;

@@ -38,7 +38,7 @@ use mdns_sd::{DaemonEvent, IfKind, ResolvedService, ScopedIp, ServiceDaemon, Ser
 
 use crate::config::{MDNS_GOODBYE_REPEAT, MDNS_MAX_TRACKED, MDNS_RESUBSCRIBE_DELAY, MDNS_SERVICE_TYPE, MDNS_WITHDRAW_TIMEOUT};
 use crate::identity::NodeId;
-use crate::service::Inner;
+use crate::ctx::Ctx;
 
 /// TXT record keys of the advertisement.
 pub mod txt {
@@ -114,7 +114,7 @@ impl Ignored {
 
 impl Announcement {
     /// This node's announcement.
-    fn local(inner: &Inner) -> Announcement {
+    fn local(inner: &Ctx) -> Announcement {
         Announcement {
             protocol_version: inner.cfg.protocol_version,
             chain_id: inner.chain.chain_id(),
@@ -310,7 +310,7 @@ fn service_info(ours: &Announcement, endpoint: SocketAddr) -> Result<ServiceInfo
 
 /// Browse results: what was announced, what we did with it.
 struct Discovery {
-    inner: Arc<Inner>,
+    inner: Arc<Ctx>,
     ours: Announcement,
     /// Instance full name → the peer and the address handed to the dialer.
     tracked: HashMap<String, (NodeId, SocketAddr)>,
@@ -342,7 +342,7 @@ impl Discovery {
             // Re-announced (e.g. its link came back): it is there, so retry now if not connected.
             tracing::debug!(target: "p2p::mdns", peer = %id, %addr, "peer announced itself again on the LAN");
         }
-        self.inner.discovered(addr, id);
+        self.inner.manager.discovered(addr, id);
     }
 
     /// Decides what to dial for a resolved service and tracks it; says whether it is new
@@ -369,7 +369,7 @@ impl Discovery {
             self.inner.metrics.mdns_removed();
             // Withdrawn (a clean shutdown), expired, or our interface it was heard on went down.
             tracing::info!(target: "p2p::mdns", peer = %id, %addr, "peer's LAN announcement is gone");
-            self.inner.withdrawn(addr);
+            self.inner.manager.withdrawn(addr);
         }
     }
 }
@@ -385,7 +385,7 @@ enum Step {
 /// The discovery task: starts the mDNS daemon, advertises, browses until cancelled, then
 /// withdraws the advertisement and stops the daemon. Failing to start is a warning, not an
 /// error: the node runs on without LAN discovery.
-pub(crate) async fn run(inner: Arc<Inner>) {
+pub(crate) async fn run(inner: Arc<Ctx>) {
     let daemon = match ServiceDaemon::new() {
         Ok(d) => d,
         Err(e) => {
@@ -439,7 +439,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// Registers this node's service; returns its full name if the daemon took it.
-fn advertise(daemon: &ServiceDaemon, inner: &Inner, ours: &Announcement) -> Option<String> {
+fn advertise(daemon: &ServiceDaemon, inner: &Ctx, ours: &Announcement) -> Option<String> {
     let registered = service_info(ours, inner.local_addr).and_then(|info| {
         let name = info.get_fullname().to_string();
         daemon.register(info).map(|()| name)
@@ -459,7 +459,7 @@ fn advertise(daemon: &ServiceDaemon, inner: &Inner, ours: &Announcement) -> Opti
 
 /// Withdraws the advertisement (goodbye packets, repeated once by mdns-sd) and stops the
 /// daemon, each step bounded in time.
-async fn withdraw(daemon: &ServiceDaemon, inner: &Inner, advertised: Option<String>) {
+async fn withdraw(daemon: &ServiceDaemon, inner: &Ctx, advertised: Option<String>) {
     if let Some(name) = advertised {
         let answer = match daemon.unregister(&name) {
             Ok(rx) => tokio::time::timeout(MDNS_WITHDRAW_TIMEOUT, rx.recv_async()).await.ok().and_then(Result::ok),

@@ -50,6 +50,14 @@ pub trait ChainInfo: Send + Sync + 'static {
     fn max_block_txs(&self) -> usize {
         10_000
     }
+    /// Largest encoded block the chain allows (bounds frames after the handshake).
+    fn max_block_bytes(&self) -> usize {
+        1 << 20
+    }
+    /// Cumulative work of the chain ending at a stored block (any branch), if it is stored.
+    fn total_work_of(&self, _hash: Hash) -> BoxFuture<Option<Work>> {
+        Box::pin(async { None })
+    }
     /// A receiver that wakes on every tip change.
     fn watch_tip(&self) -> Option<tokio::sync::watch::Receiver<TipSummary>> {
         None

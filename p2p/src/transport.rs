@@ -1,5 +1,5 @@
 //! The QUIC endpoint: TLS 1.3 only, mutual authentication with node-key certificates, ALPN
-//! `cairn/1`, keep-alive below the idle timeout.
+//! `cairn/2` (one per protocol version), keep-alive below the idle timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -107,7 +107,7 @@ impl Devnet {
     /// the pairs that may talk again, and re-plans the farmers.
     async fn set_partition(&mut self, new: Option<Partition>) {
         let old = std::mem::replace(&mut self.partition, new);
-        self.apply_partition();
+        self.apply_partition().await;
         if let Some(old) = old {
             self.rejoin(&old).await;
         }

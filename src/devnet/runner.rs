@@ -207,10 +207,10 @@ impl Devnet {
     }
 
     /// Applies the current partition (or none) to every running node.
-    pub(super) fn apply_partition(&self) {
+    pub(super) async fn apply_partition(&self) {
         for s in &self.slots {
             if let Some(node) = &s.node {
-                node.p2p().set_blocked(self.blocked_for(s.number));
+                node.p2p().set_blocked(self.blocked_for(s.number)).await;
             }
         }
     }
@@ -235,7 +235,7 @@ impl Devnet {
         slot.start(self.blocked_for(number)).await?;
         self.slots.push(slot);
         // Nodes of other groups must refuse the newcomer too.
-        self.apply_partition();
+        self.apply_partition().await;
         Ok(number)
     }
 

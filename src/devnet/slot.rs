@@ -70,7 +70,7 @@ impl Slot {
         let config = self.config()?;
         let node = Node::start(config).await.map_err(|error| DevnetError::Node { number: self.number, error })?;
         if !blocked.is_empty() {
-            node.p2p().set_blocked(blocked);
+            node.p2p().set_blocked(blocked).await;
         }
         self.ports = Ports { p2p: node.p2p_addr().port(), rpc: node.rpc_addr().port() };
         self.node_id = Some(node.node_id());

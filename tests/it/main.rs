@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod devnet;
+mod hostile;
 mod p2p;
 mod rpc;
 mod support;

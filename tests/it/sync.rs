@@ -197,9 +197,11 @@ async fn peer_serving_invalid_blocks_is_banned_and_nothing_is_stored() {
 }
 
 /// Blocks that arrive before their parent wait in the bounded orphan pool and connect, in
-/// order, once the missing parent arrives.
+/// order, once the missing parent arrives. (Each is announced and asked for: an unrequested
+/// block is taken only if it has more work than our tip.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_blocks_wait_for_their_parent() {
+    use cairn_p2p::wire::{BlockId, Message, decode, encode};
     let t = tempfile::tempdir().unwrap();
     let a = start(&t.path().join("a"), vec![]).await;
     farm(&a, 3, Address([0xfa; 32])).await;
@@ -210,12 +212,26 @@ async fn orphan_blocks_wait_for_their_parent() {
     let d = start(&t.path().join("d"), vec![]).await;
     let mut p = crate::support::RawPeer::connect(&d).await;
     wait_for("raw peer registered", 10, || async { d.p2p().peers().iter().any(|x| x.node_id == p.id).then_some(()) }).await;
-    let send = |b: &cairn_chain::Block| cairn_p2p::wire::encode(&cairn_p2p::wire::Message::BlockData(Some(bytes::Bytes::from(b.encode()))));
-    p.frame(&send(&blocks[2])).await;
-    p.frame(&send(&blocks[1])).await;
+    let data = |b: &cairn_chain::Block| encode(&Message::BlockData(Some(bytes::Bytes::from(b.encode()))));
+    for b in [&blocks[2], &blocks[1]] {
+        p.frame(&encode(&Message::NewBlock { height: b.header.height, hash: b.hash() })).await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match decode(&p.read_frame().await) {
+                    Ok(Message::GetBlock(BlockId::Hash(h))) if h == b.hash() => return,
+                    Ok(Message::Ping(n)) => p.frame(&encode(&Message::Pong(n))).await,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the announced block is asked for");
+        p.frame(&data(b)).await;
+    }
     wait_for("two orphans held", 10, || async { (d.p2p().orphan_count() == 2).then_some(()) }).await;
     assert_eq!(d.chain().tip().height, 0);
-    p.frame(&send(&blocks[0])).await;
+    // Unrequested, but with more work than our tip: taken.
+    p.frame(&data(&blocks[0])).await;
     wait_for("orphans connected", 10, || async { (d.chain().tip().hash == blocks[2].hash()).then_some(()) }).await;
     assert_eq!(d.p2p().orphan_count(), 0);
     assert!(d.p2p().bans().is_empty(), "an honest out-of-order sender is not banned");
@@ -300,7 +316,7 @@ async fn peer_sending_a_header_with_a_wrong_target_is_banned_before_any_body_is_
     p.frame(&encode(&Message::Headers(vec![bytes::Bytes::copy_from_slice(&header.encode())]))).await;
     p.closed_within(10).await;
     assert!(d.p2p().bans().iter().any(|b| b.node_id == p.id), "sender of an invalid header not banned");
-    assert!(!d.p2p().is_syncing(), "nothing of the invalid header was queued");
+    wait_for("nothing of the invalid header queued", 10, || async { (!d.p2p().is_syncing()).then_some(()) }).await;
     d.shutdown().await;
 }
 

@@ -133,7 +133,7 @@ fn avahi_browse_sees_the_advertisement_and_its_withdrawal() {
         format!("chain={}", status["chain_id"].as_str().unwrap()),
         format!("genesis={}", status["genesis_hash"].as_str().unwrap()),
         format!("node={id}"),
-        "proto=1".to_string(),
+        format!("proto={}", cairn_p2p::config::PROTOCOL_VERSION),
     ];
     want.sort();
     assert_eq!(txt, want, "TXT records");

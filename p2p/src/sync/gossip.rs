@@ -1,15 +1,21 @@
-//! Gossip: every new tip is announced, and every transaction newly accepted into the mempool
-//! relayed, to every peer but the one it came from.
+//! Transaction gossip: every transaction newly accepted into the mempool is relayed to every
+//! peer but the one it came from. (Tips are announced by the sync task, which knows who sent
+//! each block.)
+//!
+//! The relay task owns the map of transaction sources. Peer tasks tell it who sent a
+//! transaction ([`TxSeen`]) before they submit it, so the note is queued before the mempool
+//! can announce the transaction, and the task reads notes first (`biased`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_chain::Hash;
+use tokio::sync::{mpsc, watch};
 
+use crate::ctx::Ctx;
 use crate::identity::NodeId;
-use crate::peer::PeerCmd;
-use crate::service::Inner;
+use crate::channels::{PeerCmd, Snapshot, TxSeen};
 use crate::wire::Message;
 
 /// How many block/transaction sources are remembered (to skip them when relaying).
@@ -43,26 +49,21 @@ impl<V> Recent<V> {
     }
 }
 
-/// Announces every new tip to every peer but the one it came from.
-pub(crate) async fn announce_tips(inner: Arc<Inner>) {
-    let Some(mut tips) = inner.chain.watch_tip() else { return };
-    loop {
-        tokio::select! {
-            _ = inner.cancel.cancelled() => return,
-            r = tips.changed() => if r.is_err() { return },
-        }
-        let tip = *tips.borrow_and_update();
-        let source = inner.block_sources.lock().unwrap_or_else(|e| e.into_inner()).get(&tip.hash).copied();
-        relay(&inner, source, Message::NewBlock { height: tip.height, hash: tip.hash });
-    }
-}
-
 /// Relays every transaction newly accepted into the mempool to every peer but its source.
-pub(crate) async fn relay_transactions(inner: Arc<Inner>) {
-    let Some(mut txs) = inner.chain.new_transactions() else { return };
+pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<TxSeen>, peers: watch::Receiver<Arc<Snapshot>>) {
+    let Some(mut txs) = ctx.chain.new_transactions() else { return };
+    let mut sources: Recent<NodeId> = Recent::default();
     loop {
         let tx = tokio::select! {
-            _ = inner.cancel.cancelled() => return,
+            biased;
+            _ = ctx.cancel.cancelled() => return,
+            note = seen.recv() => match note {
+                Some(n) => {
+                    sources.insert(n.txid, n.from);
+                    continue;
+                }
+                None => return,
+            },
             r = txs.recv() => match r {
                 Ok(tx) => tx,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -72,16 +73,15 @@ pub(crate) async fn relay_transactions(inner: Arc<Inner>) {
                 Err(_) => return,
             },
         };
-        let source = inner.tx_sources.lock().unwrap_or_else(|e| e.into_inner()).get(&tx.id()).copied();
-        relay(&inner, source, Message::Transactions(vec![Bytes::from(tx.encode())]));
-    }
-}
-
-/// Queues `msg` for every peer but `except`; a full inbox drops it (gossip is best effort,
-/// sync catches up).
-fn relay(inner: &Inner, except: Option<NodeId>, msg: Message) {
-    let inboxes: Vec<_> = inner.lock().peers.iter().filter(|(id, _)| Some(**id) != except).map(|(_, p)| p.inbox.clone()).collect();
-    for inbox in inboxes {
-        let _ = inbox.try_send(PeerCmd::Send(msg.clone()));
+        let source = sources.get(&tx.id()).copied();
+        let msg = Message::Transactions(vec![Bytes::from(tx.encode())]);
+        let snapshot = peers.borrow().clone();
+        for (id, inbox) in &snapshot.inboxes {
+            if Some(*id) != source {
+                // A full inbox drops gossip: best effort; the peer's mempool catches up from
+                // blocks.
+                let _ = inbox.try_send(PeerCmd::Send(msg.clone()));
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! The import pipeline of a catch-up sync: takes downloaded blocks in chain order, checks
-//! them in parallel off the async runtime (proof, Merkle root, batched signatures; the next
-//! run is checked while the current one commits), commits them in runs, bans the source of
-//! an invalid block, and logs progress (height/target, blocks/s, ETA).
+//! The import pipeline of a catch-up sync, owned by the sync task: takes downloaded blocks in
+//! chain order, checks them in parallel off the async runtime (proof, Merkle root, batched
+//! signatures; the next runs are checked while one commits), commits them in runs on the
+//! chain thread, and says whom a broken run blames. Also the progress lines (height/target,
+//! blocks/s, ETA).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,11 +11,11 @@ use std::time::{Duration, Instant};
 use cairn_chain::{Block, BlockError, CheckResult, Hash};
 use tokio::task::JoinHandle;
 
+use crate::ctx::Ctx;
 use crate::identity::NodeId;
-use crate::peer::PeerCmd;
 use crate::ports::Submitted;
-use crate::service::Inner;
-use crate::sync::{MAX_BLOCKS_PER_REQUEST, dispatch};
+use crate::config::MAX_BLOCKS_PER_REQUEST;
+use crate::sync::download::Download;
 
 /// Runs checked ahead of the one committing.
 const PIPELINE: usize = 2;
@@ -48,7 +49,7 @@ impl Progress {
         self.target = self.target.max(height);
     }
     /// Logs height/target, rate and ETA at most every few seconds.
-    fn report(&mut self, height: u64) {
+    pub(crate) fn report(&mut self, height: u64) {
         let Some((t0, h0)) = self.started else { return };
         if self.last_report.is_some_and(|t| t.elapsed() < Duration::from_secs(3)) {
             return;
@@ -74,149 +75,158 @@ impl Progress {
     }
 }
 
-/// The import task: one per node.
-pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut checking: VecDeque<Checking> = VecDeque::new();
-    loop {
-        while checking.len() < PIPELINE {
-            let batch = inner.download().take_ready(RUN, RUN_BYTES);
-            if batch.is_empty() {
-                break;
-            }
-            // Room in the window: ask for more while this run is checked.
-            dispatch(&inner);
-            let chain = inner.chain.clone();
-            checking.push_back(tokio::spawn(async move {
-                let (blocks, sources): (Vec<Block>, Sources) = batch.into_iter().map(|r| (r.block, (r.served_by, r.listed_by))).unzip();
-                (sources, chain.check_blocks(blocks).await)
-            }));
-        }
-        let Some(front) = checking.pop_front() else {
-            tokio::select! {
-                _ = inner.cancel.cancelled() => return,
-                _ = inner.import_ready.notified() => continue,
-            }
-        };
-        let (sources, checked) = tokio::select! {
-            _ = inner.cancel.cancelled() => return,
-            r = front => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(target: "p2p::sync", "block check task failed: {e}");
-                    abort(&inner, &mut checking);
-                    continue;
-                }
-            },
-        };
-        if !commit(&inner, sources, checked).await {
-            abort(&inner, &mut checking);
-        }
-        let height = inner.chain.tip().height;
-        let done = !inner.download().is_active();
-        let mut progress = inner.sync_progress();
-        if done && checking.is_empty() {
-            progress.finish(height);
-        } else {
-            progress.report(height);
-        }
-        drop(progress);
-        dispatch(&inner);
-    }
+
+/// The pipeline: runs being checked, and the one being committed.
+#[derive(Default)]
+pub(crate) struct Import {
+    checking: VecDeque<Checking>,
+    committing: Option<JoinHandle<Committed>>,
 }
 
-/// Whom a block that broke a rule at `stage` condemns. A body failing its stateless checks
-/// condemns its server: an honest node stores no such block, and the body's hash matched the
-/// header it was asked for. A block failing a rule that needs its parent or the state
-/// condemns the peer whose headers listed it: those blocks are on its best chain, which it
-/// applied, while an honest server may hold them on a side branch (stored unapplied).
-enum Stage {
+/// What the pipeline produced.
+pub(crate) enum Event {
+    /// A run's checks finished (the next step is to commit it).
+    Checked(Result<(Sources, Vec<CheckResult>), tokio::task::JoinError>),
+    /// A run was committed (or broke).
+    Committed(Box<Committed>),
+}
+
+/// A committed run.
+pub(crate) struct Committed {
+    /// Blocks stored (best or side chain).
+    pub connected: Vec<Hash>,
+    /// Who served each stored block.
+    pub sources: Vec<(Hash, NodeId)>,
+    /// Blocks we already had.
+    pub duplicates: usize,
+    /// Where the run broke, if it did.
+    pub failure: Option<Failure>,
+}
+
+/// Where a run broke.
+pub(crate) enum Failure {
+    /// A block failed a check: whom it condemns (see [`Failure::blame`]).
+    Block { hash: Hash, error: BlockError, served_by: NodeId, listed_by: NodeId, stage: Stage },
+    /// Our side failed (a check task died): nobody is blamed.
+    Local(String),
+}
+
+/// Where a block failed. A body failing its stateless checks condemns its server: an honest
+/// node stores no such block, and the body's hash matched the header it was asked for. A
+/// block failing a rule that needs its parent or the state condemns the peer whose headers
+/// listed it: those blocks are on its best chain, which it applied, while an honest server
+/// may hold them on a side branch (stored unapplied).
+pub(crate) enum Stage {
     Check,
     Connect,
 }
 
-/// Commits the valid prefix of a checked run; returns false if the run broke (an invalid
-/// block, whose source is banned, or a store failure), so the schedule must start over.
-async fn commit(inner: &Inner, sources: Sources, checked: Vec<CheckResult>) -> bool {
+impl Failure {
+    /// The peer the failure points at, the block, and the error.
+    pub(crate) fn blame(self) -> Option<(NodeId, Hash, BlockError)> {
+        match self {
+            Failure::Block { hash, error, served_by, listed_by, stage } => {
+                Some((if matches!(stage, Stage::Check) { served_by } else { listed_by }, hash, error))
+            }
+            Failure::Local(e) => {
+                tracing::error!(target: "p2p::sync", "block check task failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Import {
+    /// Starts checking arrived blocks, in order, while the pipeline has room.
+    pub(crate) fn fill(&mut self, download: &mut Download, ctx: &Arc<Ctx>) {
+        while self.checking.len() < PIPELINE {
+            let batch = download.take_ready(RUN, RUN_BYTES);
+            if batch.is_empty() {
+                break;
+            }
+            let chain = ctx.chain.clone();
+            self.checking.push_back(ctx.tasks.spawn(async move {
+                let (blocks, sources): (Vec<Block>, Sources) = batch.into_iter().map(|r| (r.block, (r.served_by, r.listed_by))).unzip();
+                (sources, chain.check_blocks(blocks).await)
+            }));
+        }
+    }
+
+    /// Whether anything is being checked or committed.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.checking.is_empty() || self.committing.is_some()
+    }
+
+    /// The next thing the pipeline finishes: the commit in flight, else the oldest check
+    /// (a run commits only after the one before it). Cancel-safe: nothing is taken out
+    /// before it has finished. Pending forever when idle (guard with [`Import::is_busy`]).
+    pub(crate) async fn next(&mut self) -> Event {
+        if let Some(c) = self.committing.as_mut() {
+            let r = c.await;
+            self.committing = None;
+            return Event::Committed(Box::new(r.unwrap_or_else(|e| Committed {
+                connected: Vec::new(),
+                sources: Vec::new(),
+                duplicates: 0,
+                failure: Some(Failure::Local(e.to_string())),
+            })));
+        }
+        match self.checking.front_mut() {
+            Some(c) => {
+                let r = c.await;
+                self.checking.pop_front();
+                Event::Checked(r)
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Commits a checked run on the chain thread (its valid prefix).
+    pub(crate) fn commit(&mut self, checked: (Sources, Vec<CheckResult>), ctx: &Arc<Ctx>) {
+        let chain = ctx.chain.clone();
+        self.committing = Some(ctx.tasks.spawn(commit(chain, checked.0, checked.1)));
+    }
+
+    /// Drops the runs being checked (after a broken run, or at shutdown).
+    pub(crate) fn abort(&mut self) {
+        for c in self.checking.drain(..) {
+            c.abort();
+        }
+    }
+}
+
+/// Commits the valid prefix of a checked run.
+async fn commit(chain: Arc<dyn crate::ports::ChainInfo>, sources: Sources, checked: Vec<CheckResult>) -> Committed {
     let mut good = Vec::with_capacity(checked.len());
-    let mut bad = None;
-    for (r, src) in checked.into_iter().zip(&sources) {
+    let mut failure = None;
+    for (r, (served_by, listed_by)) in checked.into_iter().zip(&sources) {
         match r {
-            Ok(c) => good.push((c, *src)),
+            Ok(c) => good.push((c, *served_by, *listed_by)),
             Err(failed) => {
-                let (hash, e) = *failed;
-                bad = Some((hash, e, *src, Stage::Check));
+                let (hash, error) = *failed;
+                failure = Some(Failure::Block { hash, error, served_by: *served_by, listed_by: *listed_by, stage: Stage::Check });
                 break;
             }
         }
     }
-    let hashes: Vec<Hash> = good.iter().map(|(c, _)| c.hash()).collect();
-    {
-        let mut s = inner.block_sources.lock().unwrap_or_else(|e| e.into_inner());
-        for (c, (served_by, _)) in &good {
-            s.insert(c.hash(), *served_by);
-        }
-    }
-    let srcs: Sources = good.iter().map(|(_, s)| *s).collect();
-    let results = if good.is_empty() { Vec::new() } else { inner.chain.submit_checked(good.into_iter().map(|(c, _)| c).collect()).await };
-    let mut connected = Vec::new();
-    for ((r, hash), src) in results.into_iter().zip(&hashes).zip(&srcs) {
+    let meta: Vec<(Hash, NodeId, NodeId)> = good.iter().map(|(c, s, l)| (c.hash(), *s, *l)).collect();
+    let results = if good.is_empty() { Vec::new() } else { chain.submit_checked(good.into_iter().map(|(c, _, _)| c).collect()).await };
+    let mut out = Committed { connected: Vec::new(), sources: Vec::new(), duplicates: 0, failure: None };
+    for (r, (hash, served_by, listed_by)) in results.into_iter().zip(meta) {
         match r {
-            Ok(Submitted::Connected | Submitted::SideChain) => connected.push(*hash),
-            Ok(Submitted::AlreadyKnown) => inner.metrics.duplicate_block(),
-            Err(e) => {
-                bad = Some((*hash, e, *src, Stage::Connect));
+            Ok(Submitted::Connected | Submitted::SideChain) => {
+                out.connected.push(hash);
+                out.sources.push((hash, served_by));
+            }
+            Ok(Submitted::AlreadyKnown) => out.duplicates += 1,
+            Err(error) => {
+                out.failure = Some(Failure::Block { hash, error, served_by, listed_by, stage: Stage::Connect });
                 break;
             }
         }
     }
-    release_orphans(inner, connected).await;
-    let Some((hash, e, (served_by, listed_by), stage)) = bad else { return true };
-    let culprit = match stage {
-        Stage::Check => served_by,
-        Stage::Connect => listed_by,
-    };
-    if e.is_invalid() && !matches!(e, BlockError::TimestampInFuture { .. }) {
-        tracing::warn!(target: "p2p::sync", peer = %culprit, %hash, code = e.code(), "peer sent an invalid block: {e}");
-        inner.penalize(culprit, 100, "invalid_block");
-        let inbox = inner.lock().peers.get(&culprit).map(|p| p.inbox.clone());
-        if let Some(inbox) = inbox {
-            let _ = inbox.try_send(PeerCmd::Disconnect("sent an invalid block"));
-        }
-    } else {
-        tracing::info!(target: "p2p::sync", %hash, "sync run stopped: {e}");
+    if out.failure.is_none() {
+        out.failure = failure;
     }
-    false
-}
-
-/// Drops the runs being checked and the schedule (after a broken run): the next `Status`
-/// from a peer with more work starts over from our tip.
-fn abort(inner: &Inner, checking: &mut VecDeque<Checking>) {
-    for c in checking.drain(..) {
-        c.abort();
-    }
-    inner.download().reset();
-}
-
-/// Submits the orphans waiting for `parents` (and theirs, in turn).
-pub(crate) async fn release_orphans(inner: &Inner, parents: Vec<Hash>) {
-    let mut work = parents;
-    while let Some(parent) = work.pop() {
-        if inner.orphans().is_empty() {
-            return;
-        }
-        let kids = inner.orphans().take_children(&parent);
-        for (block, peer) in kids {
-            let hash = block.hash();
-            inner.block_sources.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, peer);
-            match inner.chain.submit_block(block).await {
-                Ok(Submitted::Connected | Submitted::SideChain) => work.push(hash),
-                Ok(Submitted::AlreadyKnown) => {}
-                Err(e) if e.is_invalid() => {
-                    tracing::warn!(target: "p2p::sync", %peer, %hash, code = e.code(), "orphan block was invalid: {e}");
-                    inner.penalize(peer, 100, "invalid_block");
-                }
-                Err(e) => tracing::debug!(target: "p2p::sync", %hash, "orphan not taken: {e}"),
-            }
-        }
-    }
+    out
 }

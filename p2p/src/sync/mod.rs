@@ -1,368 +1,427 @@
-//! Block and transaction exchange: serving blocks and headers, gossip ([`gossip`]), and
-//! catch-up sync.
+//! The sync task: the one owner of the download schedule ([`download::Download`]), the orphan
+//! pool ([`orphans::Orphans`]), the import pipeline ([`import`]), who sent which block, and
+//! the announcement of every new tip.
+//!
+//! Peer tasks hand it the chain messages of their peers, already decoded and checked as far as
+//! the data alone allows (proof, target, version, header chaining), over a bounded channel
+//! ([`SyncHandle`]); it asks peers for headers and blocks by `try_send` on their inboxes (a
+//! full inbox takes the request back), and judges peers through the peer manager.
 //!
 //! # Catch-up sync
-//! When a peer has more work than we do (its `Hello` or `Status`, or an announcement above our
-//! tip + 1, or a block whose parent we lack), one peer at a time is asked for headers after
-//! our block locator (`GetHeaders`, up to [`MAX_HEADERS`]). Headers must chain (parent hash,
-//! height) and meet their own proof before any body is fetched. Their hashes join the node's
-//! one [`download::Download`] schedule, from which every peer high enough gets ranges of up to
-//! [`MAX_BLOCKS_PER_REQUEST`] blocks in parallel, within a bounded window; a peer that stalls
-//! is dropped and its ranges go to the others. The [`import`] task takes arrived blocks in
-//! order, checks them (proof, Merkle root, batched signatures) in parallel off the async
-//! runtime, and commits them in runs. Blocks that arrive by gossip before their parent wait
-//! in a bounded [`orphans::Orphans`] pool.
+//! A peer that claims more work than our tip (`Hello`, `Status`) is asked for headers after our
+//! block locator, once per schedule epoch, and to continue while its batches come full.
+//! Headers that connect extend the one schedule of wanted blocks; headers that match it show
+//! which peer has which block. Blocks are fetched from every peer that has shown them, in
+//! parallel, within a bounded window; stalled ranges move on within seconds. The import
+//! checks arrived blocks in order, in parallel off the async runtime, and commits them in
+//! runs. Blocks that arrive alone (an announcement's answer) before their parent wait in the
+//! bounded orphan pool while the sender is asked for the headers between.
+//!
+//! # Bounds
+//! Inbox: [`SYNC_INBOX`] messages; peer tasks wait when it is full (back-pressure on the
+//! peers that send most). The schedule, orphan pool and source maps are bounded (see their
+//! modules).
 
 pub mod download;
 mod gossip;
 pub(crate) mod import;
 pub mod orphans;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use cairn_chain::{Block, BlockError, Header, Transaction, TxError};
+use cairn_chain::{Block, Hash, Header, Work};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
-pub(crate) use gossip::{Recent, announce_tips, relay_transactions};
+pub(crate) use gossip::{Recent, relay_transactions};
 
+use crate::channels::{PeerCmd, PeerStats, Standing, SyncMsg, SyncStatus};
+use crate::ctx::Ctx;
 use crate::identity::NodeId;
-use crate::peer::PeerCmd;
-use crate::sync::download::Claim;
 use crate::ports::Submitted;
-use crate::service::Inner;
+use crate::sync::download::{Claim, Download, HeadersFrom, HeadersRejected};
+use crate::sync::import::{Import, Progress};
+use crate::sync::orphans::Orphans;
+use crate::verdict::{Misbehaviour, Verdict, block_verdict};
 use crate::wire::{BlockId, Message};
 
-/// Most headers in one `Headers` answer.
-pub const MAX_HEADERS: usize = 2000;
-/// Most blocks asked in one `GetBlocks`.
-pub const MAX_BLOCKS_PER_REQUEST: usize = 64;
-/// Most hashes in a block locator.
-pub const MAX_LOCATOR: usize = 64;
-/// Most transactions in one `Transactions` message.
-pub const MAX_TXS_PER_MESSAGE: usize = 1000;
+pub use crate::config::{MAX_BLOCKS_PER_REQUEST, MAX_HEADERS, MAX_LOCATOR, MAX_TXS_PER_MESSAGE, SYNC_INBOX};
+/// How often stalls are looked for: well below the 2 s stall timeout.
+const TICK: Duration = Duration::from_millis(250);
 
-/// What a message handler wants the peer task to do next.
-pub(crate) enum Flow {
-    /// Keep going.
-    Continue,
-    /// Send this and keep going.
-    Reply(Message),
-    /// The peer broke the rules: penalise with these points and disconnect.
-    Violation(&'static str, u32),
+/// One peer as the sync task knows it.
+struct SyncPeer {
+    inbox: mpsc::Sender<PeerCmd>,
+    cancel: CancellationToken,
+    stats: Arc<PeerStats>,
+    /// The work it last claimed (only decides whom to ask for headers).
+    work: Work,
+    /// The work it claimed when last asked for headers from our tip: a higher claim later
+    /// (a block whose announcement we missed) is worth asking again.
+    asked_for: Work,
 }
 
-/// Asks `peer` for headers if it has more work than we do (by its `claim`, or else its
-/// height), no header request is out, and it is above what the download already wants.
-async fn maybe_headers(inner: &Inner, peer: NodeId, height: u64, claim: Option<Claim>) -> Flow {
-    let tip = inner.chain.tip();
-    let more_work = match claim {
-        Some(Claim::Work(w)) => w > tip.total_work,
-        _ => height > tip.height,
-    };
-    let wanted = |dl: &download::Download| more_work && dl.last_height().is_none_or(|last| height > last) && dl.wants_headers();
-    let after = {
-        let dl = inner.download();
-        if !wanted(&dl) {
-            return Flow::Continue;
-        }
-        dl.last_hash()
-    };
-    let mut locator = inner.chain.locator().await;
-    if let Some(last) = after {
-        locator.insert(0, last);
-    }
-    locator.truncate(MAX_LOCATOR);
-    {
-        let mut dl = inner.download();
-        // The schedule may have moved while the locator was read.
-        if !wanted(&dl) || dl.last_hash() != after {
-            return Flow::Continue;
-        }
-        dl.asked_headers(peer, Instant::now());
-        if let Some(c) = claim {
-            dl.claimed(c);
-        }
-    }
-    inner.sync_progress().start(inner.chain.tip().height);
-    Flow::Reply(Message::GetHeaders { locator, max: MAX_HEADERS as u32 })
+/// The sync task's state; only [`run`] touches it.
+struct Sync {
+    ctx: Arc<Ctx>,
+    download: Download,
+    orphans: Orphans,
+    progress: Progress,
+    import: Import,
+    /// Who sent us which block (not to announce it back).
+    block_sources: Recent<NodeId>,
+    peers: HashMap<NodeId, SyncPeer>,
+    status: watch::Sender<SyncStatus>,
 }
 
-/// Hands out block ranges to every peer that can serve them, and asks for more headers when
-/// the last batch was full and there is room. Called whenever the schedule may have moved.
-pub(crate) fn dispatch(inner: &Inner) {
-    let peers: Vec<(NodeId, u64, tokio::sync::mpsc::Sender<PeerCmd>)> = inner
-        .lock()
-        .peers
-        .iter()
-        .map(|(id, p)| (*id, p.stats.best_height.load(std::sync::atomic::Ordering::Relaxed), p.inbox.clone()))
-        .collect();
-    let now = Instant::now();
-    let mut dl = inner.download();
-    for (id, height, inbox) in &peers {
-        while let Some(hashes) = dl.assign(*id, *height, MAX_BLOCKS_PER_REQUEST, now) {
-            if inbox.try_send(PeerCmd::Send(Message::GetBlocks(hashes))).is_err() {
-                dl.unassign_last(id);
+/// Runs the sync task until shutdown.
+pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<SyncMsg>, status: watch::Sender<SyncStatus>) {
+    let mut tips = ctx.chain.watch_tip();
+    let mut s = Sync {
+        ctx: ctx.clone(),
+        download: Download::default(),
+        orphans: Orphans::default(),
+        progress: Progress::default(),
+        import: Import::default(),
+        block_sources: Recent::default(),
+        peers: HashMap::new(),
+        status,
+    };
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        s.import.fill(&mut s.download, &ctx);
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => break,
+            event = s.import.next(), if s.import.is_busy() => match event {
+                import::Event::Checked(Ok(run)) => s.import.commit(run, &ctx),
+                import::Event::Checked(Err(e)) => {
+                    s.on_committed(import::Committed { connected: Vec::new(), sources: Vec::new(), duplicates: 0, failure: Some(import::Failure::Local(e.to_string())) }).await;
+                }
+                import::Event::Committed(c) => s.on_committed(*c).await,
+            },
+            msg = rx.recv() => match msg {
+                Some(m) => s.handle(m).await,
+                None => break,
+            },
+            changed = async { tips.as_mut()?.changed().await.ok() }, if tips.is_some() => match changed {
+                Some(()) => s.announce_tip(),
+                None => tips = None,
+            },
+            _ = tick.tick() => s.tick(),
+        }
+        s.dispatch().await;
+        s.publish();
+    }
+    s.import.abort();
+}
+
+impl Sync {
+    async fn handle(&mut self, msg: SyncMsg) {
+        let id = msg.peer();
+        // Nothing more from a peer that was cut off is processed (its token is cancelled
+        // the moment the manager judges it).
+        if !matches!(msg, SyncMsg::PeerUp { .. } | SyncMsg::PeerDown { .. }) && self.peers.get(&id).is_none_or(|p| p.cancel.is_cancelled()) {
+            return;
+        }
+        match msg {
+            SyncMsg::PeerUp { id, inbox, cancel, stats, work, hash } => {
+                self.download.add_peer(id);
+                self.download.announced(&id, &hash);
+                self.peers.insert(id, SyncPeer { inbox, cancel, stats, work, asked_for: Work::ZERO });
+            }
+            SyncMsg::PeerDown { id } => {
+                if self.peers.remove(&id).is_some() {
+                    let dropped = self.download.remove_peer(&id);
+                    if dropped > 0 {
+                        tracing::info!(target: "p2p::sync", peer = %id, dropped, "peer left; dropped the blocks only it had shown");
+                    }
+                }
+            }
+            SyncMsg::Status { id, height, hash, work } => {
+                self.progress.target(height);
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.work = work;
+                }
+                self.download.announced(&id, &hash);
+            }
+            SyncMsg::NewBlock { id, height, hash } => {
+                self.progress.target(height);
+                self.download.announced(&id, &hash);
+                if self.ctx.chain.has_block(hash).await {
+                    self.ctx.metrics.duplicate_block();
+                } else if self.download.wanted() == 0 || height > self.download.last_height().unwrap_or(0) {
+                    // A new tip (or one beyond what the schedule fetches): ask for it alone;
+                    // if its parent is missing, its sender shows the headers between.
+                    self.send(&id, Message::GetBlock(BlockId::Hash(hash)));
+                }
+            }
+            SyncMsg::Headers { id, headers, full, cut } => self.take_headers(id, headers, full, cut).await,
+            SyncMsg::Blocks { id, blocks } => match self.download.on_blocks(id, blocks, Instant::now()) {
+                None => {} // unsolicited, or late after a reset: ignored
+                Some(taken) => {
+                    if taken.kept > 0
+                        && let Some(p) = self.peers.get(&id)
+                    {
+                        p.stats.blocks_served.fetch_add(taken.kept as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if taken.withheld > 0 {
+                        tracing::info!(target: "p2p::sync", peer = %id, blocks = taken.withheld, "peer refuses blocks its own headers listed");
+                        self.judge(id, Misbehaviour::WithheldBlocks).await;
+                    }
+                }
+            },
+            SyncMsg::NotFound { id, hashes } => self.download.on_not_found(&id, &hashes),
+            SyncMsg::Block { id, block } => self.take_block(id, *block).await,
+        }
+    }
+
+    /// Judges a peer through the manager; returns whether it is still welcome.
+    async fn judge(&mut self, id: NodeId, kind: Misbehaviour) -> bool {
+        let standing = self.ctx.manager.judge(id, kind).await;
+        if standing == Standing::Good && kind.disconnects() {
+            // Not banned (yet), but this ends the connection: the peer task closes it.
+            if let Some(p) = self.peers.get(&id) {
+                let _ = p.inbox.try_send(PeerCmd::Disconnect(crate::wire::RejectReason::ProtocolViolation, kind.code()));
+            }
+        }
+        standing == Standing::Good && !kind.disconnects()
+    }
+
+    fn send(&self, id: &NodeId, m: Message) -> bool {
+        self.peers.get(id).is_some_and(|p| p.inbox.try_send(PeerCmd::Send(m)).is_ok())
+    }
+
+    /// Takes a header batch into the schedule.
+    async fn take_headers(&mut self, id: NodeId, headers: Vec<Header>, full: bool, cut: bool) {
+        if !self.download.headers_from(&id) {
+            return; // unsolicited or late: ignored
+        }
+        // What we already store: the leading run (a locator can lag), and the first new
+        // header's parent.
+        let mut stored = std::collections::HashSet::new();
+        for h in &headers {
+            let hash = h.hash();
+            if !self.ctx.chain.has_block(hash).await {
                 break;
             }
+            stored.insert(hash);
         }
-    }
-    // A full header batch: continue from the last queued block with a peer above it.
-    if dl.more()
-        && dl.wants_headers()
-        && let Some(last) = dl.last_hash()
-        && let Some((id, _, inbox)) = peers.iter().find(|(_, h, _)| dl.last_height().is_some_and(|l| *h > l))
-    {
-        // The continuation needs no locator beyond the last queued block.
-        if inbox.try_send(PeerCmd::Send(Message::GetHeaders { locator: vec![last], max: MAX_HEADERS as u32 })).is_ok() {
-            dl.asked_headers(*id, now);
-        }
-    }
-}
-
-/// A peer's task ends: its requests go to the others.
-pub(crate) fn peer_gone(inner: &Inner, peer: &NodeId) {
-    inner.download().release(peer);
-    dispatch(inner);
-}
-
-/// A peer reported its tip (`Status`): sync if it has more work, so a lost announcement
-/// costs at most one heartbeat.
-pub(crate) async fn on_status(inner: &Inner, peer: NodeId, best_height: u64, total_work: [u8; 32]) -> Flow {
-    inner.sync_progress().target(best_height);
-    let f = maybe_headers(inner, peer, best_height, Some(Claim::Work(cairn_chain::Work::from_bytes(total_work)))).await;
-    // Its height may have risen above blocks nobody could serve before.
-    dispatch(inner);
-    f
-}
-
-/// Starts a sync if the peer says (in its `Hello`) it has more work than we do.
-pub(crate) async fn on_connect(inner: &Inner, peer: NodeId, remote_height: u64, remote_work: [u8; 32]) -> Flow {
-    inner.sync_progress().target(remote_height);
-    let f = maybe_headers(inner, peer, remote_height, Some(Claim::Work(cairn_chain::Work::from_bytes(remote_work)))).await;
-    dispatch(inner);
-    f
-}
-
-/// Submits a block that came alone (an announcement's answer): an orphan is held and its
-/// ancestors fetched; a connected block releases the orphans waiting for it.
-async fn take_block(inner: &Inner, peer: NodeId, block: Block) -> Flow {
-    let hash = block.hash();
-    let height = block.header.height;
-    // What the header alone shows is checked first, so a free junk header (an easy target)
-    // never reaches the orphan pool or costs a header request.
-    match inner.chain.check_header(&block.header) {
-        Ok(()) | Err(BlockError::TimestampInFuture { .. }) => {}
-        Err(e) => {
-            tracing::warn!(target: "p2p::sync", %peer, %hash, code = e.code(), "peer sent an invalid block: {e}");
-            return Flow::Violation("invalid_block", 100);
-        }
-    }
-    inner.block_sources.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, peer);
-    match inner.chain.submit_block(block.clone()).await {
-        Ok(Submitted::Connected | Submitted::SideChain) => {
-            import::release_orphans(inner, vec![hash]).await;
-            Flow::Continue
-        }
-        Ok(Submitted::AlreadyKnown) => {
-            inner.metrics.duplicate_block();
-            Flow::Continue
-        }
-        Err(BlockError::UnknownParent(_)) => {
-            if inner.orphans().insert(block, peer) {
-                tracing::debug!(target: "p2p::sync", %peer, %hash, height, "holding an orphan block; fetching its ancestors");
+        let parent_stored = match headers.get(stored.len()) {
+            Some(first) => self.ctx.chain.has_block(first.prev_hash).await,
+            None => false,
+        };
+        let all_stored = stored.len() == headers.len();
+        match self.download.on_headers(id, &headers, full, |h| stored.contains(h), |_| parent_stored) {
+            Ok(t) => {
+                tracing::debug!(target: "p2p::sync", peer = %id, received = headers.len(), queued = t.queued, "headers");
+                if t.queued == 0 && !t.showed_anything && !full && !cut && all_stored && self.unbacked(t.claim) {
+                    // It claimed more work than we have (or sent an orphan) and shows nothing
+                    // we lack: every heartbeat would cost a header request, so it pays for each.
+                    self.judge(id, Misbehaviour::UnbackedWorkClaim).await;
+                }
+                if t.queued > 0 {
+                    self.progress.start(self.ctx.chain.tip().height);
+                }
             }
-            maybe_headers(inner, peer, height, Some(Claim::Orphan)).await
-        }
-        Err(e) if e.is_invalid() => {
-            tracing::warn!(target: "p2p::sync", %peer, %hash, code = e.code(), "peer sent an invalid block: {e}");
-            Flow::Violation("invalid_block", 100)
-        }
-        Err(e) => {
-            tracing::debug!(target: "p2p::sync", %peer, %hash, "block not taken: {e}");
-            Flow::Continue
-        }
-    }
-}
-
-/// Checks a header batch and queues its blocks for download.
-async fn take_headers(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
-    if !inner.download().headers_from(&peer) {
-        return Flow::Continue; // unsolicited or late: ignored
-    }
-    if list.len() > MAX_HEADERS {
-        return Flow::Violation("oversized_headers", 100);
-    }
-    let mut headers = Vec::with_capacity(list.len());
-    let mut cut = false;
-    for bytes in &list {
-        let Ok(h) = Header::decode(bytes) else { return Flow::Violation("undecodable_header", 100) };
-        // Each header must pass what it can show alone (proof, allowed target, version, not
-        // too far in the future) before we fetch a body for it.
-        match inner.chain.check_header(&h) {
-            Ok(()) => headers.push(h),
-            Err(e @ BlockError::TimestampInFuture { .. }) => {
-                // Maybe our clock: not held against the peer, but nothing past it is taken.
-                tracing::info!(target: "p2p::sync", %peer, height = h.height, "header batch cut short: {e}");
-                cut = true;
-                break;
+            Err(HeadersRejected::NotAChain) => {
+                self.judge(id, Misbehaviour::InvalidHeaderChain).await;
             }
-            Err(e) => {
-                tracing::warn!(target: "p2p::sync", %peer, height = h.height, code = e.code(), "peer sent an invalid header: {e}");
-                return Flow::Violation("invalid_header", 100);
+            Err(HeadersRejected::Unsolicited) => {}
+        }
+    }
+
+    /// Whether a header answer that showed nothing new contradicts what the request relied on.
+    fn unbacked(&self, claim: Option<Claim>) -> bool {
+        match claim {
+            Some(Claim::Work(w)) => w > self.ctx.chain.tip().total_work,
+            Some(Claim::Orphan) => true,
+            None => false,
+        }
+    }
+
+    /// Submits a block that came alone: an orphan is held and its sender asked for the
+    /// headers between; a connected block releases the orphans waiting for it.
+    async fn take_block(&mut self, id: NodeId, block: Block) {
+        let hash = block.hash();
+        let height = block.header.height;
+        self.block_sources.insert(hash, id);
+        match self.ctx.chain.submit_block(block.clone()).await {
+            Ok(Submitted::Connected | Submitted::SideChain) => self.release_orphans(vec![hash]).await,
+            Ok(Submitted::AlreadyKnown) => self.ctx.metrics.duplicate_block(),
+            Err(cairn_chain::BlockError::UnknownParent(_)) => {
+                if self.orphans.insert(block, id) {
+                    tracing::debug!(target: "p2p::sync", peer = %id, %hash, height, "holding an orphan block; fetching its ancestors");
+                }
+                self.ask_headers(id, HeadersFrom::Tip, Some(Claim::Orphan)).await;
+            }
+            Err(e) => self.blame(id, hash, &e).await,
+        }
+    }
+
+    /// Applies the verdict on a block that failed with `e` to the peer `id` that sent it.
+    async fn blame(&mut self, id: NodeId, hash: Hash, e: &cairn_chain::BlockError) {
+        match block_verdict(e, false) {
+            Verdict::Punish(kind) => {
+                tracing::warn!(target: "p2p::sync", peer = %id, %hash, code = e.code(), "peer sent an invalid block: {e}");
+                self.judge(id, kind).await;
+            }
+            Verdict::NotYetValid => tracing::info!(target: "p2p::sync", peer = %id, %hash, "block not taken yet: {e}"),
+            Verdict::Blameless => tracing::debug!(target: "p2p::sync", peer = %id, %hash, "block not taken: {e}"),
+        }
+    }
+
+    /// Submits the orphans waiting for `parents` (and theirs, in turn).
+    async fn release_orphans(&mut self, parents: Vec<Hash>) {
+        let mut work = parents;
+        while let Some(parent) = work.pop() {
+            if self.orphans.is_empty() {
+                return;
+            }
+            for (block, peer) in self.orphans.take_children(&parent) {
+                let hash = block.hash();
+                self.block_sources.insert(hash, peer);
+                match self.ctx.chain.submit_block(block).await {
+                    Ok(Submitted::Connected | Submitted::SideChain) => work.push(hash),
+                    Ok(Submitted::AlreadyKnown) => {}
+                    Err(e) => self.blame(peer, hash, &e).await,
+                }
             }
         }
     }
-    // What we already store: the leading run (a locator can lag), and the first new
-    // header's parent.
-    let mut have = std::collections::HashSet::new();
-    for h in &headers {
-        let hash = h.hash();
-        if !inner.chain.has_block(hash).await {
-            break;
-        }
-        have.insert(hash);
-    }
-    let parent_stored = match headers.get(have.len()) {
-        Some(first) => inner.chain.has_block(first.prev_hash).await,
-        None => false,
-    };
-    let full = headers.len() == MAX_HEADERS;
-    let all_stored = have.len() == headers.len();
-    let (r, claim) = {
-        let mut dl = inner.download();
-        (dl.on_headers(peer, &headers, full, |h| have.contains(h), |_| parent_stored), dl.take_claim())
-    };
-    match r {
-        Ok(0) if !full && !cut && all_stored && unbacked(inner, claim) => {
-            // It claimed more work than we have (or sent an orphan) and shows nothing we lack:
-            // every heartbeat would cost a header request, so it pays for each.
-            inner.penalize(peer, 10, "unbacked_work_claim");
-        }
-        Ok(n) => {
-            tracing::debug!(target: "p2p::sync", %peer, received = headers.len(), queued = n, "headers");
-        }
-        Err(download::HeadersRejected::NotAChain) => return Flow::Violation("invalid_header_chain", 100),
-        Err(e) => tracing::debug!(target: "p2p::sync", %peer, "header batch not taken: {e:?}"),
-    }
-    if !inner.download().is_active() {
-        inner.sync_progress().finish(inner.chain.tip().height);
-    }
-    dispatch(inner);
-    Flow::Continue
-}
 
-/// Whether a header answer that showed nothing new contradicts what the request relied on.
-fn unbacked(inner: &Inner, claim: Option<Claim>) -> bool {
-    match claim {
-        Some(Claim::Work(w)) => w > inner.chain.tip().total_work,
-        Some(Claim::Orphan) => true,
-        None => false,
+    /// A committed run came back: orphans waiting on its blocks are released; a run that
+    /// broke blames whom the failure points at and starts the schedule over.
+    async fn on_committed(&mut self, outcome: import::Committed) {
+        self.release_orphans(outcome.connected.clone()).await;
+        for (hash, peer) in &outcome.sources {
+            self.block_sources.insert(*hash, *peer);
+        }
+        let duplicates = outcome.duplicates;
+        for _ in 0..duplicates {
+            self.ctx.metrics.duplicate_block();
+        }
+        if let Some(failure) = outcome.failure {
+            if let Some((culprit, hash, e)) = failure.blame() {
+                match block_verdict(&e, false) {
+                    Verdict::Punish(kind) => {
+                        tracing::warn!(target: "p2p::sync", peer = %culprit, %hash, code = e.code(), "peer sent an invalid block: {e}");
+                        self.judge(culprit, kind).await;
+                    }
+                    Verdict::NotYetValid | Verdict::Blameless => tracing::info!(target: "p2p::sync", %hash, "sync run stopped: {e}"),
+                }
+            }
+            self.import.abort();
+            self.download.reset();
+        }
+        let height = self.ctx.chain.tip().height;
+        if !self.download.is_active() && !self.import.is_busy() {
+            self.progress.finish(height);
+        } else {
+            self.progress.report(height);
+        }
     }
-}
 
-/// Takes a `Blocks` answer into the download.
-fn take_blocks(inner: &Inner, peer: NodeId, list: Vec<Bytes>) -> Flow {
-    if list.len() > MAX_BLOCKS_PER_REQUEST {
-        return Flow::Violation("oversized_blocks", 100);
-    }
-    if !inner.download().has_requests(&peer) {
-        return Flow::Continue; // unsolicited or late (after a reset): not even decoded
-    }
-    let mut blocks = Vec::with_capacity(list.len());
-    for bytes in &list {
-        let Ok(block) = Block::decode(bytes, inner.chain.max_block_txs()) else { return Flow::Violation("undecodable_block", 100) };
-        blocks.push(block);
-    }
-    let kept = inner.download().on_blocks(peer, blocks);
-    if let Some(n) = kept.filter(|n| *n > 0) {
-        if let Some(p) = inner.lock().peers.get(&peer) {
-            p.stats.blocks_served.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    /// Looks for stalled peers.
+    fn tick(&mut self) {
+        let tip = self.ctx.chain.tip().total_work;
+        let peers = &self.peers;
+        let stalls = self.download.tick(Instant::now(), |id| peers.iter().any(|(o, p)| o != id && p.work > tip));
+        for s in stalls {
+            tracing::info!(target: "p2p::sync", peer = %s.peer, dropped = s.dropped, timeout_s = s.timeout.as_secs(), "peer stalled; its blocks go to others");
         }
-        inner.import_ready.notify_one();
     }
-    dispatch(inner);
-    Flow::Continue
-}
 
-/// Handles the block, header and transaction messages of one peer.
-pub(crate) async fn handle(inner: &Arc<Inner>, peer: NodeId, msg: Message) -> Flow {
-    let chain = &inner.chain;
-    match msg {
-        Message::NewBlock { height, hash } => {
-            inner.sync_progress().target(height);
-            if chain.has_block(hash).await {
-                inner.metrics.duplicate_block();
-                return Flow::Continue;
-            }
-            if height > chain.tip().height.saturating_add(1) {
-                // Too far ahead for one block: fetch headers (if no download covers it).
-                let f = maybe_headers(inner, peer, height, None).await;
-                dispatch(inner);
-                return f;
-            }
-            Flow::Reply(Message::GetBlock(BlockId::Hash(hash)))
-        }
-        Message::GetBlock(id) => {
-            let block = match id {
-                BlockId::Hash(h) => chain.block(h).await,
-                BlockId::Height(n) => chain.block_at(n).await,
-            };
-            Flow::Reply(Message::BlockData(block.map(|b| Bytes::from(b.encode()))))
-        }
-        Message::BlockData(None) => {
-            // It announced a block it cannot serve.
-            inner.penalize(peer, 10, "unavailable_block");
-            Flow::Continue
-        }
-        Message::BlockData(Some(bytes)) => match Block::decode(&bytes, chain.max_block_txs()) {
-            Ok(block) => take_block(inner, peer, block).await,
-            Err(_) => Flow::Violation("undecodable_block", 100),
-        },
-        Message::GetHeaders { locator, max } => {
-            if locator.len() > MAX_LOCATOR {
-                return Flow::Violation("oversized_locator", 50);
-            }
-            let headers = chain.headers_after(locator, (max as usize).min(MAX_HEADERS)).await;
-            Flow::Reply(Message::Headers(headers.iter().map(|h| Bytes::copy_from_slice(&h.encode())).collect()))
-        }
-        Message::Headers(list) => take_headers(inner, peer, list).await,
-        Message::GetBlocks(hashes) => {
-            if hashes.len() > MAX_BLOCKS_PER_REQUEST {
-                return Flow::Violation("oversized_block_request", 50);
-            }
-            let budget = inner.cfg.max_frame.saturating_sub(crate::config::FRAME_OVERHEAD);
-            let mut out = Vec::new();
-            let mut size = 0;
-            for h in hashes {
-                let Some(b) = chain.block(h).await else { continue };
-                let bytes = b.encode();
-                if !out.is_empty() && size + bytes.len() > budget {
+    /// Hands out block ranges to every peer that has shown them, and asks peers for headers
+    /// where the schedule wants them. Runs after every event.
+    async fn dispatch(&mut self) {
+        let now = Instant::now();
+        // Quickest peers first: a range given up by a staller goes to the others before it.
+        let mut ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        ids.sort_by_key(|id| self.download.timeout(id));
+        for id in &ids {
+            while let Some(hashes) = self.download.assign(*id, MAX_BLOCKS_PER_REQUEST, now) {
+                if !self.send(id, Message::GetBlocks(hashes)) {
+                    self.download.unassign_last(id);
                     break;
                 }
-                size += bytes.len();
-                out.push(Bytes::from(bytes));
             }
-            Flow::Reply(Message::Blocks(out))
         }
-        Message::Blocks(list) => take_blocks(inner, peer, list),
-        Message::Transactions(list) => {
-            if list.len() > MAX_TXS_PER_MESSAGE {
-                return Flow::Violation("oversized_transactions", 50);
-            }
-            for bytes in list {
-                let Ok(tx) = Transaction::decode(&bytes) else { return Flow::Violation("undecodable_transaction", 50) };
-                inner.tx_sources.lock().unwrap_or_else(|e| e.into_inner()).insert(tx.id(), peer);
-                match chain.submit_tx(tx).await {
-                    Err(TxError::BadSignature | TxError::WrongChain { .. }) => {
-                        inner.penalize(peer, 20, "invalid_transaction");
-                    }
-                    Err(TxError::AlreadyKnown(_)) => inner.metrics.duplicate_tx(),
-                    _ => {}
+        let tip = self.ctx.chain.tip().total_work;
+        for id in &ids {
+            let Some((work, asked_for)) = self.peers.get(id).map(|p| (p.work, p.asked_for)) else { continue };
+            let more = work > tip;
+            // Also asked again when it claims more than when it was last asked (the heartbeat's
+            // Status catches up a missed announcement); a liar pays for each.
+            let from = self.download.headers_wanted(id, more).or_else(|| {
+                let idle = self.download.wanted() == 0 && !self.import.is_busy();
+                (more && work > asked_for && idle && !self.download.headers_from(id)).then_some(HeadersFrom::Tip)
+            });
+            if let Some(from) = from {
+                // Only a request from our tip relies on its claim; a continuation after a full
+                // batch may rightly come back empty (the batch ended at its tip).
+                let claim = (from == HeadersFrom::Tip).then_some(Claim::Work(work));
+                if from == HeadersFrom::Tip
+                    && let Some(p) = self.peers.get_mut(id)
+                {
+                    p.asked_for = work;
                 }
+                self.ask_headers(*id, from, claim).await;
             }
-            Flow::Continue
         }
-        _ => Flow::Continue,
+        if !self.download.is_active() && !self.import.is_busy() {
+            self.progress.finish(self.ctx.chain.tip().height);
+        }
+    }
+
+    /// Sends `id` a header request.
+    async fn ask_headers(&mut self, id: NodeId, from: HeadersFrom, claim: Option<Claim>) {
+        if self.download.headers_from(&id) || !self.peers.contains_key(&id) {
+            return;
+        }
+        let locator = match from {
+            HeadersFrom::After(h) => vec![h],
+            HeadersFrom::Tip => {
+                let mut l = self.ctx.chain.locator().await;
+                if let Some(last) = self.download.last_hash() {
+                    l.insert(0, last);
+                }
+                l.truncate(MAX_LOCATOR);
+                l
+            }
+        };
+        if self.send(&id, Message::GetHeaders { locator, max: MAX_HEADERS as u32 }) {
+            self.download.asked_headers(id, from, claim, Instant::now());
+        }
+    }
+
+    /// Announces a new tip to every peer but the one it came from.
+    fn announce_tip(&mut self) {
+        // A new header epoch only once a sync is over (nothing wanted, nothing importing):
+        // mid-import the tip lags what is already on its way in.
+        if !self.import.is_busy() {
+            self.download.tip_moved();
+        }
+        let tip = self.ctx.chain.tip();
+        let source = self.block_sources.get(&tip.hash).copied();
+        for (id, p) in &self.peers {
+            if Some(*id) != source {
+                // A full inbox drops the announcement: gossip is best effort, the heartbeat's
+                // status catches up.
+                let _ = p.inbox.try_send(PeerCmd::Send(Message::NewBlock { height: tip.height, hash: tip.hash }));
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let s = SyncStatus { active: self.download.is_active() || self.import.is_busy(), orphans: self.orphans.len() };
+        self.status.send_if_modified(|old| {
+            let changed = *old != s;
+            *old = s;
+            changed
+        });
     }
 }

@@ -1,0 +1,82 @@
+//! What every task of the service reads and nobody changes after start: settings, identity,
+//! the endpoint, the chain and store ports, counters, the actors' handles, and the
+//! cancellation token and task tracker that everything hangs off.
+//!
+//! Nothing in here is mutable state with an owner: the handles are channel senders, the
+//! counters are atomics (metrics), and the endpoint and ports are thread-safe handles.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{FRAME_OVERHEAD, P2pConfig};
+use crate::handshake::Refusal;
+use crate::identity::NodeId;
+use crate::channels::{ManagerHandle, SyncHandle, TxSeen};
+use crate::metrics::{P2pMetrics, Side};
+use crate::ports::{ChainInfo, PeerStore};
+use crate::wire::Hello;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The first 12 hex digits of a node ID, for log lines.
+pub(crate) fn short(id: &NodeId) -> String {
+    id.to_string()[..12].to_string()
+}
+
+/// The service's shared, immutable context.
+pub(crate) struct Ctx {
+    pub cfg: P2pConfig,
+    pub node_id: NodeId,
+    pub endpoint: quinn::Endpoint,
+    pub local_addr: SocketAddr,
+    pub chain: Arc<dyn ChainInfo>,
+    pub store: Arc<dyn PeerStore>,
+    pub metrics: Arc<P2pMetrics>,
+    pub cancel: CancellationToken,
+    pub tasks: TaskTracker,
+    pub user_agent: String,
+    pub manager: ManagerHandle,
+    pub sync: SyncHandle,
+    /// Notes to the transaction relay (who sent which transaction); `try_send`, see
+    /// [`crate::channels::TX_SEEN_INBOX`].
+    pub relay: tokio::sync::mpsc::Sender<TxSeen>,
+}
+
+impl Ctx {
+    /// Our `Hello`, with the tip as it is now.
+    pub(crate) fn hello(&self) -> Hello {
+        let tip = self.chain.tip();
+        Hello {
+            protocol_version: self.cfg.protocol_version,
+            chain_id: self.chain.chain_id(),
+            genesis: self.chain.genesis(),
+            listen_port: self.local_addr.port(),
+            best_height: tip.height,
+            best_hash: tip.hash,
+            total_work: tip.total_work.to_bytes(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// The frame limit after the handshake: the chain's largest valid block plus the message's
+    /// framing, so any valid block fits in one frame. Both sides derive it from the same chain
+    /// spec, so what one sends the other accepts.
+    pub(crate) fn frame_limit(&self) -> usize {
+        self.chain.max_block_bytes().saturating_add(FRAME_OVERHEAD)
+    }
+
+    /// Logs and counts a handshake refusal.
+    pub(crate) fn refused(&self, peer: Option<&NodeId>, addr: SocketAddr, r: &Refusal, by_peer: bool) {
+        self.metrics.rejected(r.reason, if by_peer { Side::Remote } else { Side::Local });
+        let who = if by_peer { "refused by peer" } else { "refused peer" };
+        let id = peer.map(short).unwrap_or_default();
+        tracing::info!(target: "p2p::handshake", peer = %id, %addr, code = r.reason.code(), "{who}: {}", r.detail);
+    }
+}

@@ -1,0 +1,459 @@
+//! The peer task: the thin I/O shell around one connection's [`PeerProtocol`]. It reads
+//! frames, feeds them and the clock to the machine, and carries out its actions: sends,
+//! answers from the chain, hands chain messages to the sync task, submits transactions, and
+//! reports misbehaviour to the peer manager.
+//!
+//! # Stopping
+//! Every wait races the peer's cancellation token (a child of the service's): the manager
+//! cancels it the moment the peer is banned or cut off, so nothing more the peer sent is
+//! processed — not the rest of a batch of transactions, not the next request. Shutdown
+//! cancels it too; the task then says goodbye within [`GOODBYE`] and ends.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_chain::{Block, Header, Transaction};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::FRAME_OVERHEAD;
+use crate::ctx::{Ctx, now_ms};
+use crate::identity::NodeId;
+use crate::channels::{Direction, ManagerMsg, PeerCmd, PeerStats, Registration, Standing, SyncMsg, TxSeen};
+use crate::peer::protocol::{Action, Close, PeerProtocol, ProtocolConfig, Serve, ToSync};
+use crate::config::MAX_HEADERS;
+use crate::verdict::{Misbehaviour, Verdict, block_verdict, tx_verdict};
+use crate::wire::{BlockId, Hello, Message, RejectReason, Wire};
+
+/// How long a leaving peer task may spend on its goodbye (a `Reject` with the reason).
+const GOODBYE: Duration = Duration::from_millis(200);
+
+/// Why a peer task ended.
+enum End {
+    /// Shutdown, or the manager cut it off (the connection is closed already).
+    Cancelled,
+    /// We close, with this code and reason.
+    Local(RejectReason, String),
+    /// The peer broke the protocol (reported to the manager on the way out).
+    Violation(Misbehaviour),
+    /// The peer broke the protocol, already reported.
+    Judged(Misbehaviour),
+    /// The peer went away.
+    Remote(String),
+}
+
+/// Tells the sync task and the manager that the peer is gone, however the task ends (even
+/// by a panic).
+struct Gone {
+    ctx: Arc<Ctx>,
+    id: NodeId,
+    conn_id: usize,
+}
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let (ctx, id, conn_id) = (self.ctx.clone(), self.id, self.conn_id);
+        self.ctx.tasks.spawn(async move {
+            ctx.sync.send(SyncMsg::PeerDown { id }).await;
+            ctx.manager.send(ManagerMsg::Gone { id, conn_id }).await;
+        });
+    }
+}
+
+/// One peer's task state around its machine.
+struct PeerTask {
+    ctx: Arc<Ctx>,
+    id: NodeId,
+    wire: Wire,
+    cancel: CancellationToken,
+    stats: Arc<PeerStats>,
+    proto: PeerProtocol,
+}
+
+/// Runs a registered connection until it ends.
+pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection, mut wire: Wire, reg: Registration, direction: Direction, hello: Hello) {
+    let Registration { mut inbox, sender, cancel, stats } = reg;
+    wire.set_limit(ctx.frame_limit());
+    let _gone = Gone { ctx: ctx.clone(), id, conn_id: conn.stable_id() };
+    let up = SyncMsg::PeerUp {
+        id,
+        inbox: sender,
+        cancel: cancel.clone(),
+        stats: stats.clone(),
+        work: cairn_chain::Work::from_bytes(hello.total_work),
+        hash: hello.best_hash,
+    };
+    if !ctx.sync.send(up).await {
+        return;
+    }
+    let cfg = ProtocolConfig {
+        ping_interval: ctx.cfg.ping_interval,
+        ping_timeout: ctx.cfg.ping_timeout,
+        msg_rate: ctx.cfg.msg_rate,
+        msg_burst: ctx.cfg.msg_burst,
+        get_peers_min_interval: ctx.cfg.get_peers_min_interval,
+    };
+    let (proto, first) = PeerProtocol::new(cfg, direction == Direction::Outbound, Instant::now(), rand::random());
+    let mut t = PeerTask { ctx: ctx.clone(), id, wire, cancel, stats, proto };
+    let mut actions = first;
+    let end = loop {
+        if let Some(end) = t.carry_out(std::mem::take(&mut actions)).await {
+            break end;
+        }
+        tokio::select! {
+            biased;
+            _ = t.cancel.cancelled() => break End::Cancelled,
+            cmd = inbox.recv() => match cmd {
+                Some(PeerCmd::Send(m)) => {
+                    t.proto.on_send(&m);
+                    actions.push(Action::Send(m));
+                }
+                Some(PeerCmd::Disconnect(code, why)) => break End::Local(code, why.to_string()),
+                None => break End::Cancelled,
+            },
+            _ = tokio::time::sleep_until(t.proto.next_tick().into()) => actions = t.proto.tick(Instant::now()),
+            msg = t.wire.recv() => {
+                let now = Instant::now();
+                actions = match msg {
+                    Ok(m) => {
+                        t.stats.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+                        t.proto.on_message(m, now)
+                    }
+                    Err(e) => t.proto.on_wire_error(&e, now),
+                };
+            }
+        }
+    };
+    t.finish(&conn, end).await;
+}
+
+impl PeerTask {
+    /// Runs `fut` unless the peer is cut off first.
+    async fn guarded<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => None,
+            r = fut => Some(r),
+        }
+    }
+
+    /// Sends one message, bounded by the ping timeout (a peer that stops reading cannot park
+    /// the task) and by the cancellation.
+    async fn send(&mut self, m: &Message) -> Result<(), End> {
+        let within = self.ctx.cfg.ping_timeout;
+        let cancel = self.cancel.clone();
+        let r = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(End::Cancelled),
+            r = tokio::time::timeout(within, self.wire.send(m)) => r,
+        };
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::Remote(e.to_string())),
+            Err(_) => Err(End::Local(RejectReason::PeerTimeout, format!("send of {} timed out (peer not reading)", m.kind()))),
+        }
+    }
+
+    /// Reports misbehaviour; `Err` if the peer must go now.
+    async fn judge(&self, kind: Misbehaviour) -> Result<(), End> {
+        match self.guarded(self.ctx.manager.judge(self.id, kind)).await {
+            Some(Standing::Good) if !kind.disconnects() => Ok(()),
+            Some(Standing::Good) => Err(End::Judged(kind)),
+            Some(Standing::Banned) | None => Err(End::Cancelled),
+        }
+    }
+
+    /// Hands a message to the sync task (waiting for room: back-pressure on this peer).
+    async fn to_sync(&self, m: SyncMsg) -> Result<(), End> {
+        match self.guarded(self.ctx.sync.send(m)).await {
+            Some(true) => Ok(()),
+            _ => Err(End::Cancelled),
+        }
+    }
+
+    /// Carries out the machine's actions in order; `Some` when the connection must end.
+    async fn carry_out(&mut self, actions: Vec<Action>) -> Option<End> {
+        for a in actions {
+            if self.cancel.is_cancelled() {
+                return Some(End::Cancelled);
+            }
+            let r = match a {
+                Action::Send(m) => self.send(&m).await,
+                Action::Serve(s) => self.serve(s).await,
+                Action::Sync(m) => self.sync(m).await,
+                Action::Transactions(list) => self.transactions(list).await,
+                Action::Learn(list) => {
+                    let addrs = list.into_iter().map(|p| p.addr).collect();
+                    self.guarded(self.ctx.manager.send(ManagerMsg::Learned(addrs))).await;
+                    Ok(())
+                }
+                Action::GivePeers => {
+                    let id = self.id;
+                    match self.guarded(self.ctx.manager.ask(|reply| ManagerMsg::PeersFor { asker: id, reply })).await.flatten() {
+                        Some(list) => self.send(&Message::Peers(list)).await,
+                        None => Err(End::Cancelled),
+                    }
+                }
+                Action::Misbehaved(kind) => self.judge(kind).await,
+                Action::Close(Close::Violation(kind)) => Err(End::Violation(kind)),
+                Action::Close(Close::Local(why)) => {
+                    let code = if why == crate::peer::protocol::PING_TIMEOUT { RejectReason::PeerTimeout } else { RejectReason::ProtocolViolation };
+                    Err(End::Local(code, why.to_string()))
+                }
+                Action::Close(Close::Remote(why)) => Err(End::Remote(why)),
+            };
+            if let Err(end) = r {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Answers a request from the chain.
+    async fn serve(&mut self, s: Serve) -> Result<(), End> {
+        let chain = self.ctx.chain.clone();
+        let answer = match s {
+            Serve::Status => {
+                let tip = chain.tip();
+                Message::Status { best_height: tip.height, best_hash: tip.hash, total_work: tip.total_work.to_bytes() }
+            }
+            Serve::Block(id) => {
+                let block = match id {
+                    BlockId::Hash(h) => self.guarded(chain.block(h)).await,
+                    BlockId::Height(n) => self.guarded(chain.block_at(n)).await,
+                };
+                let Some(block) = block else { return Err(End::Cancelled) };
+                Message::BlockData(block.map(|b| Bytes::from(b.encode())))
+            }
+            Serve::Headers { locator, max } => {
+                let Some(headers) = self.guarded(chain.headers_after(locator, (max as usize).min(MAX_HEADERS))).await else {
+                    return Err(End::Cancelled);
+                };
+                Message::Headers(headers.iter().map(|h| Bytes::copy_from_slice(&h.encode())).collect())
+            }
+            Serve::Blocks(hashes) => {
+                // In the order asked, up to the frame budget (at least one block); what we
+                // lack is said in a NotFound first, so the asker tells "cut short" from
+                // "missing".
+                let budget = self.ctx.frame_limit().saturating_sub(FRAME_OVERHEAD);
+                let mut out = Vec::new();
+                let mut missing = Vec::new();
+                let mut size = 0;
+                for h in hashes {
+                    let Some(found) = self.guarded(chain.block(h)).await else { return Err(End::Cancelled) };
+                    let Some(b) = found else {
+                        missing.push(h);
+                        continue;
+                    };
+                    let bytes = b.encode();
+                    if !out.is_empty() && size + bytes.len() > budget {
+                        break;
+                    }
+                    size += bytes.len();
+                    out.push(Bytes::from(bytes));
+                }
+                if !missing.is_empty() {
+                    self.send(&Message::NotFound(missing)).await?;
+                }
+                Message::Blocks(out)
+            }
+        };
+        self.send(&answer).await
+    }
+
+    /// Decodes and checks what the data alone can show, then hands it to the sync task.
+    async fn sync(&mut self, m: ToSync) -> Result<(), End> {
+        let id = self.id;
+        let chain = self.ctx.chain.clone();
+        match m {
+            ToSync::Status { best_height, best_hash, total_work } => {
+                self.stats.best_height.fetch_max(best_height, Ordering::Relaxed);
+                self.to_sync(SyncMsg::Status { id, height: best_height, hash: best_hash, work: cairn_chain::Work::from_bytes(total_work) }).await
+            }
+            ToSync::NewBlock { height, hash } => {
+                self.stats.best_height.fetch_max(height, Ordering::Relaxed);
+                self.to_sync(SyncMsg::NewBlock { id, height, hash }).await
+            }
+            ToSync::NotFound(hashes) => self.to_sync(SyncMsg::NotFound { id, hashes }).await,
+            ToSync::Headers(list) => {
+                let full = list.len() == MAX_HEADERS;
+                let mut headers: Vec<Header> = Vec::with_capacity(list.len());
+                let mut cut = false;
+                for bytes in &list {
+                    let Ok(h) = Header::decode(bytes) else { return Err(End::Violation(Misbehaviour::UndecodableChainData)) };
+                    if let Some(prev) = headers.last()
+                        && (h.prev_hash != prev.hash() || h.height != prev.height.wrapping_add(1))
+                    {
+                        return Err(End::Violation(Misbehaviour::InvalidHeaderChain));
+                    }
+                    // What a header shows alone (proof, allowed target, version, not too far
+                    // ahead of our clock) is checked before any body is fetched.
+                    match chain.check_header(&h) {
+                        Ok(()) => headers.push(h),
+                        Err(e) => match block_verdict(&e, true) {
+                            Verdict::Punish(kind) => {
+                                tracing::warn!(target: "p2p::sync", peer = %id, height = h.height, code = e.code(), "peer sent an invalid header: {e}");
+                                return Err(End::Violation(kind));
+                            }
+                            // Maybe our clock: not held against the peer, but nothing past it is
+                            // taken now.
+                            Verdict::NotYetValid | Verdict::Blameless => {
+                                tracing::info!(target: "p2p::sync", peer = %id, height = h.height, "header batch cut short: {e}");
+                                cut = true;
+                                break;
+                            }
+                        },
+                    }
+                }
+                self.to_sync(SyncMsg::Headers { id, headers, full, cut }).await
+            }
+            ToSync::Blocks(list) => {
+                let mut blocks = Vec::with_capacity(list.len());
+                for bytes in &list {
+                    let Ok(b) = Block::decode(bytes, chain.max_block_txs()) else { return Err(End::Violation(Misbehaviour::UndecodableChainData)) };
+                    blocks.push(b);
+                }
+                self.to_sync(SyncMsg::Blocks { id, blocks }).await
+            }
+            ToSync::BlockData { block, requested } => {
+                let Ok(b) = Block::decode(&block, chain.max_block_txs()) else { return Err(End::Violation(Misbehaviour::UndecodableChainData)) };
+                let hash = b.hash();
+                if let Err(e) = chain.check_header(&b.header) {
+                    return match block_verdict(&e, true) {
+                        Verdict::Punish(kind) => {
+                            tracing::warn!(target: "p2p::sync", peer = %id, %hash, code = e.code(), "peer sent an invalid block: {e}");
+                            Err(End::Violation(kind))
+                        }
+                        Verdict::NotYetValid | Verdict::Blameless => {
+                            // Dropped unstored; offered again after our clock passes it, taken.
+                            tracing::info!(target: "p2p::sync", peer = %id, %hash, "block not taken yet: {e}");
+                            Ok(())
+                        }
+                    };
+                }
+                let asked = match requested {
+                    Some(BlockId::Hash(h)) => h == hash,
+                    Some(BlockId::Height(n)) => n == b.header.height,
+                    None => false,
+                };
+                if !asked && !self.more_work_than_tip(&b).await {
+                    // Unrequested and no better than what we have: not processed, not stored.
+                    tracing::debug!(target: "p2p::sync", peer = %id, %hash, "unrequested block without more work dropped");
+                    return Ok(());
+                }
+                self.to_sync(SyncMsg::Block { id, block: Box::new(b) }).await
+            }
+        }
+    }
+
+    /// Whether `b` would give a chain with more work than our tip (its parent must be known).
+    async fn more_work_than_tip(&self, b: &Block) -> bool {
+        let tip = self.ctx.chain.tip().total_work;
+        let parent = self.guarded(self.ctx.chain.total_work_of(b.header.prev_hash)).await.flatten();
+        unrequested_block_wanted(parent, b.header.target.work(), tip)
+    }
+
+    /// Submits relayed transactions one by one; the moment the peer is judged, the rest of
+    /// the batch is dropped unverified.
+    async fn transactions(&mut self, list: Vec<Bytes>) -> Result<(), End> {
+        for bytes in list {
+            if self.cancel.is_cancelled() {
+                return Err(End::Cancelled);
+            }
+            let Ok(tx) = Transaction::decode(&bytes) else { return Err(End::Violation(Misbehaviour::UndecodableChainData)) };
+            let _ = self.ctx.relay.try_send(TxSeen { txid: tx.id(), from: self.id });
+            let Some(r) = self.guarded(self.ctx.chain.submit_tx(tx)).await else { return Err(End::Cancelled) };
+            match r {
+                Ok(()) => {}
+                Err(cairn_chain::TxError::AlreadyKnown(_)) => self.ctx.metrics.duplicate_tx(),
+                Err(e) => match tx_verdict(&e) {
+                    Verdict::Punish(kind) => {
+                        tracing::warn!(target: "p2p::gossip", peer = %self.id, code = e.code(), "peer relayed an invalid transaction: {e}");
+                        self.judge(kind).await?;
+                    }
+                    Verdict::NotYetValid | Verdict::Blameless => {}
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the connection as `end` says.
+    async fn finish(mut self, conn: &quinn::Connection, end: End) {
+        let id = self.id;
+        match end {
+            End::Cancelled => {
+                if self.ctx.cancel.is_cancelled() {
+                    // Shutdown: say so, briefly.
+                    let code = RejectReason::ShuttingDown;
+                    let bye = Message::Reject { reason: code, detail: "node shutting down".into() };
+                    let _ = tokio::time::timeout(GOODBYE, async {
+                        let _ = self.wire.send(&bye).await;
+                        self.wire.finish().await;
+                    })
+                    .await;
+                    conn.close(code.close_code(), format!("{}: node shutting down", code.code()).as_bytes());
+                }
+                // Otherwise the manager cut it off and closed the connection with the reason.
+            }
+            End::Local(code, why) => {
+                tracing::info!(target: "p2p::peer", peer = %id, "disconnecting: {why}");
+                let bye = Message::Reject { reason: code, detail: why.clone() };
+                let _ = tokio::time::timeout(GOODBYE, async {
+                    let _ = self.wire.send(&bye).await;
+                    self.wire.finish().await;
+                    conn.closed().await;
+                })
+                .await;
+                conn.close(code.close_code(), format!("{}: {why}", code.code()).as_bytes());
+            }
+            End::Remote(why) => {
+                tracing::info!(target: "p2p::peer", peer = %id, "peer disconnected: {why}");
+                conn.close(quinn::VarInt::from_u32(0), b"closed");
+            }
+            End::Judged(kind) => {
+                tracing::warn!(target: "p2p::peer", peer = %id, kind = kind.code(), "closing connection: protocol violation");
+                conn.close(RejectReason::ProtocolViolation.close_code(), format!("protocol_violation: {}", kind.code()).as_bytes());
+            }
+            End::Violation(kind) => {
+                tracing::warn!(target: "p2p::peer", peer = %id, kind = kind.code(), "closing connection: protocol violation");
+                // Judged first: a ban closes the connection with `banned` (the manager does it);
+                // otherwise it closes here as a protocol violation.
+                let code = match self.ctx.manager.judge(id, kind).await {
+                    Standing::Good => RejectReason::ProtocolViolation,
+                    Standing::Banned => RejectReason::Banned,
+                };
+                conn.close(code.close_code(), format!("{}: {}", code.code(), kind.code()).as_bytes());
+            }
+        }
+    }
+}
+
+/// Whether an unrequested block is worth processing (Bitcoin Core's rule for unrequested
+/// blocks): only if its parent is stored and it would make a chain with more work than our
+/// tip — a new best tip. Anything else is dropped unread: side-chain blocks with less work
+/// cost us storage and validation for nothing, and orphans are only taken when asked for.
+fn unrequested_block_wanted(parent_work: Option<cairn_chain::Work>, block_work: cairn_chain::Work, tip: cairn_chain::Work) -> bool {
+    parent_work.is_some_and(|p| p.saturating_add(block_work) > tip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_chain::Work;
+
+    #[test]
+    fn unrequested_blocks_are_taken_only_with_more_work_than_the_tip() {
+        let w = |n: u8| {
+            let mut b = [0u8; 32];
+            b[31] = n;
+            Work::from_bytes(b)
+        };
+        assert!(unrequested_block_wanted(Some(w(10)), w(1), w(10)), "extends the tip");
+        assert!(!unrequested_block_wanted(Some(w(5)), w(1), w(10)), "a side block with less work");
+        assert!(!unrequested_block_wanted(Some(w(9)), w(1), w(10)), "equal work: the first seen stays");
+        assert!(!unrequested_block_wanted(None, w(100), w(10)), "an orphan nobody asked for");
+    }
+}

@@ -108,7 +108,11 @@ fn bench_hashing() {
             hits += 1;
         }
         let rate = hashes / start.elapsed().as_secs_f64();
-        println!("miner, {threads} thread(s): {:.2} MH/s total, {:.2} MH/s per thread ({hits} blocks at ~2^20 hashes each)", rate / 1e6, rate / 1e6 / threads as f64);
+        println!(
+            "miner, {threads} thread(s): {:.2} MH/s total, {:.2} MH/s per thread ({hits} blocks at ~2^20 hashes each)",
+            rate / 1e6,
+            rate / 1e6 / threads as f64
+        );
     }
 }
 
@@ -136,7 +140,11 @@ async fn bench_farm_rpc() {
         total += start.elapsed();
     }
     let per = total.as_secs_f64() / rounds as f64;
-    println!("POST /farm/blocks count=1 with {TXS_PER_BLOCK} tx queued: {:.2} ms per block, {:.0} blocks/s ({rounds} rounds, synced writes)", per * 1e3, 1.0 / per);
+    println!(
+        "POST /farm/blocks count=1 with {TXS_PER_BLOCK} tx queued: {:.2} ms per block, {:.0} blocks/s ({rounds} rounds, synced writes)",
+        per * 1e3,
+        1.0 / per
+    );
     let start = Instant::now();
     let r = http.post(format!("{base}/farm/blocks")).json(&serde_json::json!({"count": 100, "farmer": farmer.to_string()})).send().await.unwrap();
     assert!(r.status().is_success());

@@ -206,7 +206,12 @@ async fn idle_peers(root: &std::path::Path) {
     println!("    per-handshake time under that load: {}; client errors (first 3, deduplicated): {}", f[3], f[4]);
     let (mib, delta) = (|kb: u64| kb as f64 / 1024.0, after as f64 - before as f64);
     let per_peer = delta / held.max(1) as f64; // KiB
-    println!("    node process VmRSS: {:.1} MiB before, {:.1} MiB after: delta {:.1} MiB = {per_peer:.1} KiB per peer", mib(before), mib(after), delta / 1024.0);
+    println!(
+        "    node process VmRSS: {:.1} MiB before, {:.1} MiB after: delta {:.1} MiB = {per_peer:.1} KiB per peer",
+        mib(before),
+        mib(after),
+        delta / 1024.0
+    );
     println!("    (clients run in a child process, so the delta is the node's own; client process VmRSS {:.1} MiB)", mib(client_rss));
     let (np, cp) = (node.local_addr().port(), f[2].parse().unwrap_or(0));
     println!("    UDP datagrams dropped by the kernel (receive buffer full): node socket {}, client socket {}", udp_drops(np), udp_drops(cp));

@@ -6,4 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+# Style and lints first: seconds for fmt; clippy reuses the release build's dependencies.
+cargo fmt --check
+cargo clippy --release --workspace --tests --benches --quiet -- -D warnings
 cargo test --release --workspace "$@"

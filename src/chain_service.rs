@@ -156,9 +156,7 @@ impl ChainHandle {
             let id = tx.id();
             match mempool.insert(tx, chain.store()) {
                 Ok(_) => restored += 1,
-                Err(TxError::NonceTooLow { .. } | TxError::BadSignature | TxError::WrongChain { .. } | TxError::AlreadyKnown(_)) => {
-                    dead.delete_mempool_tx(&id)
-                }
+                Err(TxError::NonceTooLow { .. } | TxError::BadSignature | TxError::WrongChain { .. } | TxError::AlreadyKnown(_)) => dead.delete_mempool_tx(&id),
                 Err(_) => {}
             }
         }
@@ -172,10 +170,7 @@ impl ChainHandle {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (txs, _) = broadcast::channel(TX_EVENTS);
         let worker = Worker { chain, mempool, tip: tip_tx, txs: txs.clone(), metrics };
-        std::thread::Builder::new()
-            .name("chain".into())
-            .spawn(move || worker.run(cmd_rx))
-            .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
+        std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(cmd_rx)).map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
         Ok(ChainHandle { commands: cmd_tx, store, tip: tip_rx, txs, spec: Arc::new(spec), genesis })
     }
 
@@ -294,9 +289,7 @@ impl ChainHandle {
         while rest.peek().is_some() {
             let chunk: Vec<Block> = rest.by_ref().take(per).collect();
             let (spec, genesis) = (self.spec.clone(), self.genesis);
-            chunks.push(tokio::task::spawn_blocking(move || {
-                chunk.into_iter().map(|b| CheckedBlock::check(&spec, &genesis, b)).collect::<Vec<_>>()
-            }));
+            chunks.push(tokio::task::spawn_blocking(move || chunk.into_iter().map(|b| CheckedBlock::check(&spec, &genesis, b)).collect::<Vec<_>>()));
         }
         let mut out = Vec::new();
         for c in chunks {

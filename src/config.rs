@@ -239,11 +239,8 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
     if p2p.target_outbound > p2p.max_outbound {
         return Err(ConfigError::Invalid("target_outbound must not exceed max_outbound".into()));
     }
-    let mempool = MempoolLimits {
-        max_txs: file.mempool_max_txs.unwrap_or(MempoolLimits::default().max_txs),
-        min_fee: chain.min_fee,
-        ..MempoolLimits::default()
-    };
+    let mempool =
+        MempoolLimits { max_txs: file.mempool_max_txs.unwrap_or(MempoolLimits::default().max_txs), min_fee: chain.min_fee, ..MempoolLimits::default() };
     Ok(NodeConfig {
         data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         rpc_addr: SocketAddr::new(

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chain_service::ChainHandle;
-use crate::p2p_bridge::{ChainBridge, StoreBridge};
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
+use crate::p2p_bridge::{ChainBridge, StoreBridge};
 use crate::rpc::{RpcState, router};
 
 /// Why a node could not start.

@@ -4,12 +4,12 @@
 
 use std::net::SocketAddr;
 
-use cairn_chain::{Block, BlockError, CheckResult, CheckedBlock, Hash, Header, Store, Transaction, TxError};
-use cairn_p2p::ports::{BoxFuture, Submitted};
-use tokio::sync::{broadcast, watch};
 use cairn_chain::store::{CF_BANS, CF_PEERS};
+use cairn_chain::{Block, BlockError, CheckResult, CheckedBlock, Hash, Header, Store, Transaction, TxError};
 use cairn_p2p::NodeId;
 use cairn_p2p::ports::{Ban, ChainInfo, KnownPeer, PeerStore, PeerStoreError, TipSummary};
+use cairn_p2p::ports::{BoxFuture, Submitted};
+use tokio::sync::{broadcast, watch};
 
 use crate::chain_service::ChainHandle;
 

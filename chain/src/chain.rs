@@ -262,10 +262,8 @@ impl Chain {
     /// wrong root or size says nothing about the header (the right body may come).
     pub fn note_stateless_failure(&mut self, hash: Hash, e: &BlockError) {
         if e.is_invalid()
-            && !matches!(
-            e,
-            BlockError::BadProof | BlockError::BadMerkleRoot { .. } | BlockError::TooLarge { .. } | BlockError::TooManyTransactions { .. }
-        ) {
+            && !matches!(e, BlockError::BadProof | BlockError::BadMerkleRoot { .. } | BlockError::TooLarge { .. } | BlockError::TooManyTransactions { .. })
+        {
             self.invalid.insert(hash);
         }
     }

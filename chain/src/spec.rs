@@ -132,8 +132,7 @@ impl ChainSpec {
 
     /// Parses and checks spec text; `name` labels errors.
     pub fn parse(text: &str, name: &str) -> Result<ChainSpec, SpecError> {
-        let spec: ChainSpec =
-            toml::from_str(text).map_err(|e| SpecError::Parse { path: name.into(), message: e.to_string().trim().replace('\n', " ") })?;
+        let spec: ChainSpec = toml::from_str(text).map_err(|e| SpecError::Parse { path: name.into(), message: e.to_string().trim().replace('\n', " ") })?;
         spec.check().map_err(|message| SpecError::Invalid { path: name.into(), message })?;
         Ok(spec)
     }

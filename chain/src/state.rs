@@ -168,8 +168,7 @@ pub fn apply_block(state: &mut Overlay<'_>, block: &Block, chain: &Hash, reward:
     let mut rec = UndoRecorder { seen: HashMap::new(), undo: Undo::default() };
     let mut fees: u64 = 0;
     for (index, tx) in block.transactions.iter().enumerate() {
-        let fee = apply_tx_recording(state, tx, chain, Some(&mut rec))
-            .map_err(|error| BlockError::Transaction { index, id: tx.id(), error })?;
+        let fee = apply_tx_recording(state, tx, chain, Some(&mut rec)).map_err(|error| BlockError::Transaction { index, id: tx.id(), error })?;
         fees = fees.checked_add(fee).ok_or(BlockError::RewardOverflow)?;
     }
     let farmer = block.header.farmer;

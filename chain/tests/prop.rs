@@ -9,8 +9,8 @@ use common::*;
 use proptest::prelude::*;
 
 fn arb_tx() -> impl Strategy<Value = Transaction> {
-    (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u64>(), any::<u64>(), any::<u64>(), prop::collection::vec(any::<u8>(), 64))
-        .prop_map(|(c, f, t, amount, fee, nonce, sig)| Transaction {
+    (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u64>(), any::<u64>(), any::<u64>(), prop::collection::vec(any::<u8>(), 64)).prop_map(
+        |(c, f, t, amount, fee, nonce, sig)| Transaction {
             chain: Hash(c),
             from: PublicKey(f),
             to: Address(t),
@@ -18,7 +18,8 @@ fn arb_tx() -> impl Strategy<Value = Transaction> {
             fee,
             nonce,
             signature: SignatureBytes(sig.try_into().unwrap()),
-        })
+        },
+    )
 }
 
 fn arb_header() -> impl Strategy<Value = Header> {

@@ -204,9 +204,25 @@ fn side_chain_that_breaks_a_state_rule_is_forgotten_on_reorg() {
 #[test]
 fn every_rule_has_a_vector() {
     let covered: BTreeSet<&str> = [
-        "bad_version", "bad_proof", "unknown_parent", "bad_height", "timestamp_too_old", "timestamp_in_future", "bad_target",
-        "bad_merkle_root", "too_many_transactions", "block_too_large", "duplicate_transaction", "bad_signature", "wrong_chain",
-        "nonce_too_high", "nonce_too_low", "insufficient_balance", "overflow", "known_invalid", "reorg_too_deep",
+        "bad_version",
+        "bad_proof",
+        "unknown_parent",
+        "bad_height",
+        "timestamp_too_old",
+        "timestamp_in_future",
+        "bad_target",
+        "bad_merkle_root",
+        "too_many_transactions",
+        "block_too_large",
+        "duplicate_transaction",
+        "bad_signature",
+        "wrong_chain",
+        "nonce_too_high",
+        "nonce_too_low",
+        "insufficient_balance",
+        "overflow",
+        "known_invalid",
+        "reorg_too_deep",
     ]
     .into();
     let h = Hash::ZERO;

@@ -120,7 +120,16 @@ impl AddressBook {
         let known = if source == Source::Persisted || pinned { node_id } else { None };
         self.entries.insert(
             addr,
-            Entry { node_id: known, pinned, source, seq: self.seq, failures: 0, next_attempt: Instant::now(), connected_once: source == Source::Persisted && node_id.is_some(), announced: None },
+            Entry {
+                node_id: known,
+                pinned,
+                source,
+                seq: self.seq,
+                failures: 0,
+                next_attempt: Instant::now(),
+                connected_once: source == Source::Persisted && node_id.is_some(),
+                announced: None,
+            },
         );
         (true, evicted)
     }

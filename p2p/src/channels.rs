@@ -337,4 +337,3 @@ pub(crate) struct TxSeen {
 /// Notes queued for the relay task; when full a note is dropped and the transaction may be
 /// echoed to its sender, which counts it as a duplicate.
 pub(crate) const TX_SEEN_INBOX: usize = 4096;
-

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::addrbook::Expect;
+use crate::channels::{ConnectError, Direction, Joining, ManagerMsg, Registration};
 use crate::ctx::{Ctx, short};
 use crate::handshake::{Handshake, HsAction, Refusal};
 use crate::identity::NodeId;
-use crate::channels::{ConnectError, Direction, Joining, ManagerMsg, Registration};
 use crate::tls::{SERVER_NAME, peer_node_id};
 use crate::wire::{Hello, Message, RejectReason, Wire};
 
@@ -231,55 +231,55 @@ async fn drive(
         // Actions can produce more (the manager's answer to `Admit`): run until none are left.
         while !actions.is_empty() {
             for action in std::mem::take(&mut actions) {
-            match action {
-                HsAction::Send(m) => {
-                    let sent = tokio::select! {
-                        _ = ctx.cancel.cancelled() => None,
-                        r = tokio::time::timeout_at(hs.deadline().into(), wire.send(&m)) => Some(r),
-                    };
-                    match sent {
-                        None => {
-                            close_shutting_down(conn);
-                            return Err(ConnectError::Unreachable("shutting down".into()));
+                match action {
+                    HsAction::Send(m) => {
+                        let sent = tokio::select! {
+                            _ = ctx.cancel.cancelled() => None,
+                            r = tokio::time::timeout_at(hs.deadline().into(), wire.send(&m)) => Some(r),
+                        };
+                        match sent {
+                            None => {
+                                close_shutting_down(conn);
+                                return Err(ConnectError::Unreachable("shutting down".into()));
+                            }
+                            Some(Ok(Ok(()))) => {}
+                            Some(Ok(Err(e))) => return Err(lost(conn, e.to_string())),
+                            Some(Err(_)) => actions.extend(hs.tick(Instant::now().max(hs.deadline()))),
                         }
-                        Some(Ok(Ok(()))) => {}
-                        Some(Ok(Err(e))) => return Err(lost(conn, e.to_string())),
-                        Some(Err(_)) => actions.extend(hs.tick(Instant::now().max(hs.deadline()))),
                     }
-                }
-                HsAction::Admit(_) => {
-                    let r = ctx
-                        .manager
-                        .ask(|reply| ManagerMsg::Admit { id, direction, reply })
-                        .await
-                        .unwrap_or_else(|| Err(Refusal::new(RejectReason::ShuttingDown, "shutting down")));
-                    if r.is_ok() && direction == Direction::Inbound {
-                        *reserved = true;
+                    HsAction::Admit(_) => {
+                        let r = ctx
+                            .manager
+                            .ask(|reply| ManagerMsg::Admit { id, direction, reply })
+                            .await
+                            .unwrap_or_else(|| Err(Refusal::new(RejectReason::ShuttingDown, "shutting down")));
+                        if r.is_ok() && direction == Direction::Inbound {
+                            *reserved = true;
+                        }
+                        actions.extend(hs.admitted(r, Instant::now()));
                     }
-                    actions.extend(hs.admitted(r, Instant::now()));
-                }
-                HsAction::Done(hello) => return Ok(hello),
-                HsAction::Refuse { refusal, misbehaviour, send_reject } => {
-                    if let Some(kind) = misbehaviour {
-                        ctx.manager.send(ManagerMsg::Misbehaved { id, kind, reply: None }).await;
+                    HsAction::Done(hello) => return Ok(hello),
+                    HsAction::Refuse { refusal, misbehaviour, send_reject } => {
+                        if let Some(kind) = misbehaviour {
+                            ctx.manager.send(ManagerMsg::Misbehaved { id, kind, reply: None }).await;
+                        }
+                        refuse(ctx, conn, send_reject.then_some(&mut *wire), Some(&id), &refusal).await;
+                        return Err(ConnectError::Refused { reason: refusal.reason, detail: refusal.detail, by_peer: false });
                     }
-                    refuse(ctx, conn, send_reject.then_some(&mut *wire), Some(&id), &refusal).await;
-                    return Err(ConnectError::Refused { reason: refusal.reason, detail: refusal.detail, by_peer: false });
-                }
-                HsAction::RefusedByPeer(r) => {
-                    ctx.refused(Some(&id), conn.remote_address(), &r, true);
-                    conn.close(quinn::VarInt::from_u32(0), b"refused");
-                    return Err(ConnectError::Refused { reason: r.reason, detail: r.detail, by_peer: true });
-                }
-                HsAction::Lost(why) => {
-                    // The other side went away; it may have said why in its close.
-                    if let Some(r) = close_refusal(conn) {
+                    HsAction::RefusedByPeer(r) => {
                         ctx.refused(Some(&id), conn.remote_address(), &r, true);
+                        conn.close(quinn::VarInt::from_u32(0), b"refused");
                         return Err(ConnectError::Refused { reason: r.reason, detail: r.detail, by_peer: true });
                     }
-                    return Err(lost(conn, why));
+                    HsAction::Lost(why) => {
+                        // The other side went away; it may have said why in its close.
+                        if let Some(r) = close_refusal(conn) {
+                            ctx.refused(Some(&id), conn.remote_address(), &r, true);
+                            return Err(ConnectError::Refused { reason: r.reason, detail: r.detail, by_peer: true });
+                        }
+                        return Err(lost(conn, why));
+                    }
                 }
-            }
             }
         }
         if hs.is_finished() {
@@ -331,10 +331,7 @@ async fn register(
         bytes_out: wire.bytes_out.clone(),
         reserved,
     });
-    ctx.manager
-        .ask(|reply| ManagerMsg::Register { joining, reply })
-        .await
-        .unwrap_or_else(|| Err(Refusal::new(RejectReason::ShuttingDown, "shutting down")))
+    ctx.manager.ask(|reply| ManagerMsg::Register { joining, reply }).await.unwrap_or_else(|| Err(Refusal::new(RejectReason::ShuttingDown, "shutting down")))
 }
 
 /// Tells the peer why (if the stream is usable), waits briefly for it to read that, then

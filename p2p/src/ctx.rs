@@ -12,10 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::channels::{ManagerHandle, SyncHandle, TxSeen};
 use crate::config::{FRAME_OVERHEAD, P2pConfig};
 use crate::handshake::Refusal;
 use crate::identity::NodeId;
-use crate::channels::{ManagerHandle, SyncHandle, TxSeen};
 use crate::metrics::{P2pMetrics, Side};
 use crate::ports::{ChainInfo, PeerStore};
 use crate::wire::Hello;

@@ -37,8 +37,8 @@ use cairn_chain::Hash;
 use mdns_sd::{DaemonEvent, IfKind, ResolvedService, ScopedIp, ServiceDaemon, ServiceEvent, ServiceInfo, TxtProperties, UnregisterStatus};
 
 use crate::config::{MDNS_GOODBYE_REPEAT, MDNS_MAX_TRACKED, MDNS_RESUBSCRIBE_DELAY, MDNS_SERVICE_TYPE, MDNS_WITHDRAW_TIMEOUT};
-use crate::identity::NodeId;
 use crate::ctx::Ctx;
+use crate::identity::NodeId;
 
 /// TXT record keys of the advertisement.
 pub mod txt {
@@ -115,12 +115,7 @@ impl Ignored {
 impl Announcement {
     /// This node's announcement.
     fn local(inner: &Ctx) -> Announcement {
-        Announcement {
-            protocol_version: inner.cfg.protocol_version,
-            chain_id: inner.chain.chain_id(),
-            genesis: inner.chain.genesis(),
-            node_id: inner.node_id,
-        }
+        Announcement { protocol_version: inner.cfg.protocol_version, chain_id: inner.chain.chain_id(), genesis: inner.chain.genesis(), node_id: inner.node_id }
     }
 
     /// The TXT records (key, value).

@@ -128,7 +128,10 @@ impl P2pMetrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
         }
-        let _ = writeln!(out, "# HELP cairn_p2p_handshake_rejections_total Handshakes refused, by reason and by which side refused.\n# TYPE cairn_p2p_handshake_rejections_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP cairn_p2p_handshake_rejections_total Handshakes refused, by reason and by which side refused.\n# TYPE cairn_p2p_handshake_rejections_total counter"
+        );
         if let Ok(m) = self.rejections.lock() {
             for ((reason, side), v) in m.iter() {
                 let _ = writeln!(out, "cairn_p2p_handshake_rejections_total{{reason=\"{reason}\",side=\"{side}\"}} {v}");

@@ -16,11 +16,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::addrbook::{AddressBook, Source};
 use crate::bans::Bans;
+pub use crate::channels::{ConnectError, Direction, PeerView};
+use crate::channels::{ManagerHandle, ManagerMsg, Snapshot, SyncHandle, SyncStatus, TX_SEEN_INBOX};
 use crate::config::P2pConfig;
 use crate::ctx::{Ctx, now_ms};
 use crate::identity::{NodeId, NodeIdentity};
-use crate::channels::{ManagerHandle, ManagerMsg, Snapshot, SyncHandle, SyncStatus, TX_SEEN_INBOX};
-pub use crate::channels::{ConnectError, Direction, PeerView};
 use crate::metrics::P2pMetrics;
 use crate::ports::{Ban, ChainInfo, PeerStore};
 use crate::transport::{TransportError, bind};
@@ -90,9 +90,9 @@ impl P2p {
         let mut bans = Bans::default();
         let s = store.clone();
         let max = cfg.max_addresses;
-        let (saved, saved_bans) = tokio::task::spawn_blocking(move || (s.load_peers(max), s.load_bans())).await.unwrap_or_else(|_| {
-            (Err(crate::ports::PeerStoreError("load task failed".into())), Err(crate::ports::PeerStoreError("load task failed".into())))
-        });
+        let (saved, saved_bans) = tokio::task::spawn_blocking(move || (s.load_peers(max), s.load_bans()))
+            .await
+            .unwrap_or_else(|_| (Err(crate::ports::PeerStoreError("load task failed".into())), Err(crate::ports::PeerStoreError("load task failed".into()))));
         match saved {
             Ok(saved) => {
                 for p in saved {

@@ -210,11 +210,9 @@ mod tests {
         assert_eq!(block_verdict(&BlockError::UnknownParent(Hash::ZERO), false), Verdict::Blameless);
         assert_eq!(block_verdict(&BlockError::Store("disk".into()), false), Verdict::Blameless);
         assert_eq!(block_verdict(&BlockError::ReorgTooDeep { depth: 9, max: 1 }, false), Verdict::Blameless);
-        let store_in_tx =
-            BlockError::Transaction { index: 0, id: Hash::ZERO, error: TxError::Store("disk".into()) };
+        let store_in_tx = BlockError::Transaction { index: 0, id: Hash::ZERO, error: TxError::Store("disk".into()) };
         assert_eq!(block_verdict(&store_in_tx, false), Verdict::Blameless);
-        let nonce_in_block =
-            BlockError::Transaction { index: 0, id: Hash::ZERO, error: TxError::NonceTooLow { expected: 2, got: 1 } };
+        let nonce_in_block = BlockError::Transaction { index: 0, id: Hash::ZERO, error: TxError::NonceTooLow { expected: 2, got: 1 } };
         assert_eq!(block_verdict(&nonce_in_block, false), Verdict::Punish(Misbehaviour::InvalidBlock), "state rules are consensus in a block");
     }
 

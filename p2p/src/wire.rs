@@ -516,11 +516,7 @@ mod vectors {
                 Message::NewBlock { height: 1_000_000, hash: h(0x22) },
                 "09fc40420f00202222222222222222222222222222222222222222222222222222222222222222",
             ),
-            (
-                "get_block_by_hash",
-                Message::GetBlock(BlockId::Hash(h(0x11))),
-                "0a00201111111111111111111111111111111111111111111111111111111111111111",
-            ),
+            ("get_block_by_hash", Message::GetBlock(BlockId::Hash(h(0x11))), "0a00201111111111111111111111111111111111111111111111111111111111111111"),
             ("get_block_by_height", Message::GetBlock(BlockId::Height(70_000)), "0a01fc70110100"),
             ("block_data_none", Message::BlockData(None), "0b00"),
             (
@@ -566,11 +562,7 @@ mod vectors {
                  642ad3f5c9339510af7bd407aa2608586acde575316449d9a344ae638ec0fad3364caee803000000000000010000000000000000000000000000003b32296182\
                  896d186c93effd66f0abf2c069c5966643778ff53d3384e6aa22e88eaff16bea747d99071d0af3734792d33396247aa7d4b555608bf25c1657ea06",
             ),
-            (
-                "not_found",
-                Message::NotFound(vec![h(0x11)]),
-                "1101201111111111111111111111111111111111111111111111111111111111111111",
-            ),
+            ("not_found", Message::NotFound(vec![h(0x11)]), "1101201111111111111111111111111111111111111111111111111111111111111111"),
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (name, m, hex) in &cases {

@@ -136,10 +136,7 @@ impl Devnet {
                 });
             }
         }
-        let _ = tokio::time::timeout(REJOIN_TIMEOUT, async {
-            while dials.join_next().await.is_some() {}
-        })
-        .await;
+        let _ = tokio::time::timeout(REJOIN_TIMEOUT, async { while dials.join_next().await.is_some() {} }).await;
         dials.abort_all();
     }
 }

@@ -229,8 +229,7 @@ impl Devnet {
         // Under a partition it is given only its own group's addresses, so it never reaches
         // across before the others' block lists name it.
         let part = self.partition.as_ref();
-        let peers =
-            self.slots.iter().filter(|s| part.is_none_or(|p| !p.separated(number, s.number))).filter_map(Slot::pinned_address).collect();
+        let peers = self.slots.iter().filter(|s| part.is_none_or(|p| !p.separated(number, s.number))).filter_map(Slot::pinned_address).collect();
         let mut slot = Slot::new(number, self.root.path().join(format!("node{number}")), ports, peers);
         slot.start(self.blocked_for(number)).await?;
         self.slots.push(slot);

@@ -133,7 +133,10 @@ fn summary(rows: &[Row], net: &Network) -> String {
 
 /// The live panel: a summary line, a header, one line per node, a hint.
 pub fn panel(rows: &[Row], net: &Network) -> Vec<String> {
-    let mut out = vec![summary(rows, net), format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  RPC", "node", "height", "best", "peers", "sync", "mempool", "group", "P2P")];
+    let mut out = vec![
+        summary(rows, net),
+        format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  RPC", "node", "height", "best", "peers", "sync", "mempool", "group", "P2P"),
+    ];
     for r in rows {
         let group = r.group.map_or_else(|| "-".to_string(), |g| g.to_string());
         let line = match &r.live {
@@ -149,7 +152,9 @@ pub fn panel(rows: &[Row], net: &Network) -> Vec<String> {
                 r.p2p.to_string(),
                 r.rpc
             ),
-            None => format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  {}", r.number, "-", "stopped", "-", "-", "-", group, r.p2p.to_string(), r.rpc),
+            None => {
+                format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  {}", r.number, "-", "stopped", "-", "-", "-", group, r.p2p.to_string(), r.rpc)
+            }
         };
         out.push(line);
     }

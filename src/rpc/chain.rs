@@ -8,11 +8,11 @@ use cairn_chain::Hash;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::MAX_BLOCK_BODY;
 use super::RpcState;
 use super::error::ApiError;
 use super::extract::{JsonBody, PathParam, Query, parse_hex};
 use super::views::BlockView;
-use super::MAX_BLOCK_BODY;
 use crate::chain_service::Accepted;
 
 /// Most blocks one `GET /blocks` returns.

@@ -45,10 +45,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, s)
-            .await
-            .map(|q| Query(q.0))
-            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+        axum::extract::Query::<T>::from_request_parts(parts, s).await.map(|q| Query(q.0)).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
     }
 }
 

@@ -6,11 +6,11 @@ use cairn_chain::Address;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::MAX_SMALL_BODY;
 use super::RpcState;
 use super::error::ApiError;
 use super::extract::{JsonBody, Query, parse_hex};
 use super::views::TxView;
-use super::MAX_SMALL_BODY;
 use crate::farm::farmer::{FarmError, farm_blocks as farm_n};
 
 /// Most blocks one `POST /farm/blocks` farms.

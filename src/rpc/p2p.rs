@@ -66,9 +66,5 @@ pub async fn add(State(s): State<RpcState>, JsonBody(req): JsonBody<AddPeer, MAX
 /// `DELETE /p2p/peers/{node_id}`.
 pub async fn remove(State(s): State<RpcState>, PathParam(id): PathParam) -> Result<Json<Value>, ApiError> {
     let id: NodeId = parse_hex(&id, "node ID", "invalid_node_id")?;
-    if s.p2p.forget(&id).await {
-        Ok(Json(json!({"removed": id})))
-    } else {
-        Err(ApiError::not_found(format!("no peer {id}")))
-    }
+    if s.p2p.forget(&id).await { Ok(Json(json!({"removed": id}))) } else { Err(ApiError::not_found(format!("no peer {id}"))) }
 }

@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use cairn_chain::{Address, TxId};
 use serde_json::{Value, json};
 
+use super::MAX_SMALL_BODY;
 use super::RpcState;
 use super::error::ApiError;
 use super::extract::{JsonBody, PathParam, parse_hex};
 use super::views::TxView;
-use super::MAX_SMALL_BODY;
 use crate::chain_service::TxStatus;
 
 /// `GET /accounts/{address}`: any well-formed address has an account (balance 0, nonce 0 if

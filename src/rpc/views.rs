@@ -39,7 +39,8 @@ impl From<&Transaction> for TxView {
 impl TxView {
     /// The transaction, checking a declared `txid`.
     pub fn into_tx(self) -> Result<Transaction, ApiError> {
-        let tx = Transaction { chain: self.chain, from: self.from, to: self.to, amount: self.amount, fee: self.fee, nonce: self.nonce, signature: self.signature };
+        let tx =
+            Transaction { chain: self.chain, from: self.from, to: self.to, amount: self.amount, fee: self.fee, nonce: self.nonce, signature: self.signature };
         match self.txid {
             Some(declared) if declared != tx.id() => {
                 Err(ApiError::bad_request("txid_mismatch", format!("declared txid {declared} but the transaction hashes to {}", tx.id())))

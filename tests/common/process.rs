@@ -49,4 +49,3 @@ pub fn spawn_node_addrs(data: &Path, extra: &[&str]) -> (std::process::Child, St
     let (url, peer) = rx.recv_timeout(Duration::from_secs(30)).expect("node printed its RPC address within 30 s");
     (child, url, peer)
 }
-

@@ -20,14 +20,8 @@ struct Devnet {
 
 impl Devnet {
     fn spawn(args: &[&str]) -> Devnet {
-        let mut child = cairn()
-            .arg("devnet")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cairn devnet");
+        let mut child =
+            cairn().arg("devnet").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn cairn devnet");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
         let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
@@ -55,10 +49,7 @@ impl Devnet {
 
     /// Waits for an output line containing `text` that was not there before `after` lines.
     async fn line(&self, text: &str, after: usize, secs: u64) -> String {
-        wait_for(&format!("a line with {text:?}"), secs, || async {
-            self.lines.lock().unwrap().iter().skip(after).find(|l| l.contains(text)).cloned()
-        })
-        .await
+        wait_for(&format!("a line with {text:?}"), secs, || async { self.lines.lock().unwrap().iter().skip(after).find(|l| l.contains(text)).cloned() }).await
     }
 
     fn lines_so_far(&self) -> usize {

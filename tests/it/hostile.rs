@@ -229,11 +229,12 @@ async fn headers_a_peer_never_serves_do_not_stall_the_sync() {
         p.next_where(10, |m| matches!(m, Message::GetHeaders { .. }).then_some(())).await;
         let headers = fork.iter().map(|b| Bytes::copy_from_slice(&b.header.encode())).collect();
         p.frame(&encode(&Message::Headers(headers))).await;
-        let asked = p.next_where(10, |m| match m {
-            Message::GetBlocks(h) => Some(h.clone()),
-            _ => None,
-        })
-        .await;
+        let asked = p
+            .next_where(10, |m| match m {
+                Message::GetBlocks(h) => Some(h.clone()),
+                _ => None,
+            })
+            .await;
         assert_eq!(asked[0], fork[0].hash(), "the bodies are asked of the peer that showed the headers");
         if answer_not_found {
             p.frame(&encode(&Message::NotFound(asked))).await;

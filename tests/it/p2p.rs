@@ -68,10 +68,7 @@ async fn nodes_connect_with_peers_and_see_directions() {
     let a_id = a.node_id();
     a.shutdown().await;
     let t0 = std::time::Instant::now();
-    wait_for("B and C drop A", 10, || async {
-        (!b.p2p().peers().iter().chain(c.p2p().peers().iter()).any(|p| p.node_id == a_id)).then_some(())
-    })
-    .await;
+    wait_for("B and C drop A", 10, || async { (!b.p2p().peers().iter().chain(c.p2p().peers().iter()).any(|p| p.node_id == a_id)).then_some(()) }).await;
     assert!(t0.elapsed() < Duration::from_secs(2), "dropped only after {:?}", t0.elapsed());
     for n in [b, c] {
         n.shutdown().await;
@@ -284,7 +281,12 @@ async fn hostile_raw_client_is_closed_and_penalised_while_others_are_served() {
     let garbage = vec![0xffu8; 64];
     let unknown_variant = vec![200u8, 1, 2, 3];
     let second_hello = cairn_p2p::wire::encode(&Message::HelloAck).to_vec();
-    for (name, raw, framed) in [("oversized length prefix", oversized, false), ("garbage", garbage, true), ("unknown message type", unknown_variant, true), ("second handshake", second_hello, true)] {
+    for (name, raw, framed) in [
+        ("oversized length prefix", oversized, false),
+        ("garbage", garbage, true),
+        ("unknown message type", unknown_variant, true),
+        ("second handshake", second_hello, true),
+    ] {
         let mut p = RawPeer::connect(&node).await;
         wait_for("raw peer registered", 10, || async { node.p2p().peers().iter().any(|x| x.node_id == p.id).then_some(()) }).await;
         if framed {

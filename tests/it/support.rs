@@ -5,10 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn::Node;
-use cairn_p2p::wire::{Hello, Message};
-use cairn_p2p::{NodeId, NodeIdentity, P2pConfig};
 use cairn::config::NodeConfig;
 use cairn_chain::{Address, ChainSpec, Hash, Keypair, Transaction};
+use cairn_p2p::wire::{Hello, Message};
+use cairn_p2p::{NodeId, NodeIdentity, P2pConfig};
 use serde_json::{Value, json};
 
 /// Polls `probe` until it returns `Some`, failing loudly after `secs` seconds.
@@ -52,14 +52,7 @@ impl Rpc {
     }
     /// POST raw bytes as JSON.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("POST");
+        let r = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body).send().await.expect("POST");
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
@@ -236,7 +229,6 @@ impl RawPeer {
         tokio::time::timeout(Duration::from_secs(secs), self.conn.closed()).await.expect("node closed the connection");
     }
 }
-
 
 /// Writes a devnet chain of `blocks` empty blocks (farmed to `farmer`) straight into the store
 /// at `db` (a node's `<data_dir>/db`), much faster than farming through a node.

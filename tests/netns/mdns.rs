@@ -12,9 +12,7 @@ fn wait_full_mesh(nodes: &[&NsNode], secs: u64) {
     for (i, n) in nodes.iter().enumerate() {
         let mut others: Vec<String> = ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, id)| id.clone()).collect();
         others.sort();
-        wait_until(&format!("node {} to be connected to all {} others", n.name, others.len()), secs, || {
-            (n.peer_ids()? == others).then_some(())
-        });
+        wait_until(&format!("node {} to be connected to all {} others", n.name, others.len()), secs, || (n.peer_ids()? == others).then_some(()));
     }
 }
 
@@ -94,9 +92,7 @@ fn a_node_of_another_chain_is_never_dialled() {
     // Everyone heard everyone, and each side ignored the other chain before dialing.
     let wrong_chain = "cairn_p2p_mdns_ignored_total{reason=\"wrong_chain\"}";
     for (n, heard) in [(&a, 1.0), (&b, 1.0), (&f, 2.0)] {
-        wait_until(&format!("node {} to ignore {heard} announcement(s) of another chain", n.name), 20, || {
-            (n.metric(wrong_chain) >= heard).then_some(())
-        });
+        wait_until(&format!("node {} to ignore {heard} announcement(s) of another chain", n.name), 20, || (n.metric(wrong_chain) >= heard).then_some(()));
     }
     assert_eq!(f.peer_count(), Some(0), "the foreign node has no peers");
     let fid = f.node_id();

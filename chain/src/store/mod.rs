@@ -188,11 +188,7 @@ impl Store {
         let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             let msg = e.to_string();
-            if msg.contains("lock") || msg.contains("Resource temporarily unavailable") {
-                StoreError::Locked(dir.to_path_buf())
-            } else {
-                StoreError::Rocks(e)
-            }
+            if msg.contains("lock") || msg.contains("Resource temporarily unavailable") { StoreError::Locked(dir.to_path_buf()) } else { StoreError::Rocks(e) }
         })?;
         let store = Store { db: Arc::new(db), sync_writes: true };
         store.check_identity(dir, chain_id, genesis)?;

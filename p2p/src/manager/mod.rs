@@ -63,14 +63,9 @@ struct Manager {
 }
 
 /// Runs the manager until shutdown.
-pub(crate) async fn run(
-    ctx: Arc<Ctx>,
-    mut rx: mpsc::Receiver<ManagerMsg>,
-    book: AddressBook,
-    bans: Bans,
-    published: watch::Sender<Arc<Snapshot>>,
-) {
-    let mut m = Manager { ctx: ctx.clone(), peers: HashMap::new(), pending_inbound: 0, dialing: HashMap::new(), book, bans, blocked: HashSet::new(), published };
+pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<ManagerMsg>, book: AddressBook, bans: Bans, published: watch::Sender<Arc<Snapshot>>) {
+    let mut m =
+        Manager { ctx: ctx.clone(), peers: HashMap::new(), pending_inbound: 0, dialing: HashMap::new(), book, bans, blocked: HashSet::new(), published };
     m.publish();
     let mut dial_tick = tokio::time::interval(ctx.cfg.dial_interval);
     let mut pex_tick = tokio::time::interval(ctx.cfg.peer_exchange_interval);
@@ -233,9 +228,7 @@ impl Manager {
         // A replaced connection of the same direction frees its own slot.
         let replacing = usize::from(self.peers.get(&id).is_some_and(|p| p.direction == direction));
         let (count, max) = match direction {
-            Direction::Inbound => {
-                (self.count(Direction::Inbound) + self.pending_inbound - usize::from(reserved) - replacing, self.ctx.cfg.max_inbound)
-            }
+            Direction::Inbound => (self.count(Direction::Inbound) + self.pending_inbound - usize::from(reserved) - replacing, self.ctx.cfg.max_inbound),
             Direction::Outbound => (self.count(Direction::Outbound) - replacing, self.ctx.cfg.max_outbound),
         };
         if count >= max {
@@ -439,18 +432,18 @@ impl Manager {
             .iter()
             .map(|(id, p)| {
                 let view = PeerView {
-                node_id: *id,
-                address: p.address,
-                listen_address: p.listen_address,
-                direction: p.direction,
-                connected_since_ms: p.connected_since_ms,
-                best_height: p.stats.best_height.load(Relaxed),
-                bytes_sent: p.stats.bytes_out.load(Relaxed),
-                bytes_received: p.stats.bytes_in.load(Relaxed),
-                blocks_served: p.stats.blocks_served.load(Relaxed),
-                last_seen_ms: p.stats.last_seen_ms.load(Relaxed),
-                score: self.bans.score(id),
-                user_agent: p.user_agent.clone(),
+                    node_id: *id,
+                    address: p.address,
+                    listen_address: p.listen_address,
+                    direction: p.direction,
+                    connected_since_ms: p.connected_since_ms,
+                    best_height: p.stats.best_height.load(Relaxed),
+                    bytes_sent: p.stats.bytes_out.load(Relaxed),
+                    bytes_received: p.stats.bytes_in.load(Relaxed),
+                    blocks_served: p.stats.blocks_served.load(Relaxed),
+                    last_seen_ms: p.stats.last_seen_ms.load(Relaxed),
+                    score: self.bans.score(id),
+                    user_agent: p.user_agent.clone(),
                 };
                 (view, p.stats.clone())
             })

@@ -497,13 +497,7 @@ mod tests {
     const PING_WAIT: Duration = Duration::from_secs(30);
 
     fn cfg() -> ProtocolConfig {
-        ProtocolConfig {
-            ping_interval: BEAT,
-            ping_timeout: PING_WAIT,
-            msg_rate: 10,
-            msg_burst: 5,
-            get_peers_min_interval: Duration::from_secs(5),
-        }
+        ProtocolConfig { ping_interval: BEAT, ping_timeout: PING_WAIT, msg_rate: 10, msg_burst: 5, get_peers_min_interval: Duration::from_secs(5) }
     }
 
     fn inbound(t0: Instant) -> PeerProtocol {
@@ -622,11 +616,7 @@ mod tests {
         assert_eq!(p.on_message(Message::GetBlocks(hashes(3)), t0), vec![Action::Serve(Serve::Blocks(hashes(3)))]);
         let get = |max| Message::GetHeaders { locator: hashes(2), max };
         assert_eq!(p.on_message(get(10), t0), vec![Action::Serve(Serve::Headers { locator: hashes(2), max: 10 })]);
-        assert_eq!(
-            p.on_message(get(u32::MAX), t0),
-            vec![Action::Serve(Serve::Headers { locator: hashes(2), max: MAX_HEADERS as u32 })],
-            "max capped"
-        );
+        assert_eq!(p.on_message(get(u32::MAX), t0), vec![Action::Serve(Serve::Headers { locator: hashes(2), max: MAX_HEADERS as u32 })], "max capped");
     }
 
     #[test]
@@ -638,10 +628,7 @@ mod tests {
             p.on_message(Message::Status { best_height: 5, best_hash, total_work }, t0),
             vec![Action::Sync(ToSync::Status { best_height: 5, best_hash, total_work })]
         );
-        assert_eq!(
-            p.on_message(Message::NewBlock { height: 6, hash: best_hash }, t0),
-            vec![Action::Sync(ToSync::NewBlock { height: 6, hash: best_hash })]
-        );
+        assert_eq!(p.on_message(Message::NewBlock { height: 6, hash: best_hash }, t0), vec![Action::Sync(ToSync::NewBlock { height: 6, hash: best_hash })]);
         assert_eq!(p.on_message(Message::Headers(blobs(3)), t0), vec![Action::Sync(ToSync::Headers(blobs(3)))]);
         assert_eq!(p.on_message(Message::Blocks(blobs(2)), t0), vec![Action::Sync(ToSync::Blocks(blobs(2)))]);
         assert_eq!(p.on_message(Message::NotFound(hashes(2)), t0), vec![Action::Sync(ToSync::NotFound(hashes(2)))]);
@@ -743,10 +730,7 @@ mod tests {
             vec![Action::Sync(ToSync::BlockData { block: block.clone(), requested: Some(c) })]
         );
         // Nothing out: a block is still offered to sync (it may be new), a refusal is ignored.
-        assert_eq!(
-            p.on_message(Message::BlockData(Some(block.clone())), t0),
-            vec![Action::Sync(ToSync::BlockData { block, requested: None })]
-        );
+        assert_eq!(p.on_message(Message::BlockData(Some(block.clone())), t0), vec![Action::Sync(ToSync::BlockData { block, requested: None })]);
         assert_eq!(p.on_message(Message::BlockData(None), t0), vec![]);
         assert!(!p.is_closed());
     }
@@ -822,10 +806,7 @@ mod tests {
             // A NotFound comes before the Blocks of the same request and leaves it outstanding.
             (Message::NotFound(hashes(1)), vec![Action::Sync(ToSync::NotFound(hashes(1)))]),
             (Message::Blocks(blobs(1)), vec![Action::Sync(ToSync::Blocks(blobs(1)))]),
-            (
-                Message::BlockData(Some(block.clone())),
-                vec![Action::Sync(ToSync::BlockData { block: block.clone(), requested: Some(BlockId::Height(1)) })],
-            ),
+            (Message::BlockData(Some(block.clone())), vec![Action::Sync(ToSync::BlockData { block: block.clone(), requested: Some(BlockId::Height(1)) })]),
         ];
         for (msg, want) in answers.clone() {
             let kind = msg.kind();

@@ -18,12 +18,12 @@ use bytes::Bytes;
 use cairn_chain::{Block, Header, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::{Direction, ManagerMsg, PeerCmd, PeerStats, Registration, Standing, SyncMsg, TxSeen};
 use crate::config::FRAME_OVERHEAD;
+use crate::config::MAX_HEADERS;
 use crate::ctx::{Ctx, now_ms};
 use crate::identity::NodeId;
-use crate::channels::{Direction, ManagerMsg, PeerCmd, PeerStats, Registration, Standing, SyncMsg, TxSeen};
 use crate::peer::protocol::{Action, Close, PeerProtocol, ProtocolConfig, Serve, ToSync};
-use crate::config::MAX_HEADERS;
 use crate::verdict::{Misbehaviour, Verdict, block_verdict, tx_verdict};
 use crate::wire::{BlockId, Hello, Message, RejectReason, Wire};
 

@@ -501,9 +501,7 @@ impl Download {
         let stalled: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
-                p.requests.iter().any(|r| !r.abandoned) && p.last_progress.is_some_and(|t| now.saturating_duration_since(t) > p.timeout)
-            })
+            .filter(|(_, p)| p.requests.iter().any(|r| !r.abandoned) && p.last_progress.is_some_and(|t| now.saturating_duration_since(t) > p.timeout))
             .map(|(id, _)| *id)
             .collect();
         for p in self.peers.values_mut() {
@@ -910,6 +908,24 @@ mod tests {
             }
         }
         assert_eq!(asked, WINDOW);
+    }
+
+    #[test]
+    fn headers_are_continued_only_when_a_whole_batch_fits() {
+        let n = (MAX_WANTED - crate::config::MAX_HEADERS + 1) as u64;
+        let blocks = chain(n);
+        let mut d = Download::default();
+        d.add_peer(peer(1));
+        d.asked_headers(peer(1), HeadersFrom::Tip, None, Instant::now());
+        d.on_headers(peer(1), &headers(&blocks), true, |_| false, |h| *h == GENESIS).unwrap();
+        assert_eq!(d.headers_wanted(&peer(1), true), None, "a batch would not fit: wait (no overfetch)");
+        assert_eq!(d.take_ready(1, usize::MAX).len(), 0);
+        let t = Instant::now();
+        let first = d.assign(peer(1), 1, t).unwrap();
+        assert_eq!(d.on_blocks(peer(1), vec![blocks[0].clone()], t).unwrap().kept, 1);
+        assert_eq!(first.len(), 1);
+        assert_eq!(d.take_ready(1, usize::MAX).len(), 1);
+        assert_eq!(d.headers_wanted(&peer(1), true), Some(HeadersFrom::After(blocks[n as usize - 1].hash())), "now it fits");
     }
 
     #[test]

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use cairn_chain::Hash;
 use tokio::sync::{mpsc, watch};
 
+use crate::channels::{PeerCmd, Snapshot, TxSeen};
 use crate::ctx::Ctx;
 use crate::identity::NodeId;
-use crate::channels::{PeerCmd, Snapshot, TxSeen};
 use crate::wire::Message;
 
 /// How many block/transaction sources are remembered (to skip them when relaying).

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use cairn_chain::{Block, BlockError, CheckResult, Hash};
 use tokio::task::JoinHandle;
 
+use crate::config::MAX_BLOCKS_PER_REQUEST;
 use crate::ctx::Ctx;
 use crate::identity::NodeId;
 use crate::ports::Submitted;
-use crate::config::MAX_BLOCKS_PER_REQUEST;
 use crate::sync::download::Download;
 
 /// Runs checked ahead of the one committing.
@@ -74,7 +74,6 @@ impl Progress {
         }
     }
 }
-
 
 /// The pipeline: runs being checked, and the one being committed.
 #[derive(Default)]

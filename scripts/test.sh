@@ -9,4 +9,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 # Style and lints first: seconds for fmt; clippy reuses the release build's dependencies.
 cargo fmt --check
 cargo clippy --release --workspace --tests --benches --quiet -- -D warnings
-cargo test --release --workspace "$@"
+# The summary line closes the run: every test binary's counts added up (the last binary cargo
+# runs is a doc-test one with nothing in it, which would otherwise close the output).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -77,3 +77,41 @@ impl Bans {
         self.bans.values().filter(|b| b.until_ms > now_ms).cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Misbehaviour;
+
+    fn node(b: u8) -> NodeId {
+        cairn_chain::PublicKey([b; 32])
+    }
+
+    #[test]
+    fn points_add_up_to_a_ban_once_and_it_holds_until_it_ends() {
+        let mut b = Bans::default();
+        let (day, now) = (86_400_000, 1_000);
+        let kind = Misbehaviour::UnbackedWorkClaim;
+        for i in 1..10 {
+            let (score, ban) = b.penalize(node(1), kind.points(), kind.code(), now, day);
+            assert_eq!((score, ban.is_none()), (i * kind.points(), true), "below the threshold: no ban");
+        }
+        let (score, ban) = b.penalize(node(1), kind.points(), kind.code(), now, day);
+        assert_eq!(score, BAN_THRESHOLD);
+        let ban = ban.expect("banned at the threshold");
+        assert_eq!((ban.until_ms, ban.reason.as_str()), (now + day, "unbacked_work_claim"));
+        assert!(b.is_banned(&node(1), now + day - 1));
+        assert!(!b.is_banned(&node(1), now + day), "a ban ends");
+        assert!(b.penalize(node(1), 100, "again", now, day).1.is_none(), "banned once, not again while it holds");
+        // Invalid data bans at once; bans and scores stay bounded.
+        assert!(b.penalize(node(2), Misbehaviour::InvalidBlock.points(), "invalid_block", now, day).1.is_some());
+        assert!(b.unban(&node(2)));
+        assert_eq!(b.score(&node(2)), 0);
+        for i in 0..(MAX_SCORE_RECORDS + 10) {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            b.penalize(cairn_chain::PublicKey(k), 1, "x", now, day);
+        }
+        assert!(b.scores().len() <= MAX_SCORE_RECORDS);
+    }
+}

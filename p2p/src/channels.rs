@@ -267,9 +267,9 @@ pub(crate) struct Snapshot {
 /// Messages to the sync task.
 pub(crate) enum SyncMsg {
     /// A peer joined; `work`/`hash` are what its `Hello` claimed.
-    PeerUp { id: NodeId, inbox: mpsc::Sender<PeerCmd>, cancel: CancellationToken, stats: Arc<PeerStats>, work: Work, hash: Hash },
+    PeerUp { id: NodeId, conn: usize, inbox: mpsc::Sender<PeerCmd>, cancel: CancellationToken, stats: Arc<PeerStats>, work: Work, hash: Hash },
     /// A peer's task ended.
-    PeerDown { id: NodeId },
+    PeerDown { id: NodeId, conn: usize },
     /// Its tip, as it says.
     Status { id: NodeId, height: u64, hash: Hash, work: Work },
     /// It announced a block.
@@ -290,7 +290,7 @@ impl SyncMsg {
     pub(crate) fn peer(&self) -> NodeId {
         match self {
             SyncMsg::PeerUp { id, .. }
-            | SyncMsg::PeerDown { id }
+            | SyncMsg::PeerDown { id, .. }
             | SyncMsg::Status { id, .. }
             | SyncMsg::NewBlock { id, .. }
             | SyncMsg::Headers { id, .. }

@@ -237,6 +237,15 @@ async fn nodes_dialling_each_other_at_once_keep_one_connection() {
         .await;
         let lower_dialled = if a.node_id() < b.node_id() { peer_ids(&a)[0].1 == Direction::Outbound } else { peer_ids(&b)[0].1 == Direction::Outbound };
         assert!(lower_dialled, "round {round}: kept the connection of the higher node ID");
+        // The kept connection carries blocks both ways (the sync task follows the replacement:
+        // a replaced connection's departure does not take the new one with it).
+        for (from, to) in [(&a, &b), (&b, &a)] {
+            cairn::farm::farmer::farm_blocks(from.chain(), cairn_chain::Address([0xfa; 32]), 1, 1, &tokio_util::sync::CancellationToken::new())
+                .await
+                .expect("farm");
+            let tip = from.chain().tip().hash;
+            wait_for("the block crosses the kept connection", 10, || async { (to.chain().tip().hash == tip).then_some(()) }).await;
+        }
         for n in [a, b] {
             n.shutdown().await;
         }

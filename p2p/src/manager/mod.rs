@@ -107,11 +107,17 @@ impl Manager {
                 false
             }
             ManagerMsg::Register { joining, reply } => {
+                let id = joining.id;
                 let r = self.register(*joining);
                 let ok = r.is_ok();
                 if let Err(Some(reg)) = reply.send(r).map_err(Result::ok) {
-                    // The handshake task is gone: undo.
+                    // The handshake task is gone (shutdown): undo, or the row would stay with
+                    // no task to say it is gone.
                     reg.cancel.cancel();
+                    if let Some(p) = self.peers.remove(&id) {
+                        p.conn.close(RejectReason::ShuttingDown.close_code(), b"shutting_down: node shutting down");
+                        self.ctx.metrics.disconnected();
+                    }
                 }
                 ok
             }

@@ -216,6 +216,11 @@ fn ask(n: &mut u32) {
     *n = (*n + 1).min(MAX_UNANSWERED);
 }
 
+/// Whether the sender expects an answer it pairs with this message (so it is never dropped).
+fn is_request(m: &Message) -> bool {
+    matches!(m, Message::Ping(_) | Message::GetPeers | Message::GetStatus | Message::GetBlock(_) | Message::GetHeaders { .. } | Message::GetBlocks(_))
+}
+
 /// Takes one unanswered request; whether there was one.
 fn answer(n: &mut u32) -> bool {
     let had = *n > 0;
@@ -269,16 +274,28 @@ impl PeerProtocol {
     /// A message arrived.
     ///
     /// # Security
-    /// Every message but a solicited answer costs a token first; one over the rate is dropped
-    /// unread. Counts are checked against their limits before anything is forwarded.
+    /// Every message but a solicited answer costs a token first. One over the rate is held
+    /// against the peer (a sustained flood adds up to a ban in the peer manager); an
+    /// announcement or gossip is then dropped unread, but a request is still answered: the
+    /// asker pairs answers with its requests in order, so a silently dropped request would
+    /// put every later answer out of step. Counts are checked against their limits before
+    /// anything is forwarded.
     pub fn on_message(&mut self, msg: Message, now: Instant) -> Vec<Action> {
         if self.closed {
             return Vec::new();
         }
         if self.charged(&msg) && !self.bucket.take(now) {
-            // Dropped; a sustained flood adds up to a ban in the peer manager.
-            return vec![Action::Misbehaved(Misbehaviour::RateLimited)];
+            if !is_request(&msg) {
+                return vec![Action::Misbehaved(Misbehaviour::RateLimited)];
+            }
+            let mut out = vec![Action::Misbehaved(Misbehaviour::RateLimited)];
+            out.extend(self.handle(msg, now));
+            return out;
         }
+        self.handle(msg, now)
+    }
+
+    fn handle(&mut self, msg: Message, now: Instant) -> Vec<Action> {
         match msg {
             Message::Ping(n) => vec![Action::Send(Message::Pong(n))],
             Message::Pong(n) => {
@@ -757,26 +774,36 @@ mod tests {
     fn a_flood_gets_the_burst_then_drops_until_time_refills_the_bucket() {
         let t0 = Instant::now();
         let mut p = inbound(t0); // 10 a second, burst 5
+        let ann = |i: u64| Message::NewBlock { height: i, hash: Hash::ZERO };
+        let ok = |i: u64| vec![Action::Sync(ToSync::NewBlock { height: i, hash: Hash::ZERO })];
+        let limited = vec![Action::Misbehaved(Misbehaviour::RateLimited)];
         for i in 0..5 {
-            assert_eq!(p.on_message(Message::Ping(i), t0), vec![Action::Send(Message::Pong(i))], "burst {i}");
+            assert_eq!(p.on_message(ann(i), t0), ok(i), "burst {i}");
         }
         for i in 5..50 {
-            assert_eq!(p.on_message(Message::Ping(i), t0), vec![Action::Misbehaved(Misbehaviour::RateLimited)], "{i}");
+            assert_eq!(p.on_message(ann(i), t0), limited, "{i}: an announcement over the rate is dropped");
         }
         // 100 ms is one token at 10 a second.
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(p.on_message(Message::Ping(1), t1), vec![Action::Send(Message::Pong(1))]);
-        assert_eq!(p.on_message(Message::Ping(2), t1), vec![Action::Misbehaved(Misbehaviour::RateLimited)]);
+        assert_eq!(p.on_message(ann(1), t1), ok(1));
+        assert_eq!(p.on_message(ann(2), t1), limited);
         // 99 ms is not.
         let t2 = t1 + Duration::from_millis(99);
-        assert_eq!(p.on_message(Message::Ping(3), t2), vec![Action::Misbehaved(Misbehaviour::RateLimited)]);
-        assert_eq!(p.on_message(Message::Ping(4), t2 + Duration::from_millis(1)), vec![Action::Send(Message::Pong(4))]);
+        assert_eq!(p.on_message(ann(3), t2), limited);
+        assert_eq!(p.on_message(ann(4), t2 + Duration::from_millis(1)), ok(4));
         // A long pause saves the burst, not more.
         let t3 = t2 + secs(3600);
         for i in 0..5 {
             assert_eq!(p.on_message(Message::GetStatus, t3), vec![Action::Serve(Serve::Status)], "burst {i}");
         }
-        assert_eq!(p.on_message(Message::GetStatus, t3), vec![Action::Misbehaved(Misbehaviour::RateLimited)]);
+        // A request over the rate is held against the peer but still answered: the asker pairs
+        // answers with requests in order, so dropping one would put every later answer out of
+        // step.
+        assert_eq!(p.on_message(Message::GetStatus, t3), vec![Action::Misbehaved(Misbehaviour::RateLimited), Action::Serve(Serve::Status)]);
+        assert_eq!(
+            p.on_message(Message::GetBlocks(hashes(1)), t3),
+            vec![Action::Misbehaved(Misbehaviour::RateLimited), Action::Serve(Serve::Blocks(hashes(1)))]
+        );
         assert!(!p.is_closed(), "rate limiting drops; banning is the manager's");
     }
 
@@ -790,7 +817,7 @@ mod tests {
             assert_eq!(p.on_message(Message::Ping(i), t), vec![Action::Send(Message::Pong(i))]);
         }
         let limited = vec![Action::Misbehaved(Misbehaviour::RateLimited)];
-        assert_eq!(p.on_message(Message::Ping(9), t), limited, "the bucket is empty");
+        assert_eq!(p.on_message(Message::NewBlock { height: 9, hash: Hash::ZERO }, t), limited, "the bucket is empty");
 
         p.on_send(&Message::GetHeaders { locator: vec![], max: 10 });
         p.on_send(&Message::GetBlocks(hashes(1)));

@@ -56,7 +56,7 @@ impl Drop for Gone {
     fn drop(&mut self) {
         let (ctx, id, conn_id) = (self.ctx.clone(), self.id, self.conn_id);
         self.ctx.tasks.spawn(async move {
-            ctx.sync.send(SyncMsg::PeerDown { id }).await;
+            ctx.sync.send(SyncMsg::PeerDown { id, conn: conn_id }).await;
             ctx.manager.send(ManagerMsg::Gone { id, conn_id }).await;
         });
     }
@@ -79,6 +79,7 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
     let _gone = Gone { ctx: ctx.clone(), id, conn_id: conn.stable_id() };
     let up = SyncMsg::PeerUp {
         id,
+        conn: conn.stable_id(),
         inbox: sender,
         cancel: cancel.clone(),
         stats: stats.clone(),
@@ -102,8 +103,12 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
         if let Some(end) = t.carry_out(std::mem::take(&mut actions)).await {
             break end;
         }
+        if t.cancel.is_cancelled() {
+            break End::Cancelled;
+        }
+        // Unbiased: a busy inbox (gossip) must not stop the task reading the peer or keeping
+        // its heartbeat, nor a chatty peer stop it sending.
         tokio::select! {
-            biased;
             _ = t.cancel.cancelled() => break End::Cancelled,
             cmd = inbox.recv() => match cmd {
                 Some(PeerCmd::Send(m)) => {

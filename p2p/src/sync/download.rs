@@ -468,10 +468,12 @@ impl Download {
             }
         }
         if let Some(p) = self.peers.get_mut(&peer) {
+            // Progress is blocks, or a word that it lacks them; an answer with neither (the
+            // server always sends at least one block it has) does not keep a staller alive.
             if taken.kept > 0 {
                 p.last_progress = Some(now);
                 p.timeout = (p.timeout / 2).max(STALL_MIN);
-            } else if !p.requests.is_empty() {
+            } else if !not_found.is_empty() && !p.requests.is_empty() {
                 p.last_progress = Some(now);
             }
             if let Some(l) = lowest_lacking {

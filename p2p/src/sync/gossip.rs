@@ -77,9 +77,9 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<T
         let msg = Message::Transactions(vec![Bytes::from(tx.encode())]);
         let snapshot = peers.borrow().clone();
         for (id, inbox) in &snapshot.inboxes {
-            if Some(*id) != source {
-                // A full inbox drops gossip: best effort; the peer's mempool catches up from
-                // blocks.
+            // Gossip uses at most half of an inbox, so sync requests always find room; beyond
+            // that it is dropped (best effort: the peer's mempool catches up from blocks).
+            if Some(*id) != source && inbox.capacity() > crate::config::PEER_INBOX / 2 {
                 let _ = inbox.try_send(PeerCmd::Send(msg.clone()));
             }
         }

@@ -53,6 +53,8 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// One peer as the sync task knows it.
 struct SyncPeer {
+    /// Its connection (a replaced connection's `PeerDown` must not remove the new one).
+    conn: usize,
     inbox: mpsc::Sender<PeerCmd>,
     cancel: CancellationToken,
     stats: Arc<PeerStats>,
@@ -103,15 +105,17 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<SyncMsg>, status: 
                 }
                 import::Event::Committed(c) => s.on_committed(*c).await,
             },
-            msg = rx.recv() => match msg {
-                Some(m) => s.handle(m).await,
-                None => break,
-            },
+            // Stall detection and tip announcements before the inbox: a peer flooding
+            // messages must not starve them.
+            _ = tick.tick() => s.tick(),
             changed = async { tips.as_mut()?.changed().await.ok() }, if tips.is_some() => match changed {
                 Some(()) => s.announce_tip(),
                 None => tips = None,
             },
-            _ = tick.tick() => s.tick(),
+            msg = rx.recv() => match msg {
+                Some(m) => s.handle(m).await,
+                None => break,
+            },
         }
         s.dispatch().await;
         s.publish();
@@ -128,13 +132,20 @@ impl Sync {
             return;
         }
         match msg {
-            SyncMsg::PeerUp { id, inbox, cancel, stats, work, hash } => {
+            SyncMsg::PeerUp { id, conn, inbox, cancel, stats, work, hash } => {
+                // A new connection of a known peer replaces the old one: its requests and
+                // evidence do not carry over (answers would pair with the wrong requests).
+                if self.peers.remove(&id).is_some() {
+                    self.download.remove_peer(&id);
+                }
                 self.download.add_peer(id);
                 self.download.announced(&id, &hash);
-                self.peers.insert(id, SyncPeer { inbox, cancel, stats, work, asked_for: Work::ZERO });
+                self.peers.insert(id, SyncPeer { conn, inbox, cancel, stats, work, asked_for: Work::ZERO });
             }
-            SyncMsg::PeerDown { id } => {
-                if self.peers.remove(&id).is_some() {
+            SyncMsg::PeerDown { id, conn } => {
+                // Only the connection that is gone: a replacement may have come up already.
+                if self.peers.get(&id).is_some_and(|p| p.conn == conn) {
+                    self.peers.remove(&id);
                     let dropped = self.download.remove_peer(&id);
                     if dropped > 0 {
                         tracing::info!(target: "p2p::sync", peer = %id, dropped, "peer left; dropped the blocks only it had shown");
@@ -235,10 +246,16 @@ impl Sync {
     }
 
     /// Whether a header answer that showed nothing new contradicts what the request relied on.
+    /// Not judged while blocks are on their way in (our tip lags them, and an honest
+    /// answer may show only what we are importing), nor for an orphan that has connected
+    /// meanwhile (its parent came from another peer).
     fn unbacked(&self, claim: Option<Claim>) -> bool {
+        if self.download.wanted() > 0 || self.import.is_busy() {
+            return false;
+        }
         match claim {
             Some(Claim::Work(w)) => w > self.ctx.chain.tip().total_work,
-            Some(Claim::Orphan) => true,
+            Some(Claim::Orphan) => !self.orphans.is_empty(),
             None => false,
         }
     }
@@ -282,6 +299,9 @@ impl Sync {
                 return;
             }
             for (block, peer) in self.orphans.take_children(&parent) {
+                if self.peers.get(&peer).is_none_or(|p| p.cancel.is_cancelled()) {
+                    continue; // its sender left or was cut off: nothing of it is processed
+                }
                 let hash = block.hash();
                 self.block_sources.insert(hash, peer);
                 match self.ctx.chain.submit_block(block).await {
@@ -331,6 +351,13 @@ impl Sync {
         let peers = &self.peers;
         let stalls = self.download.tick(Instant::now(), |id| peers.iter().any(|(o, p)| o != id && p.work > tip));
         for s in stalls {
+            if s.dropped > 0
+                && let Some(p) = self.peers.get_mut(&s.peer)
+            {
+                // Asked again from our tip once nothing else is wanted: if the others showed
+                // nothing, it is the only way on.
+                p.asked_for = Work::ZERO;
+            }
             tracing::info!(target: "p2p::sync", peer = %s.peer, dropped = s.dropped, timeout_s = s.timeout.as_secs(), "peer stalled; its blocks go to others");
         }
     }

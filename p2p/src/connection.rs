@@ -259,9 +259,12 @@ async fn drive(
                         actions.extend(hs.admitted(r, Instant::now()));
                     }
                     HsAction::Done(hello) => return Ok(hello),
-                    HsAction::Refuse { refusal, misbehaviour, send_reject } => {
-                        if let Some(kind) = misbehaviour {
-                            ctx.manager.send(ManagerMsg::Misbehaved { id, kind, reply: None }).await;
+                    HsAction::Refuse { mut refusal, misbehaviour, send_reject } => {
+                        // Judged first: if the points ban it, the refusal says so.
+                        if let Some(kind) = misbehaviour
+                            && ctx.manager.judge(id, kind).await == crate::channels::Standing::Banned
+                        {
+                            refusal = Refusal::new(RejectReason::Banned, format!("{}: {}", kind.code(), refusal.detail));
                         }
                         refuse(ctx, conn, send_reject.then_some(&mut *wire), Some(&id), &refusal).await;
                         return Err(ConnectError::Refused { reason: refusal.reason, detail: refusal.detail, by_peer: false });

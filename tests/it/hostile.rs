@@ -368,3 +368,30 @@ async fn shutdown_does_not_wait_for_dials_in_flight() {
     println!("shutdown with a dial in flight took {} ms", took.as_millis());
     assert!(took < Duration::from_millis(1500), "shutdown took {took:?} with a dial in flight");
 }
+
+/// A handshake violation is judged before the close: the first (50 points) closes with
+/// `protocol_violation`, the second, which bans, with `banned`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_violation_that_bans_closes_with_banned() {
+    let t = tempfile::tempdir().unwrap();
+    let n = start(&t.path().join("n"), vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = cairn_p2p::NodeIdentity::load_or_create(dir.path()).unwrap();
+    for want in [RejectReason::ProtocolViolation, RejectReason::Banned] {
+        let endpoint = cairn_p2p::transport::bind(&identity, &cairn_p2p::P2pConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = endpoint.connect(n.p2p_addr(), cairn_p2p::tls::SERVER_NAME).unwrap().await.unwrap();
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let body = encode(&Message::Ping(1)); // not a hello
+        send.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
+        send.write_all(&body).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.expect("closed by the node") {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                assert_eq!(c.error_code, want.close_code(), "{:?}", String::from_utf8_lossy(&c.reason));
+                assert!(String::from_utf8_lossy(&c.reason).starts_with(want.code()), "{:?}", c.reason);
+            }
+            other => panic!("closed without a code: {other}"),
+        }
+    }
+    assert!(n.p2p().bans().iter().any(|b| b.node_id == identity.node_id()));
+    n.shutdown().await;
+}

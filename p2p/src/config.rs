@@ -43,6 +43,10 @@ pub const FRAME_OVERHEAD: usize = 64 * 1024;
 /// Most addresses in one `Peers` message (Bitcoin Core's `addr` limit).
 pub const MAX_PEERS_PER_MESSAGE: usize = 1000;
 
+/// A misbehaviour score halves after this long (issue 11's reputation decay, started early):
+/// occasional honest mistakes never add up to a ban, a sustained misbehaviour still does.
+pub const SCORE_HALF_LIFE_MS: u64 = 3_600_000;
+
 /// Misbehaviour score at which a peer is banned.
 pub const BAN_THRESHOLD: u32 = 100;
 

@@ -448,7 +448,7 @@ impl Manager {
                     bytes_received: p.stats.bytes_in.load(Relaxed),
                     blocks_served: p.stats.blocks_served.load(Relaxed),
                     last_seen_ms: p.stats.last_seen_ms.load(Relaxed),
-                    score: self.bans.score(id),
+                    score: self.bans.score(id, now_ms()),
                     user_agent: p.user_agent.clone(),
                 };
                 (view, p.stats.clone())
@@ -457,7 +457,7 @@ impl Manager {
         let snap = Snapshot {
             peers,
             inboxes: self.peers.iter().map(|(id, p)| (*id, p.inbox.clone())).collect(),
-            scores: self.bans.scores(),
+            scores: self.bans.scores(now_ms()),
             bans: self.bans.list(now_ms()),
             inbound: self.count(Direction::Inbound),
             outbound: self.count(Direction::Outbound),

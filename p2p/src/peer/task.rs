@@ -89,14 +89,7 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
     if !ctx.sync.send(up).await {
         return;
     }
-    let cfg = ProtocolConfig {
-        ping_interval: ctx.cfg.ping_interval,
-        ping_timeout: ctx.cfg.ping_timeout,
-        msg_rate: ctx.cfg.msg_rate,
-        msg_burst: ctx.cfg.msg_burst,
-        get_peers_min_interval: ctx.cfg.get_peers_min_interval,
-    };
-    let (proto, first) = PeerProtocol::new(cfg, direction == Direction::Outbound, Instant::now(), rand::random());
+    let (proto, first) = PeerProtocol::new(ProtocolConfig::from(&ctx.cfg), direction == Direction::Outbound, Instant::now(), rand::random());
     let mut t = PeerTask { ctx: ctx.clone(), id, wire, cancel, stats, proto };
     let mut actions = first;
     let end = loop {

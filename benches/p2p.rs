@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use cairn_chain::{Hash, Work};
 use cairn_p2p::config::PROTOCOL_VERSION;
-use cairn_p2p::ports::{Ban, ChainInfo, KnownPeer, PeerStore, PeerStoreError, TipSummary};
+use cairn_p2p::ports::{Ban, BanTarget, ChainInfo, KnownPeer, PeerStore, PeerStoreError, TipSummary};
 use cairn_p2p::tls::SERVER_NAME;
 use cairn_p2p::wire::{Hello, Message, Wire};
-use cairn_p2p::{NodeId, NodeIdentity, P2p, P2pConfig};
+use cairn_p2p::{NodeIdentity, P2p, P2pConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 const GENESIS: Hash = Hash([7; 32]);
@@ -44,7 +44,7 @@ impl PeerStore for NoStore {
     fn remove_peer(&self, _: &SocketAddr) -> Result<(), PeerStoreError> { Ok(()) }
     fn load_bans(&self) -> Result<Vec<Ban>, PeerStoreError> { Ok(vec![]) }
     fn save_ban(&self, _: &Ban) -> Result<(), PeerStoreError> { Ok(()) }
-    fn remove_ban(&self, _: &NodeId) -> Result<(), PeerStoreError> { Ok(()) }
+    fn remove_ban(&self, _: &BanTarget) -> Result<(), PeerStoreError> { Ok(()) }
 }
 
 /// Production defaults, except: no automatic dialing, peer exchange or mDNS, room for many inbound

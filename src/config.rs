@@ -86,6 +86,17 @@ pub struct FileConfig {
     pub target_outbound: Option<usize>,
     /// Most outbound peers.
     pub max_outbound: Option<usize>,
+    /// Most inbound peers from one IP [default: 4].
+    pub max_inbound_per_ip: Option<usize>,
+    /// Most inbound peers from one /24 (IPv6 /64) [default: 16].
+    pub max_inbound_per_subnet: Option<usize>,
+    /// New inbound handshakes allowed per IP per minute [default: 10]...
+    pub handshakes_per_minute: Option<u32>,
+    /// ...and at once [default: 20].
+    pub handshake_burst: Option<u32>,
+    /// Loopback peers skip the per-address limits, the handshake rate and automatic IP bans
+    /// [default: true, so a devnet on one machine works].
+    pub exempt_loopback: Option<bool>,
 }
 
 /// `seed_peers.toml`.
@@ -200,6 +211,8 @@ pub struct Overrides {
     pub farm: Option<String>,
     /// `--farm-threads`.
     pub farm_threads: Option<usize>,
+    /// `--exempt-loopback`.
+    pub exempt_loopback: Option<bool>,
 }
 
 /// Builds the node config: flags/env override the file, the file overrides defaults.
@@ -234,10 +247,25 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         max_outbound: file.max_outbound.unwrap_or(defaults.max_outbound),
         max_frame: chain.max_block_bytes as usize + cairn_p2p::config::FRAME_OVERHEAD,
         mdns: !o.no_mdns && file.mdns.unwrap_or(defaults.mdns),
+        max_inbound_per_ip: file.max_inbound_per_ip.unwrap_or(defaults.max_inbound_per_ip),
+        max_inbound_per_subnet: file.max_inbound_per_subnet.unwrap_or(defaults.max_inbound_per_subnet),
+        handshakes_per_minute: file.handshakes_per_minute.unwrap_or(defaults.handshakes_per_minute),
+        handshake_burst: file.handshake_burst.unwrap_or(defaults.handshake_burst),
+        exempt_loopback: o.exempt_loopback.or(file.exempt_loopback).unwrap_or(defaults.exempt_loopback),
         ..defaults
     };
     if p2p.target_outbound > p2p.max_outbound {
         return Err(ConfigError::Invalid("target_outbound must not exceed max_outbound".into()));
+    }
+    for (key, v) in [
+        ("max_inbound_per_ip", p2p.max_inbound_per_ip as u64),
+        ("max_inbound_per_subnet", p2p.max_inbound_per_subnet as u64),
+        ("handshakes_per_minute", u64::from(p2p.handshakes_per_minute)),
+        ("handshake_burst", u64::from(p2p.handshake_burst)),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::Invalid(format!("{key} must be at least 1 (0 would refuse every inbound peer)")));
+        }
     }
     let mempool =
         MempoolLimits { max_txs: file.mempool_max_txs.unwrap_or(MempoolLimits::default().max_txs), min_fee: chain.min_fee, ..MempoolLimits::default() };
@@ -298,5 +326,23 @@ mod tests {
         assert!(e.contains("spec.toml") && e.contains("missing field"), "{e}");
         let e = resolve(Overrides { farm: Some("xyz".into()), ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("--farm"), "{e}");
+        let zero = write(dir.path(), "zero.toml", "max_inbound_per_ip = 0\n");
+        let e = resolve(Overrides { config: Some(zero), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("max_inbound_per_ip"), "{e}");
+        let neg = write(dir.path(), "neg.toml", "max_inbound_per_subnet = -1\n");
+        let e = resolve(Overrides { config: Some(neg), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("neg.toml") && e.contains("max_inbound_per_subnet"), "{e}");
+    }
+
+    #[test]
+    fn admission_limits_layer_like_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = resolve(Overrides::default()).unwrap();
+        assert_eq!((d.p2p.max_inbound_per_ip, d.p2p.max_inbound_per_subnet, d.p2p.exempt_loopback), (4, 16, true));
+        let cfg = write(dir.path(), "n.toml", "max_inbound_per_ip = 2\nmax_inbound_per_subnet = 5\nexempt_loopback = false\nhandshakes_per_minute = 3\n");
+        let c = resolve(Overrides { config: Some(cfg.clone()), ..Default::default() }).unwrap();
+        assert_eq!((c.p2p.max_inbound_per_ip, c.p2p.max_inbound_per_subnet, c.p2p.exempt_loopback, c.p2p.handshakes_per_minute), (2, 5, false, 3));
+        let c = resolve(Overrides { config: Some(cfg), exempt_loopback: Some(true), ..Default::default() }).unwrap();
+        assert!(c.p2p.exempt_loopback, "the flag beats the file");
     }
 }

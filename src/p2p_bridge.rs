@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 
 use cairn_chain::store::{CF_BANS, CF_PEERS};
 use cairn_chain::{Block, BlockError, CheckResult, CheckedBlock, Hash, Header, Store, Transaction, TxError};
-use cairn_p2p::NodeId;
-use cairn_p2p::ports::{Ban, ChainInfo, KnownPeer, PeerStore, PeerStoreError, TipSummary};
+use cairn_p2p::ports::{Ban, BanTarget, ChainInfo, KnownPeer, PeerStore, PeerStoreError, TipSummary};
 use cairn_p2p::ports::{BoxFuture, Submitted};
 use tokio::sync::{broadcast, watch};
 
@@ -178,9 +177,9 @@ impl PeerStore for StoreBridge {
         self.load(CF_BANS, 100_000)
     }
     fn save_ban(&self, ban: &Ban) -> Result<(), PeerStoreError> {
-        self.put(CF_BANS, &ban.node_id.0, ban)
+        self.put(CF_BANS, &ban.target.key(), ban)
     }
-    fn remove_ban(&self, node_id: &NodeId) -> Result<(), PeerStoreError> {
-        self.delete(CF_BANS, &node_id.0)
+    fn remove_ban(&self, target: &BanTarget) -> Result<(), PeerStoreError> {
+        self.delete(CF_BANS, &target.key())
     }
 }

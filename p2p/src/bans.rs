@@ -1,17 +1,23 @@
 //! Misbehaviour scores and bans. A score halves every [`SCORE_HALF_LIFE_MS`], so occasional
 //! honest mistakes (a race into an unsolicited answer, a burst over the rate) never add up to a
 //! ban in a long-running network, while a sustained misbehaviour still does.
+//!
+//! A ban covers a node ID or an address ([`BanTarget`]): an automatic ban covers both the key
+//! and, for a shorter time, the IP it came from (the manager adds that one), so an attacker
+//! cannot come back at once with a fresh key.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use crate::config::{BAN_THRESHOLD, MAX_BANS, MAX_SCORE_RECORDS, SCORE_HALF_LIFE_MS};
 use crate::identity::NodeId;
-use crate::ports::Ban;
+use crate::netgroup::host;
+use crate::ports::{Ban, BanTarget};
 
-/// Scores per node and the bans they led to.
+/// Scores per node and the bans in force.
 #[derive(Default)]
 pub struct Bans {
-    bans: HashMap<NodeId, Ban>,
+    bans: HashMap<BanTarget, Ban>,
     /// Score, and the time (ms) it is as of: decay is applied when it is read or added to.
     scores: HashMap<NodeId, (u32, u64)>,
 }
@@ -28,13 +34,22 @@ impl Bans {
     /// Restores persisted bans (expired ones are dropped).
     pub fn load(&mut self, bans: Vec<Ban>, now_ms: u64) {
         for b in bans.into_iter().filter(|b| b.until_ms > now_ms) {
-            self.bans.insert(b.node_id, b);
+            self.bans.insert(b.target, b);
         }
     }
 
     /// Whether `id` is banned now.
     pub fn is_banned(&self, id: &NodeId, now_ms: u64) -> bool {
-        self.bans.get(id).is_some_and(|b| b.until_ms > now_ms)
+        self.bans.get(&BanTarget::Node(*id)).is_some_and(|b| b.until_ms > now_ms)
+    }
+
+    /// The ban in force on `ip` (of that address, or of a network holding it), if any.
+    pub fn ip_ban(&self, ip: IpAddr, now_ms: u64) -> Option<&Ban> {
+        let ip = crate::netgroup::canonical(ip);
+        if let Some(b) = self.bans.get(&BanTarget::Net(host(ip))).filter(|b| b.until_ms > now_ms) {
+            return Some(b);
+        }
+        self.bans.values().find(|b| b.until_ms > now_ms && matches!(b.target, BanTarget::Net(net) if net.contains(&ip)))
     }
 
     /// Current misbehaviour score (decayed to `now_ms`).
@@ -60,28 +75,31 @@ impl Bans {
         let score = decayed.saturating_add(points);
         *entry = (score, since);
         if score >= BAN_THRESHOLD && !self.is_banned(&id, now_ms) {
-            let ban = Ban { node_id: id, until_ms: now_ms.saturating_add(ban_ms), reason: reason.to_string() };
+            let ban = Ban { target: BanTarget::Node(id), until_ms: now_ms.saturating_add(ban_ms), reason: reason.to_string() };
             self.ban(ban.clone());
             return (score, Some(ban));
         }
         (score, None)
     }
 
-    /// Bans a node. At [`MAX_BANS`] the ban closest to expiry gives way.
+    /// Bans a node or an address (replacing a ban of the same target). At [`MAX_BANS`] the
+    /// ban closest to expiry gives way.
     pub fn ban(&mut self, ban: Ban) {
-        if !self.bans.contains_key(&ban.node_id)
+        if !self.bans.contains_key(&ban.target)
             && self.bans.len() >= MAX_BANS
-            && let Some(k) = self.bans.values().min_by_key(|b| b.until_ms).map(|b| b.node_id)
+            && let Some(k) = self.bans.values().min_by_key(|b| b.until_ms).map(|b| b.target)
         {
             self.bans.remove(&k);
         }
-        self.bans.insert(ban.node_id, ban);
+        self.bans.insert(ban.target, ban);
     }
 
-    /// Lifts a ban and clears the score.
-    pub fn unban(&mut self, id: &NodeId) -> bool {
-        self.scores.remove(id);
-        self.bans.remove(id).is_some()
+    /// Lifts a ban (a node's score is cleared too). Returns whether one was in force.
+    pub fn unban(&mut self, target: &BanTarget, now_ms: u64) -> bool {
+        if let BanTarget::Node(id) = target {
+            self.scores.remove(id);
+        }
+        self.bans.remove(target).is_some_and(|b| b.until_ms > now_ms)
     }
 
     /// Bans in force.
@@ -117,7 +135,7 @@ mod tests {
         assert!(b.penalize(node(1), 100, "again", now, day).1.is_none(), "banned once, not again while it holds");
         // Invalid data bans at once; bans and scores stay bounded.
         assert!(b.penalize(node(2), Misbehaviour::InvalidBlock.points(), "invalid_block", now, day).1.is_some());
-        assert!(b.unban(&node(2)));
+        assert!(b.unban(&BanTarget::Node(node(2)), now));
         assert_eq!(b.score(&node(2), now), 0);
         for i in 0..(MAX_SCORE_RECORDS + 10) {
             let mut k = [0u8; 32];
@@ -125,6 +143,32 @@ mod tests {
             b.penalize(cairn_chain::PublicKey(k), 1, "x", now, day);
         }
         assert!(b.scores(now).len() <= MAX_SCORE_RECORDS);
+    }
+
+    #[test]
+    fn address_bans_cover_the_ip_or_the_network_until_they_end() {
+        let mut b = Bans::default();
+        let net = |s: &str| BanTarget::parse(s).expect("target");
+        b.ban(Ban { target: net("10.0.0.7"), until_ms: 100, reason: "x".into() });
+        b.ban(Ban { target: net("192.0.2.0/24"), until_ms: 200, reason: "y".into() });
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(b.ip_ban(ip("10.0.0.7"), 50).map(|b| b.reason.as_str()), Some("x"));
+        assert_eq!(b.ip_ban(ip("::ffff:10.0.0.7"), 50).map(|b| b.reason.as_str()), Some("x"), "mapped IPv4");
+        assert!(b.ip_ban(ip("10.0.0.8"), 50).is_none());
+        assert_eq!(b.ip_ban(ip("192.0.2.99"), 150).map(|b| b.reason.as_str()), Some("y"));
+        assert!(b.ip_ban(ip("10.0.0.7"), 100).is_none(), "ended");
+        assert!(!b.is_banned(&node(1), 0), "an address ban is not a node ban");
+        assert!(b.unban(&net("192.0.2.0/24"), 150));
+        assert!(b.ip_ban(ip("192.0.2.99"), 150).is_none());
+        assert!(!b.unban(&net("192.0.2.0/24"), 150), "already lifted");
+        assert_eq!(b.list(50).len(), 1);
+        // Stored bans from before address bans read as node bans.
+        let old = format!(r#"{{"node_id":"{}","until_ms":5,"reason":"old"}}"#, node(9));
+        let ban: Ban = serde_json::from_str(&old).expect("old ban");
+        assert_eq!(ban.target, BanTarget::Node(node(9)));
+        let ip_ban = Ban { target: net("10.0.0.0/8"), until_ms: 5, reason: "r".into() };
+        let json = serde_json::to_string(&ip_ban).expect("json");
+        assert_eq!(serde_json::from_str::<Ban>(&json).expect("round trip"), ip_ban, "{json}");
     }
 
     #[test]

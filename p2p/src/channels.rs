@@ -4,7 +4,7 @@
 //! so the module graph stays acyclic.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -12,10 +12,12 @@ use cairn_chain::{Block, Hash, Header, Work};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::addrbook::AddressView;
+use crate::admission::Decision;
 use crate::config::{MANAGER_INBOX, SYNC_INBOX};
 use crate::handshake::Refusal;
 use crate::identity::NodeId;
-use crate::ports::Ban;
+use crate::ports::{Ban, BanTarget};
 use crate::verdict::Misbehaviour;
 use crate::wire::{Message, PeerAddress, RejectReason};
 
@@ -103,6 +105,8 @@ pub struct PeerView {
     pub last_seen_ms: u64,
     /// Misbehaviour score.
     pub score: u32,
+    /// Last measured ping round trip (ms), if measured.
+    pub ping_ms: Option<u64>,
     /// Its software.
     pub user_agent: String,
 }
@@ -130,12 +134,27 @@ pub struct PeerStats {
     pub last_seen_ms: AtomicU64,
     /// Blocks it served to our catch-up sync.
     pub blocks_served: AtomicU64,
+    /// Its last measured ping round trip (ms; 0: not measured yet).
+    pub ping_ms: AtomicU64,
+    /// When it last delivered a block new to us (ms; 0: never).
+    pub last_block_ms: AtomicU64,
+    /// When it last delivered a transaction new to us (ms; 0: never).
+    pub last_tx_ms: AtomicU64,
 }
 
 impl PeerStats {
     /// Counters of a new connection.
     pub fn new(best_height: u64, bytes_in: Arc<AtomicU64>, bytes_out: Arc<AtomicU64>, now_ms: u64) -> Self {
-        PeerStats { best_height: AtomicU64::new(best_height), bytes_in, bytes_out, last_seen_ms: AtomicU64::new(now_ms), blocks_served: AtomicU64::new(0) }
+        PeerStats {
+            best_height: AtomicU64::new(best_height),
+            bytes_in,
+            bytes_out,
+            last_seen_ms: AtomicU64::new(now_ms),
+            blocks_served: AtomicU64::new(0),
+            ping_ms: AtomicU64::new(0),
+            last_block_ms: AtomicU64::new(0),
+            last_tx_ms: AtomicU64::new(0),
+        }
     }
 }
 
@@ -174,9 +193,16 @@ pub(crate) struct Joining {
 
 /// Messages to the peer manager.
 pub(crate) enum ManagerMsg {
+    /// A new inbound connection, before any TLS work: may it go on? An `Accept` counts it
+    /// against its IP until `HandshakeEnded`. `validated`: QUIC proved the client owns the
+    /// address (or cannot ask it to any more).
+    Incoming { addr: SocketAddr, validated: bool, reply: oneshot::Sender<Decision> },
+    /// An inbound handshake that was accepted ended (registered or not).
+    HandshakeEnded(IpAddr),
     /// May `id` join now? A listener's `Ok` also reserves an inbound slot, released by
-    /// `Register` or `Release`.
-    Admit { id: NodeId, direction: Direction, reply: oneshot::Sender<Result<(), Refusal>> },
+    /// `Register` or `Release` (and may evict an inbound peer to make room). `manual`: an
+    /// operator's dial (it may reach a node the operator removed before).
+    Admit { id: NodeId, direction: Direction, manual: bool, reply: oneshot::Sender<Result<(), Refusal>> },
     /// An inbound handshake that holds a reservation ended without registering.
     Release,
     /// A confirmed connection joins the table (checked again: the decision and the insert
@@ -184,8 +210,9 @@ pub(crate) enum ManagerMsg {
     Register { joining: Box<Joining>, reply: oneshot::Sender<Result<Registration, Refusal>> },
     /// A peer task ended.
     Gone { id: NodeId, conn_id: usize },
-    /// A peer misbehaved. `reply` (if any) learns its standing afterwards.
-    Misbehaved { id: NodeId, kind: Misbehaviour, reply: Option<oneshot::Sender<Standing>> },
+    /// A peer misbehaved. `reply` (if any) learns its standing afterwards. `ip`: where it
+    /// connected from, if it is not in the peer table yet (a handshake).
+    Misbehaved { id: NodeId, kind: Misbehaviour, ip: Option<IpAddr>, reply: Option<oneshot::Sender<Standing>> },
     /// Addresses heard from a peer or seen inbound.
     Learned(Vec<SocketAddr>),
     /// A LAN announcement (mDNS): the address, pinned to the announced node.
@@ -200,8 +227,12 @@ pub(crate) enum ManagerMsg {
     Connect { addr: SocketAddr, id: Option<NodeId>, reply: oneshot::Sender<Result<NodeId, ConnectError>> },
     /// The operator forgets a node: disconnect and drop its addresses.
     Forget { id: NodeId, reply: oneshot::Sender<bool> },
-    /// The operator bans a node.
-    Ban { ban: Ban, reply: oneshot::Sender<()> },
+    /// The operator bans a node or an address; the answer is how many peers it cut off.
+    Ban { ban: Ban, reply: oneshot::Sender<usize> },
+    /// The operator lifts a ban; the answer is whether one was in force.
+    Unban { target: BanTarget, reply: oneshot::Sender<bool> },
+    /// The address book, for the operator.
+    Addresses { reply: oneshot::Sender<Vec<AddressView>> },
     /// The operator's block list (replaces the previous one).
     SetBlocked(HashSet<NodeId>),
 }
@@ -234,7 +265,13 @@ impl ManagerHandle {
 
     /// Reports misbehaviour and returns the peer's standing afterwards.
     pub(crate) async fn judge(&self, id: NodeId, kind: Misbehaviour) -> Standing {
-        self.ask(|reply| ManagerMsg::Misbehaved { id, kind, reply: Some(reply) }).await.unwrap_or(Standing::Banned)
+        self.ask(|reply| ManagerMsg::Misbehaved { id, kind, ip: None, reply: Some(reply) }).await.unwrap_or(Standing::Banned)
+    }
+
+    /// Like [`ManagerHandle::judge`], for a peer not in the table yet (its handshake), so an
+    /// automatic ban can cover the address it came from.
+    pub(crate) async fn judge_at(&self, id: NodeId, kind: Misbehaviour, ip: IpAddr) -> Standing {
+        self.ask(|reply| ManagerMsg::Misbehaved { id, kind, ip: Some(ip), reply: Some(reply) }).await.unwrap_or(Standing::Banned)
     }
 
     /// A LAN announcement; dropped if the inbox is full (the LAN repeats it).
@@ -262,6 +299,8 @@ pub(crate) struct Snapshot {
     pub bans: Vec<Ban>,
     pub inbound: usize,
     pub outbound: usize,
+    /// Inbound peers per network group, biggest first (bounded, see `METRIC_GROUPS`).
+    pub inbound_groups: Vec<(String, usize)>,
 }
 
 /// Messages to the sync task.

@@ -69,6 +69,14 @@ pub const MANAGER_INBOX: usize = 1024;
 /// Most bans held (a ban costs an attacker a fresh key; the table must not grow with that).
 pub const MAX_BANS: usize = 10_000;
 
+/// Most node IDs the operator removed (`DELETE /p2p/peers/{id}`) remembered as "do not dial
+/// again unless asked"; the oldest is forgotten first.
+pub const MAX_FORGOTTEN: usize = 1024;
+
+/// Most network groups labelled in `cairn_p2p_inbound_by_group` (the rest add up as `other`),
+/// so a peer set spread over many groups cannot blow up the metric's label set.
+pub const METRIC_GROUPS: usize = 8;
+
 /// How many misbehaviour records (node ID → score) are remembered.
 pub const MAX_SCORE_RECORDS: usize = 4096;
 
@@ -112,6 +120,20 @@ pub struct P2pConfig {
     pub msg_burst: u32,
     /// How long a ban lasts.
     pub ban_duration: Duration,
+    /// How long the IP ban that comes with an automatic ban lasts (at most `ban_duration`):
+    /// shorter, since an address may pass to someone else.
+    pub ip_ban_duration: Duration,
+    /// Most inbound connections from one IP.
+    pub max_inbound_per_ip: usize,
+    /// Most inbound connections from one subnet (IPv4 /24, IPv6 /64).
+    pub max_inbound_per_subnet: usize,
+    /// New inbound handshakes allowed per IP per minute (token bucket refill)...
+    pub handshakes_per_minute: u32,
+    /// ...and at once (its size).
+    pub handshake_burst: u32,
+    /// Loopback peers skip the per-address limits, the handshake rate and automatic IP bans
+    /// (a devnet runs many nodes on one machine); tests of those limits turn it off.
+    pub exempt_loopback: bool,
     /// Largest frame after the handshake for tools that speak the wire without a chain (the
     /// p2p benchmark); a node derives its limit from the chain spec (`max_block_bytes` +
     /// [`FRAME_OVERHEAD`]).
@@ -141,6 +163,12 @@ impl Default for P2pConfig {
             msg_rate: 1000,
             msg_burst: 4000,
             ban_duration: Duration::from_secs(24 * 3600),
+            ip_ban_duration: Duration::from_secs(24 * 3600),
+            max_inbound_per_ip: 4,
+            max_inbound_per_subnet: 16,
+            handshakes_per_minute: 10,
+            handshake_burst: 20,
+            exempt_loopback: true,
             max_frame: 1 << 20,
             mdns: true,
         }

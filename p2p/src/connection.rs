@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::addrbook::Expect;
+use crate::admission::Decision;
 use crate::channels::{ConnectError, Direction, Joining, ManagerMsg, Registration};
 use crate::ctx::{Ctx, short};
 use crate::handshake::{Handshake, HsAction, Refusal};
@@ -45,58 +46,108 @@ pub(crate) async fn accept_loop(ctx: Arc<Ctx>) {
     }
 }
 
-/// An inbound connection: TLS, then the handshake as listener, then the peer task.
+/// An inbound connection: the manager's admission checks (before any TLS work), TLS, then
+/// the handshake as listener, then the peer task.
 async fn inbound(ctx: Arc<Ctx>, incoming: quinn::Incoming, permit: tokio::sync::OwnedSemaphorePermit) {
     let remote = incoming.remote_address();
+    // A client QUIC cannot ask to retry again has proven its address as far as it can.
+    let validated = incoming.remote_address_validated() || !incoming.may_retry();
+    let decision = ctx.manager.ask(|reply| ManagerMsg::Incoming { addr: remote, validated, reply }).await;
+    let close = match decision {
+        None => return incoming.ignore(),
+        Some(Decision::Accept) => None,
+        Some(Decision::Retry) => {
+            // No TLS, no state: the client answers with a token proving its address.
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
+            return;
+        }
+        Some(Decision::Refuse(r)) => {
+            tracing::debug!(target: "p2p::handshake", %remote, "refused before TLS: {}: {}", r.reason.code(), r.detail);
+            return incoming.refuse();
+        }
+        // Completes TLS only so the refusal can say why (QUIC carries no reason before).
+        Some(Decision::Close(r)) => Some(r),
+    };
+    let ip = remote.ip();
+    if let Some(r) = close {
+        let conn = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = tokio::time::sleep(ctx.cfg.handshake_timeout) => return,
+            c = incoming => c,
+        };
+        if let Ok(conn) = conn {
+            conn.close(r.reason.close_code(), format!("{}: {}", r.reason.code(), r.detail).as_bytes());
+        }
+        return;
+    }
+    let accepted = handshake_inbound(&ctx, incoming, permit, remote).await;
+    // Counted by the manager from Incoming until here (then as a peer in its table).
+    ctx.manager.send(ManagerMsg::HandshakeEnded(ip)).await;
+    if let Some((id, conn, wire, reg, hello)) = accepted {
+        let span = tracing::info_span!(target: "p2p::peer", "peer", peer = %short(&id), dir = "inbound");
+        crate::peer::run_peer(ctx.clone(), id, conn, wire, reg, Direction::Inbound, hello).instrument(span).await;
+    }
+}
+
+/// A registered inbound connection, ready to become a peer task.
+type Accepted = (NodeId, quinn::Connection, Wire, Registration, Hello);
+
+/// TLS and the listener's handshake; a registered connection comes back.
+async fn handshake_inbound(ctx: &Arc<Ctx>, incoming: quinn::Incoming, permit: tokio::sync::OwnedSemaphorePermit, remote: SocketAddr) -> Option<Accepted> {
     let deadline = tokio::time::Instant::now() + ctx.cfg.handshake_timeout;
     let conn = tokio::select! {
-        _ = ctx.cancel.cancelled() => return,
+        _ = ctx.cancel.cancelled() => return None,
         _ = tokio::time::sleep_until(deadline) => {
             ctx.metrics.rejected(RejectReason::Timeout, crate::metrics::Side::Local);
-            return;
+            return None;
         }
         c = incoming => match c {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(target: "p2p::handshake", %remote, "TLS handshake failed: {e}");
-                return;
+                return None;
             }
         },
     };
-    let Some(id) = peer_node_id(&conn) else { return };
+    let id = peer_node_id(&conn)?;
     let hs = Handshake::listener(ctx.hello(), ctx.node_id, id, Instant::now(), deadline.saturating_duration_since(tokio::time::Instant::now()));
     // The dialer opens the one stream; waiting for it counts against the same deadline.
     let stream = tokio::select! {
-        _ = ctx.cancel.cancelled() => return close_shutting_down(&conn),
+        _ = ctx.cancel.cancelled() => {
+            close_shutting_down(&conn);
+            return None;
+        }
         _ = tokio::time::sleep_until(deadline) => None,
         s = conn.accept_bi() => s.ok(),
     };
     let Some((send, recv)) = stream else {
         if tokio::time::Instant::now() >= deadline {
             let r = Refusal::new(RejectReason::Timeout, "no stream opened in time");
-            refuse(&ctx, &conn, None, Some(&id), &r).await;
+            refuse(ctx, &conn, None, Some(&id), &r).await;
         }
-        return;
+        return None;
     };
     let mut wire = Wire::new(send, recv);
     let mut reserved = false;
-    let outcome = drive(&ctx, &conn, &mut wire, hs, Vec::new(), id, Direction::Inbound, &mut reserved).await;
+    let outcome = drive(ctx, &conn, &mut wire, hs, Vec::new(), id, Direction::Inbound, false, &mut reserved).await;
     let hello = match outcome {
         Ok(h) => h,
         Err(_) => {
-            release(&ctx, reserved).await;
-            return;
+            release(ctx, reserved).await;
+            return None;
         }
     };
     // The handshake is over: its slot goes back before the connection lives on.
     drop(permit);
     let listen = SocketAddr::new(remote.ip(), hello.listen_port);
-    match register(&ctx, &conn, &wire, &hello, id, Direction::Inbound, listen, reserved).await {
-        Ok(reg) => {
-            let span = tracing::info_span!(target: "p2p::peer", "peer", peer = %short(&id), dir = "inbound");
-            crate::peer::run_peer(ctx.clone(), id, conn, wire, reg, Direction::Inbound, hello).instrument(span).await;
+    match register(ctx, &conn, &wire, &hello, id, Direction::Inbound, listen, reserved).await {
+        Ok(reg) => Some((id, conn, wire, reg, hello)),
+        Err(r) => {
+            refuse(ctx, &conn, Some(&mut wire), Some(&id), &r).await;
+            None
         }
-        Err(r) => refuse(&ctx, &conn, Some(&mut wire), Some(&id), &r).await,
     }
 }
 
@@ -109,8 +160,8 @@ async fn release(ctx: &Ctx, reserved: bool) {
 
 /// A dial started by the manager: the outcome goes back to it ([`ManagerMsg::Dialled`]), and
 /// a connection that registers becomes the peer task.
-pub(crate) async fn dial_task(ctx: Arc<Ctx>, addr: SocketAddr, expect: Expect) {
-    match dial(&ctx, addr, expect).await {
+pub(crate) async fn dial_task(ctx: Arc<Ctx>, addr: SocketAddr, expect: Expect, manual: bool) {
+    match dial(&ctx, addr, expect, manual).await {
         Ok(Dialled::Connected(c)) => {
             let Connected { id, conn, wire, reg, hello } = *c;
             ctx.manager.send(ManagerMsg::Dialled { addr, result: Ok(id) }).await;
@@ -142,8 +193,8 @@ enum Dialled {
     AlreadyConnected(NodeId),
 }
 
-/// Dials `addr` and runs the handshake as dialer.
-async fn dial(ctx: &Arc<Ctx>, addr: SocketAddr, expect: Expect) -> Result<Dialled, ConnectError> {
+/// Dials `addr` and runs the handshake as dialer. `manual`: the operator's dial.
+async fn dial(ctx: &Arc<Ctx>, addr: SocketAddr, expect: Expect, manual: bool) -> Result<Dialled, ConnectError> {
     let deadline = tokio::time::Instant::now() + ctx.cfg.handshake_timeout;
     let connecting = ctx.endpoint.connect(addr, SERVER_NAME).map_err(|e| ConnectError::Unreachable(format!("{addr}: {e}")))?;
     let conn = tokio::select! {
@@ -167,14 +218,15 @@ async fn dial(ctx: &Arc<Ctx>, addr: SocketAddr, expect: Expect) -> Result<Dialle
     if let Some(known) = expect.known
         && known != id
     {
-        tracing::warn!(target: "p2p::handshake", %addr, %known, presented = %id, "known peer presented a different key");
-        return early(Refusal::new(RejectReason::KeyChanged, format!("{addr} was {known}, now presents {id}"))).await;
+        // Not pinned by the operator: most likely the node there was reinstalled (its data
+        // dir wiped). Taken; the book remembers the new key once the handshake succeeds.
+        tracing::info!(target: "p2p::handshake", %addr, %known, presented = %id, "the node at this address has a new key; taking it");
     }
     if id == ctx.node_id {
         return early(Refusal::new(RejectReason::SelfConnection, format!("{addr} is this node ({id})"))).await;
     }
     // Before any protocol exchange: a node we are connected to already, or may not take.
-    let pre = ctx.manager.ask(|reply| ManagerMsg::Admit { id, direction: Direction::Outbound, reply }).await;
+    let pre = ctx.manager.ask(|reply| ManagerMsg::Admit { id, direction: Direction::Outbound, manual, reply }).await;
     match pre {
         None => return Err(ConnectError::Unreachable(format!("{addr}: shutting down"))),
         Some(Err(r)) if r.reason == RejectReason::AlreadyConnected => {
@@ -204,7 +256,7 @@ async fn dial(ctx: &Arc<Ctx>, addr: SocketAddr, expect: Expect) -> Result<Dialle
     let mut wire = Wire::new(send, recv);
     let (hs, first) = Handshake::dialer(ctx.hello(), ctx.node_id, id, Instant::now(), deadline.saturating_duration_since(tokio::time::Instant::now()));
     let mut reserved = false;
-    let hello = drive(ctx, &conn, &mut wire, hs, first, id, Direction::Outbound, &mut reserved).await?;
+    let hello = drive(ctx, &conn, &mut wire, hs, first, id, Direction::Outbound, manual, &mut reserved).await?;
     match register(ctx, &conn, &wire, &hello, id, Direction::Outbound, addr, false).await {
         Ok(reg) => Ok(Dialled::Connected(Box::new(Connected { id, conn, wire, reg, hello }))),
         Err(r) => {
@@ -224,6 +276,7 @@ async fn drive(
     first: Vec<HsAction>,
     id: NodeId,
     direction: Direction,
+    manual: bool,
     reserved: &mut bool,
 ) -> Result<Hello, ConnectError> {
     let mut actions = first;
@@ -250,7 +303,7 @@ async fn drive(
                     HsAction::Admit(_) => {
                         let r = ctx
                             .manager
-                            .ask(|reply| ManagerMsg::Admit { id, direction, reply })
+                            .ask(|reply| ManagerMsg::Admit { id, direction, manual, reply })
                             .await
                             .unwrap_or_else(|| Err(Refusal::new(RejectReason::ShuttingDown, "shutting down")));
                         if r.is_ok() && direction == Direction::Inbound {
@@ -262,7 +315,7 @@ async fn drive(
                     HsAction::Refuse { mut refusal, misbehaviour, send_reject } => {
                         // Judged first: if the points ban it, the refusal says so.
                         if let Some(kind) = misbehaviour
-                            && ctx.manager.judge(id, kind).await == crate::channels::Standing::Banned
+                            && ctx.manager.judge_at(id, kind, conn.remote_address().ip()).await == crate::channels::Standing::Banned
                         {
                             refusal = Refusal::new(RejectReason::Banned, format!("{}: {}", kind.code(), refusal.detail));
                         }

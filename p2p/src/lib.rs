@@ -72,18 +72,22 @@
 //! connection with a reason.
 
 pub mod addrbook;
+pub mod admission;
 pub mod bans;
 mod channels;
 pub mod config;
 mod connection;
 mod ctx;
+pub mod eviction;
 pub mod handshake;
 pub mod identity;
 mod manager;
 pub mod mdns;
 pub mod metrics;
+pub mod netgroup;
 pub mod peer;
 pub mod ports;
+mod ratelimit;
 pub mod service;
 pub mod sync;
 pub mod tls;

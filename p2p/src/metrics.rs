@@ -26,6 +26,8 @@ pub struct P2pMetrics {
     duplicate_txs: AtomicU64,
     disconnections: AtomicU64,
     bans: AtomicU64,
+    bans_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    evictions: AtomicU64,
     mdns_advertising: AtomicBool,
     mdns_discovered: AtomicU64,
     mdns_removed: AtomicU64,
@@ -90,9 +92,22 @@ impl P2pMetrics {
     pub fn disconnected(&self) {
         self.disconnections.fetch_add(1, Relaxed);
     }
-    /// A node was banned.
+    /// A node was banned for misbehaviour.
     pub fn banned(&self) {
         self.bans.fetch_add(1, Relaxed);
+    }
+    /// A ban was placed; `kind` is one of `node_auto`, `ip_auto`, `node_operator`,
+    /// `ip_operator`.
+    pub fn ban_placed(&self, kind: &'static str) {
+        bump(&self.bans_by_kind, kind);
+    }
+    /// An inbound peer was evicted for a newcomer.
+    pub fn evicted(&self) {
+        self.evictions.fetch_add(1, Relaxed);
+    }
+    /// Inbound peers evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Relaxed)
     }
 
     /// Whether this node's mDNS advertisement is registered.
@@ -113,14 +128,23 @@ impl P2pMetrics {
         bump(&self.mdns_ignored, reason);
     }
 
-    /// Appends the Prometheus text; `inbound`/`outbound` are the current peer counts.
-    pub fn render(&self, out: &mut String, inbound: usize, outbound: usize) {
+    /// Appends the Prometheus text; `inbound`/`outbound` are the current peer counts, `groups`
+    /// the inbound peers per network group (at most [`crate::config::METRIC_GROUPS`] labels).
+    pub fn render(&self, out: &mut String, inbound: usize, outbound: usize, groups: &[(String, usize)]) {
         let _ = writeln!(out, "# HELP cairn_p2p_peers Connected peers.\n# TYPE cairn_p2p_peers gauge");
         let _ = writeln!(out, "cairn_p2p_peers{{direction=\"inbound\"}} {inbound}\ncairn_p2p_peers{{direction=\"outbound\"}} {outbound}");
+        let _ = writeln!(
+            out,
+            "# HELP cairn_p2p_inbound_by_group Inbound peers per network group (IPv4 /16, IPv6 /32): the biggest groups, the rest as \"other\".\n# TYPE cairn_p2p_inbound_by_group gauge"
+        );
+        for (group, n) in groups {
+            let _ = writeln!(out, "cairn_p2p_inbound_by_group{{group=\"{group}\"}} {n}");
+        }
         for (name, help, v) in [
             ("cairn_p2p_connections_total", "Connections that completed the handshake.", &self.connections),
             ("cairn_p2p_disconnections_total", "Registered connections that ended.", &self.disconnections),
             ("cairn_p2p_bans_total", "Nodes banned for misbehaviour.", &self.bans),
+            ("cairn_p2p_evictions_total", "Inbound peers evicted to make room for a newcomer.", &self.evictions),
             ("cairn_p2p_duplicate_blocks_total", "Blocks received that were already known (dropped).", &self.duplicate_blocks),
             ("cairn_p2p_duplicate_transactions_total", "Transactions received that were already known (dropped).", &self.duplicate_txs),
             ("cairn_p2p_mdns_discovered_total", "Compatible peers discovered on the LAN by mDNS and handed to the dialer.", &self.mdns_discovered),
@@ -138,6 +162,13 @@ impl P2pMetrics {
             }
         }
         render_labelled(out, "cairn_p2p_misbehaviour_total", "Penalised peer behaviour, by kind.", "kind", &self.misbehaviour);
+        render_labelled(
+            out,
+            "cairn_p2p_bans_by_kind_total",
+            "Bans placed, by what they cover (node, ip) and who placed them (auto, operator).",
+            "kind",
+            &self.bans_by_kind,
+        );
         render_labelled(out, "cairn_p2p_mdns_ignored_total", "LAN (mDNS) announcements not dialled, by reason.", "reason", &self.mdns_ignored);
         let _ = writeln!(
             out,

@@ -123,11 +123,52 @@ pub struct KnownPeer {
     pub last_seen_ms: u64,
 }
 
-/// A ban.
+/// What a ban covers: one node (its key) or an address (one IP, or a CIDR network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BanTarget {
+    /// A node ID, whatever address it comes from.
+    #[serde(rename = "node_id")]
+    Node(NodeId),
+    /// Every connection from this network (a single IP is a /32 or /128).
+    #[serde(rename = "ip")]
+    Net(ipnet::IpNet),
+}
+
+impl BanTarget {
+    /// Parses a node ID (64 hex digits), an IP address or a CIDR network.
+    pub fn parse(s: &str) -> Result<BanTarget, String> {
+        let s = s.trim();
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return s.parse::<NodeId>().map(BanTarget::Node).map_err(|e| format!("node ID {s:?}: {e}"));
+        }
+        crate::netgroup::parse(s).map(BanTarget::Net).map_err(|e| format!("{e}, or a node ID (64 hex digits)"))
+    }
+
+    /// The key it is stored under.
+    pub fn key(&self) -> Vec<u8> {
+        match self {
+            BanTarget::Node(id) => id.0.to_vec(),
+            BanTarget::Net(net) => format!("ip:{net}").into_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Display for BanTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BanTarget::Node(id) => write!(f, "{id}"),
+            BanTarget::Net(net) => f.write_str(&crate::netgroup::display(net)),
+        }
+    }
+}
+
+/// A ban. Stored as JSON: `{"node_id": ..., "until_ms", "reason"}` or `{"ip": "10.0.0.7/32", ...}`
+/// (bans stored before address bans existed read as node bans).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ban {
-    /// The banned node.
-    pub node_id: NodeId,
+    /// Whom it covers.
+    #[serde(flatten)]
+    pub target: BanTarget,
     /// Until when, ms since the epoch.
     pub until_ms: u64,
     /// Why.
@@ -153,5 +194,5 @@ pub trait PeerStore: Send + Sync + 'static {
     /// Saves a ban.
     fn save_ban(&self, ban: &Ban) -> Result<(), PeerStoreError>;
     /// Lifts a ban.
-    fn remove_ban(&self, node_id: &NodeId) -> Result<(), PeerStoreError>;
+    fn remove_ban(&self, target: &BanTarget) -> Result<(), PeerStoreError>;
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::addrbook::AddressView;
 use crate::addrbook::{AddressBook, Source};
 use crate::bans::Bans;
 pub use crate::channels::{ConnectError, Direction, PeerView};
@@ -22,7 +23,7 @@ use crate::config::P2pConfig;
 use crate::ctx::{Ctx, now_ms};
 use crate::identity::{NodeId, NodeIdentity};
 use crate::metrics::P2pMetrics;
-use crate::ports::{Ban, ChainInfo, PeerStore};
+use crate::ports::{Ban, BanTarget, ChainInfo, PeerStore};
 use crate::transport::{TransportError, bind};
 use crate::wire::RejectReason;
 
@@ -180,10 +181,23 @@ impl P2p {
         self.ctx.manager.ask(|reply| ManagerMsg::Forget { id, reply }).await.unwrap_or(false)
     }
 
-    /// Bans `node_id` for `duration` (persisted) and disconnects it.
-    pub async fn ban(&self, node_id: NodeId, duration: Duration, reason: &str) {
-        let ban = Ban { node_id, until_ms: now_ms().saturating_add(duration.as_millis() as u64), reason: reason.to_string() };
-        self.ctx.manager.ask(|reply| ManagerMsg::Ban { ban, reply }).await;
+    /// Bans a node or an address for `duration` (persisted) and disconnects every peer it
+    /// covers at once. Returns the ban and how many peers it cut off.
+    pub async fn ban(&self, target: BanTarget, duration: Duration, reason: &str) -> (Ban, usize) {
+        let ban = Ban { target, until_ms: now_ms().saturating_add(duration.as_millis() as u64), reason: reason.to_string() };
+        let b = ban.clone();
+        let cut = self.ctx.manager.ask(|reply| ManagerMsg::Ban { ban: b, reply }).await.unwrap_or(0);
+        (ban, cut)
+    }
+
+    /// Lifts a ban (a node's score is cleared too). Returns whether one was in force.
+    pub async fn unban(&self, target: BanTarget) -> bool {
+        self.ctx.manager.ask(|reply| ManagerMsg::Unban { target, reply }).await.unwrap_or(false)
+    }
+
+    /// The address book, best first (the order dials are tried in).
+    pub async fn addresses(&self) -> Vec<AddressView> {
+        self.ctx.manager.ask(|reply| ManagerMsg::Addresses { reply }).await.unwrap_or_default()
     }
 
     /// Keeps exactly the nodes in `ids` away until the next call (an empty set clears it):
@@ -212,6 +226,7 @@ impl P2p {
                 blocks_served: stats.blocks_served.load(Relaxed),
                 last_seen_ms: stats.last_seen_ms.load(Relaxed),
                 score: snap.scores.get(&v.node_id).copied().unwrap_or(0),
+                ping_ms: Some(stats.ping_ms.load(Relaxed)).filter(|ms| *ms > 0),
                 ..v.clone()
             })
             .collect()
@@ -240,11 +255,11 @@ impl P2p {
 
     /// Appends p2p metrics in Prometheus text.
     pub fn render_metrics(&self, out: &mut String) {
-        let (i, o) = {
+        let (i, o, groups) = {
             let snap = self.peers.borrow();
-            (snap.inbound, snap.outbound)
+            (snap.inbound, snap.outbound, snap.inbound_groups.clone())
         };
-        self.ctx.metrics.render(out, i, o);
+        self.ctx.metrics.render(out, i, o, &groups);
         let orphans = self.orphan_count();
         let syncing = u8::from(self.is_syncing());
         let _ = std::fmt::Write::write_fmt(

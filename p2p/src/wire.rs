@@ -63,7 +63,8 @@ pub enum RejectReason {
     AlreadyConnected,
     /// The peer's key is not the node ID the address pinned.
     NodeIdMismatch,
-    /// A known address answered with another key than before.
+    /// A known address answered with another key than before. Not sent by this version: a
+    /// new key at an address the operator did not pin is taken (PROTOCOL.md 6.1).
     KeyChanged,
     /// The peer broke the protocol.
     ProtocolViolation,
@@ -78,11 +79,17 @@ pub enum RejectReason {
     PeerTimeout,
     /// Ended without blame (the operator disconnected or forgot the node). Since version 2.
     Disconnected,
+    /// Too many connections, or new connections too often, from the peer's IP or subnet.
+    /// Since version 2 (added with the per-address limits).
+    TooManyFromAddress,
+    /// The inbound slots were full and this peer gave way to a newcomer (eviction). Since
+    /// version 2 (added with eviction).
+    Evicted,
 }
 
 impl RejectReason {
     /// Every reason, for metrics.
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::WrongChain,
         RejectReason::WrongGenesis,
         RejectReason::IncompatibleVersion,
@@ -98,6 +105,8 @@ impl RejectReason {
         RejectReason::Blocked,
         RejectReason::PeerTimeout,
         RejectReason::Disconnected,
+        RejectReason::TooManyFromAddress,
+        RejectReason::Evicted,
     ];
 
     /// Stable code (RPC error code, metric label, QUIC close reason).
@@ -118,6 +127,8 @@ impl RejectReason {
             RejectReason::Blocked => "blocked",
             RejectReason::PeerTimeout => "peer_timeout",
             RejectReason::Disconnected => "disconnected",
+            RejectReason::TooManyFromAddress => "too_many_from_address",
+            RejectReason::Evicted => "evicted",
         }
     }
 

@@ -13,10 +13,12 @@ pub struct RpcClient {
 }
 
 impl RpcClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client for `base`: a URL (`http://127.0.0.1:8080`) or `HOST:PORT` (taken as http).
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
-        Ok(RpcClient { base: base.trim_end_matches('/').to_string(), http })
+        let base = base.trim().trim_end_matches('/');
+        let base = if base.contains("://") { base.to_string() } else { format!("http://{base}") };
+        Ok(RpcClient { base, http })
     }
 
     async fn answer<T: DeserializeOwned>(&self, what: &str, resp: reqwest::Response) -> anyhow::Result<T> {
@@ -35,6 +37,13 @@ impl RpcClient {
         let url = format!("{}{path}", self.base);
         let resp = self.http.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
         self.answer(&format!("GET {path}"), resp).await
+    }
+
+    /// DELETE `path`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.delete(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        self.answer(&format!("DELETE {path}"), resp).await
     }
 
     /// POST `body` as JSON to `path`.

@@ -4,6 +4,7 @@ mod client;
 mod devnet_cmd;
 mod farm_cmd;
 mod node_cmd;
+mod peers_cmd;
 mod wallet_cmd;
 
 use std::net::IpAddr;
@@ -44,6 +45,70 @@ pub enum Command {
         #[command(subcommand)]
         command: WalletCommand,
     },
+    /// Connected peers (`cairn peers`), and `add`, `remove`, `addresses`.
+    Peers {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        #[command(subcommand)]
+        command: Option<PeersCommand>,
+    },
+    /// The bans in force.
+    Bans {
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Ban a node (its 64-hex node ID) or an address (an IP or a CIDR network, e.g.
+    /// 10.0.0.0/24): disconnects it at once.
+    Ban {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Node ID, IP address or CIDR network.
+        target: String,
+        /// How long: seconds, or with a unit (30m, 24h, 7d) [default: 24h].
+        #[arg(long)]
+        duration: Option<String>,
+        /// Why (shown in `cairn bans`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a ban.
+    Unban {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Node ID, IP address or CIDR network, as `cairn bans` shows it.
+        target: String,
+    },
+}
+
+/// How to reach a node's RPC, and how to print its answer.
+#[derive(clap::Args, Debug)]
+pub struct RpcArgs {
+    /// The node's RPC: a URL or HOST:PORT.
+    #[arg(long, global = true, env = "CAIRN_RPC", default_value = "http://127.0.0.1:8080")]
+    pub rpc: String,
+    /// Print the RPC's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `cairn peers` commands.
+#[derive(Subcommand, Debug)]
+pub enum PeersCommand {
+    /// Connected peers (the default).
+    List,
+    /// Dial a peer now ([NODEID@]HOST:PORT); it is kept and redialled.
+    Add {
+        /// [NODEID@]HOST:PORT (with NODEID@ the key is pinned).
+        address: String,
+    },
+    /// Disconnect a peer and forget its addresses: it is not redialled unless added again
+    /// (if it dials us, it is accepted unless banned: use `cairn ban` to keep it out).
+    Remove {
+        /// Its node ID.
+        node_id: String,
+    },
+    /// The address book: where peers may be, where each address came from, dial history.
+    Addresses,
 }
 
 /// `cairn node` flags; each also reads a `CAIRN_*` variable (flag > env > file > default).
@@ -80,6 +145,10 @@ pub struct NodeArgs {
     /// Threads for the built-in farmer [default: 1].
     #[arg(long, env = "CAIRN_FARM_THREADS")]
     pub farm_threads: Option<usize>,
+    /// Whether loopback peers skip the per-address inbound limits, the handshake rate limit
+    /// and automatic IP bans (true/false) [default: true, so a devnet on one machine works].
+    #[arg(long, env = "CAIRN_EXEMPT_LOOPBACK", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub exempt_loopback: Option<bool>,
 }
 
 /// `cairn devnet` flags. While it runs, stdin takes commands (`help` lists them): stop N,
@@ -173,5 +242,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen { out } => wallet_cmd::keygen(out),
         Command::Wallet { command: WalletCommand::Balance { rpc, address } } => wallet_cmd::balance(&rpc, &address).await,
         Command::Wallet { command: WalletCommand::Send { rpc, key, to, amount, fee } } => wallet_cmd::send(&rpc, &key, &to, amount, fee).await,
+        Command::Peers { rpc, command } => peers_cmd::peers(&rpc, command).await,
+        Command::Bans { rpc } => peers_cmd::bans(&rpc).await,
+        Command::Ban { rpc, target, duration, reason } => peers_cmd::ban(&rpc, &target, duration.as_deref(), reason.as_deref()).await,
+        Command::Unban { rpc, target } => peers_cmd::unban(&rpc, &target).await,
     }
 }

@@ -18,6 +18,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
         no_mdns: a.no_mdns,
         farm: a.farm,
         farm_threads: a.farm_threads,
+        exempt_loopback: a.exempt_loopback,
     })?;
     let node = Node::start(config).await?;
     wait_for_signal().await?;

@@ -1,9 +1,14 @@
 //! Peer endpoints: list (with bans), add (dial now, answer the node ID or the typed
-//! refusal), remove (disconnect and forget).
+//! refusal), remove (disconnect and forget: not redialled unless added again; the node
+//! redialling us is still accepted unless banned), bans (list, ban a node or an address,
+//! lift), and the address book.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use cairn_p2p::ports::{Ban, BanTarget};
 use cairn_p2p::{ConnectError, NodeId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -31,12 +36,100 @@ pub async fn list(State(s): State<RpcState>) -> Json<Value> {
                 "blocks_served": p.blocks_served,
                 "last_seen": p.last_seen_ms,
                 "score": p.score,
+                "ping_ms": p.ping_ms,
                 "user_agent": p.user_agent,
             })
         })
         .collect();
-    let bans: Vec<Value> = s.p2p.bans().iter().map(|b| json!({"node_id": b.node_id, "until": b.until_ms, "reason": b.reason})).collect();
+    let bans: Vec<Value> = s.p2p.bans().iter().map(ban_json).collect();
     Json(json!({"peers": views, "count": views.len(), "bans": bans}))
+}
+
+/// A ban as the RPC shows it: `node_id` or `ip` (an address, or a CIDR network), `reason`,
+/// `until_ms` (and `until`, its round-1 name).
+fn ban_json(b: &Ban) -> Value {
+    let mut v = json!({"reason": b.reason, "until_ms": b.until_ms, "until": b.until_ms});
+    match b.target {
+        BanTarget::Node(id) => v["node_id"] = json!(id),
+        BanTarget::Net(_) => v["ip"] = json!(b.target.to_string()),
+    }
+    v
+}
+
+/// Longest ban the RPC accepts: ten years.
+const MAX_BAN_S: u64 = 10 * 365 * 24 * 3600;
+/// Default ban: a day.
+const DEFAULT_BAN_S: u64 = 24 * 3600;
+/// Longest reason kept.
+const MAX_REASON: usize = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanRequest {
+    node_id: Option<String>,
+    ip: Option<String>,
+    duration_s: Option<Value>,
+    reason: Option<String>,
+}
+
+/// `GET /p2p/bans`.
+pub async fn bans(State(s): State<RpcState>) -> Json<Value> {
+    let mut bans = s.p2p.bans();
+    bans.sort_by_key(|b| b.until_ms);
+    let list: Vec<Value> = bans.iter().map(ban_json).collect();
+    Json(json!({"bans": list, "count": list.len()}))
+}
+
+/// `POST /p2p/bans {"node_id" | "ip", "duration_s"?, "reason"?}`: bans and disconnects at
+/// once; answers the ban and how many peers it cut off.
+pub async fn ban(State(s): State<RpcState>, JsonBody(req): JsonBody<BanRequest, MAX_SMALL_BODY>) -> Result<Json<Value>, ApiError> {
+    let target = match (&req.node_id, &req.ip) {
+        (Some(id), None) => BanTarget::Node(parse_hex(id, "node ID", "invalid_node_id")?),
+        (None, Some(ip)) => BanTarget::Net(cairn_p2p::netgroup::parse(ip).map_err(|e| ApiError::bad_request("invalid_ip", e))?),
+        _ => return Err(ApiError::bad_request("invalid_request", "give exactly one of \"node_id\" and \"ip\"")),
+    };
+    let secs = match &req.duration_s {
+        None => DEFAULT_BAN_S,
+        Some(v) => v
+            .as_u64()
+            .filter(|s| (1..=MAX_BAN_S).contains(s))
+            .ok_or_else(|| ApiError::bad_request("invalid_duration", format!("duration_s must be a whole number of seconds from 1 to {MAX_BAN_S}, got {v}")))?,
+    };
+    let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or("banned by operator");
+    if reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("invalid_reason", format!("reason must be at most {MAX_REASON} printable characters")));
+    }
+    let (ban, cut) = s.p2p.ban(target, Duration::from_secs(secs), reason).await;
+    Ok(Json(json!({"ban": ban_json(&ban), "disconnected": cut})))
+}
+
+/// `DELETE /p2p/bans/{node_id | ip | cidr}` (a CIDR's `/` may be sent as is or as `%2F`).
+pub async fn unban(State(s): State<RpcState>, PathParam(target): PathParam) -> Result<Json<Value>, ApiError> {
+    let target = BanTarget::parse(&target).map_err(|e| ApiError::bad_request("invalid_ban_target", e))?;
+    if s.p2p.unban(target).await { Ok(Json(json!({"unbanned": target.to_string()}))) } else { Err(ApiError::not_found(format!("no ban on {target}"))) }
+}
+
+/// `GET /p2p/addresses`: the address book, in the order dials are tried.
+pub async fn addresses(State(s): State<RpcState>) -> Json<Value> {
+    let list: Vec<Value> = s
+        .p2p
+        .addresses()
+        .await
+        .iter()
+        .map(|a| {
+            json!({
+                "address": a.addr.to_string(),
+                "node_id": a.node_id,
+                "source": a.source.as_str(),
+                "pinned": a.pinned,
+                "last_success_ms": a.last_success_ms,
+                "failures": a.failures,
+                "next_attempt_ms": a.next_attempt_ms,
+                "served": a.served,
+            })
+        })
+        .collect();
+    Json(json!({"addresses": list, "count": list.len()}))
 }
 
 #[derive(Deserialize)]

@@ -143,7 +143,7 @@ async fn a_banned_peer_is_cut_off_at_once_and_the_rest_of_its_batch_is_never_ver
     let (code, reason) = p.close_code().expect("closed with a reason");
     assert_eq!(code, RejectReason::Banned.close_code().into_inner(), "closed as banned: {reason}");
     assert!(reason.starts_with("banned"), "{reason}");
-    assert!(n.p2p().bans().iter().any(|b| b.node_id == p.id));
+    assert!(n.p2p().bans().iter().any(|b| b.target == cairn_p2p::ports::BanTarget::Node(p.id)));
     let metrics = Rpc::new(format!("http://{}", n.rpc_addr())).http_text("/metrics").await;
     let verified = metric(&metrics, "cairn_transactions_rejected_total{reason=\"bad_signature\"} ");
     assert_eq!(verified, 1, "only the first bad signature was verified");
@@ -392,6 +392,6 @@ async fn a_handshake_violation_that_bans_closes_with_banned() {
             other => panic!("closed without a code: {other}"),
         }
     }
-    assert!(n.p2p().bans().iter().any(|b| b.node_id == identity.node_id()));
+    assert!(n.p2p().bans().iter().any(|b| b.target == cairn_p2p::ports::BanTarget::Node(identity.node_id())));
     n.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (`tests/it`), a module per area. Nodes run in-process on
 //! port 0, or as real `cairn` processes where a test must kill one; every wait has a deadline.
 
+mod admission;
 mod cli;
 mod crash;
 mod devnet;

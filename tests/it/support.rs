@@ -191,11 +191,28 @@ impl RawPeer {
 
     /// Connects claiming `work` as its cumulative work (default: the node's own).
     pub async fn connect_claiming(node: &Node, work: Option<[u8; 32]>) -> RawPeer {
+        Self::attempt(node, "127.0.0.1", work).await.expect("raw peer handshake")
+    }
+
+    /// Connects from `ip` (any of 127.0.0.0/8 works on Linux) with a fresh key and completes
+    /// the handshake; if the node refuses, the reason: the QUIC close reason text
+    /// (`<code>: <detail>`), or the transport error (a refusal before TLS).
+    pub async fn attempt(node: &Node, ip: &str, work: Option<[u8; 32]>) -> Result<RawPeer, String> {
         let dir = tempfile::tempdir().unwrap();
         let identity = NodeIdentity::load_or_create(dir.path()).unwrap();
-        let endpoint = cairn_p2p::transport::bind(&identity, &P2pConfig::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let conn = endpoint.connect(node.p2p_addr(), cairn_p2p::tls::SERVER_NAME).unwrap().await.unwrap();
-        let (send, recv) = conn.open_bi().await.unwrap();
+        let endpoint = cairn_p2p::transport::bind(&identity, &P2pConfig::default(), format!("{ip}:0").parse().unwrap()).unwrap();
+        let connecting = endpoint.connect(node.p2p_addr(), cairn_p2p::tls::SERVER_NAME).unwrap();
+        let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(format!("transport: {e}")),
+            Err(_) => return Err("transport: timed out".into()),
+        };
+        let why = |conn: &quinn::Connection| match conn.close_reason() {
+            Some(quinn::ConnectionError::ApplicationClosed(c)) => String::from_utf8_lossy(&c.reason).into_owned(),
+            Some(other) => format!("transport: {other}"),
+            None => "no answer".into(),
+        };
+        let Ok((send, recv)) = conn.open_bi().await else { return Err(why(&conn)) };
         let mut p = RawPeer { conn, send, recv, id: identity.node_id(), _endpoint: endpoint, _dir: dir };
         let tip = node.chain().tip();
         let spec = node.chain().spec();
@@ -210,9 +227,23 @@ impl RawPeer {
             user_agent: "raw-test".into(),
         };
         p.frame(&cairn_p2p::wire::encode(&Message::Hello(hello))).await;
-        p.read_frame().await; // the node's hello
+        // The node's hello, or the end of the connection.
+        let mut len = [0u8; 4];
+        if tokio::time::timeout(Duration::from_secs(10), p.recv.read_exact(&mut len)).await.map_or(true, |r| r.is_err()) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), p.conn.closed()).await;
+            return Err(why(&p.conn));
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        if p.recv.read_exact(&mut body).await.is_err() {
+            return Err(why(&p.conn));
+        }
+        if matches!(cairn_p2p::wire::decode(&body), Ok(Message::Reject { .. })) {
+            // Refused after the hello: the node closes with the reason.
+            let _ = tokio::time::timeout(Duration::from_secs(5), p.conn.closed()).await;
+            return Err(why(&p.conn));
+        }
         p.frame(&cairn_p2p::wire::encode(&Message::HelloAck)).await;
-        p
+        Ok(p)
     }
     pub async fn frame(&mut self, body: &[u8]) {
         let _ = self.send.write_all(&(body.len() as u32).to_be_bytes()).await;

@@ -189,7 +189,7 @@ async fn peer_serving_invalid_blocks_is_banned_and_nothing_is_stored() {
         let msg = cairn_p2p::wire::Message::BlockData(Some(bytes::Bytes::from(block.encode())));
         p.frame(&cairn_p2p::wire::encode(&msg)).await;
         p.closed_within(10).await;
-        assert!(n.p2p().bans().iter().any(|b| b.node_id == p.id), "{name}: sender not banned");
+        assert!(n.p2p().bans().iter().any(|b| b.target == cairn_p2p::ports::BanTarget::Node(p.id)), "{name}: sender not banned");
         assert_eq!(n.chain().tip(), tip, "{name}: chain moved");
         assert!(!n.chain().has_block(block.hash()).await.unwrap(), "{name}: invalid block stored");
     }
@@ -269,7 +269,7 @@ async fn peer_serving_an_invalid_body_during_sync_is_banned() {
     assert_eq!(asked, vec![bad.hash()]);
     p.frame(&encode(&Message::Blocks(vec![bytes::Bytes::from(bad.encode())]))).await;
     p.closed_within(10).await;
-    assert!(d.p2p().bans().iter().any(|b| b.node_id == p.id), "server of an invalid body not banned");
+    assert!(d.p2p().bans().iter().any(|b| b.target == cairn_p2p::ports::BanTarget::Node(p.id)), "server of an invalid body not banned");
     assert_eq!(d.chain().tip(), tip, "chain moved");
     assert!(!d.chain().has_block(bad.hash()).await.unwrap(), "invalid block stored");
     d.shutdown().await;
@@ -315,7 +315,7 @@ async fn peer_sending_a_header_with_a_wrong_target_is_banned_before_any_body_is_
     header_request(&mut p).await;
     p.frame(&encode(&Message::Headers(vec![bytes::Bytes::copy_from_slice(&header.encode())]))).await;
     p.closed_within(10).await;
-    assert!(d.p2p().bans().iter().any(|b| b.node_id == p.id), "sender of an invalid header not banned");
+    assert!(d.p2p().bans().iter().any(|b| b.target == cairn_p2p::ports::BanTarget::Node(p.id)), "sender of an invalid header not banned");
     wait_for("nothing of the invalid header queued", 10, || async { (!d.p2p().is_syncing()).then_some(()) }).await;
     d.shutdown().await;
 }

@@ -13,10 +13,18 @@
 //!   non-blocking, so the wait is short. Only [`ManagerHandle::discovered`] (mDNS) uses
 //!   `try_send`: a dropped announcement is repeated by the LAN.
 //! - Peer table: `max_inbound` + `max_outbound`; address book: `max_addresses`; bans and score
-//!   records: [`crate::config::MAX_BANS`], [`crate::config::MAX_SCORE_RECORDS`].
+//!   records: [`crate::config::MAX_BANS`], [`crate::config::MAX_SCORE_RECORDS`]; handshake
+//!   rate buckets: [`crate::admission::MAX_RATE_BUCKETS`]; removed nodes:
+//!   [`crate::config::MAX_FORGOTTEN`].
+//!
+//! # Policies
+//! The rules are sans-IO and tested on their own: who may start a handshake
+//! ([`crate::admission`]), who gives way when the inbound slots are full
+//! ([`crate::eviction`]), whom to dial ([`crate::addrbook`]), scores and bans
+//! ([`crate::bans`]). This task only feeds them its state and carries out their answers.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,13 +32,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::addrbook::{AddressBook, Expect, Source};
+use crate::admission::{Admission, Decision, Limits};
 use crate::bans::Bans;
 use crate::channels::{ConnectError, Direction, Joining, ManagerMsg, PeerCmd, PeerStats, PeerView, Registration, Snapshot, Standing};
-use crate::config::{MAX_PEERS_PER_MESSAGE, PEER_INBOX};
+use crate::config::{MAX_FORGOTTEN, MAX_PEERS_PER_MESSAGE, METRIC_GROUPS, PEER_INBOX};
 use crate::ctx::{Ctx, now_ms, short};
 use crate::handshake::Refusal;
 use crate::identity::NodeId;
-use crate::ports::KnownPeer;
+use crate::netgroup::{canonical, group, host};
+use crate::ports::{Ban, BanTarget, KnownPeer};
 use crate::verdict::Misbehaviour;
 use crate::wire::{PeerAddress, RejectReason};
 
@@ -60,12 +70,38 @@ struct Manager {
     bans: Bans,
     blocked: HashSet<NodeId>,
     published: watch::Sender<Arc<Snapshot>>,
+    admission: Admission,
+    /// Nodes the operator removed: not dialled again unless the operator asks (oldest first,
+    /// at most [`MAX_FORGOTTEN`]).
+    forgotten: VecDeque<NodeId>,
+    /// This node's secret for eviction's network-group ranking.
+    secret: u64,
 }
 
 /// Runs the manager until shutdown.
 pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<ManagerMsg>, book: AddressBook, bans: Bans, published: watch::Sender<Arc<Snapshot>>) {
-    let mut m =
-        Manager { ctx: ctx.clone(), peers: HashMap::new(), pending_inbound: 0, dialing: HashMap::new(), book, bans, blocked: HashSet::new(), published };
+    let cfg = &ctx.cfg;
+    let limits = Limits {
+        max_per_ip: cfg.max_inbound_per_ip,
+        max_per_subnet: cfg.max_inbound_per_subnet,
+        rate: cfg.handshakes_per_minute,
+        period: std::time::Duration::from_secs(60),
+        burst: cfg.handshake_burst,
+        exempt_loopback: cfg.exempt_loopback,
+    };
+    let mut m = Manager {
+        ctx: ctx.clone(),
+        peers: HashMap::new(),
+        pending_inbound: 0,
+        dialing: HashMap::new(),
+        book,
+        bans,
+        blocked: HashSet::new(),
+        published,
+        admission: Admission::new(limits),
+        forgotten: VecDeque::new(),
+        secret: rand::random(),
+    };
     m.publish();
     let mut dial_tick = tokio::time::interval(ctx.cfg.dial_interval);
     let mut pex_tick = tokio::time::interval(ctx.cfg.peer_exchange_interval);
@@ -94,8 +130,25 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<ManagerMsg>, book:
 impl Manager {
     fn handle(&mut self, msg: ManagerMsg) {
         let changed = match msg {
-            ManagerMsg::Admit { id, direction, reply } => {
-                let r = self.admit(id, direction, false);
+            ManagerMsg::Incoming { addr, validated, reply } => {
+                let ip = canonical(addr.ip());
+                let banned = self.bans.ip_ban(ip, now_ms()).is_some();
+                let connected = self.peers.values().filter(|p| p.direction == Direction::Inbound).map(|p| p.address.ip());
+                let d = self.admission.incoming(ip, validated, banned, connected, Instant::now());
+                if let Decision::Refuse(r) | Decision::Close(r) = &d {
+                    // Debug only: a flood of these must not flood the log (the metric counts).
+                    self.ctx.metrics.rejected(r.reason, crate::metrics::Side::Local);
+                    tracing::debug!(target: "p2p::handshake", %addr, code = r.reason.code(), "refused before the handshake: {}", r.detail);
+                }
+                let _ = reply.send(d);
+                false
+            }
+            ManagerMsg::HandshakeEnded(ip) => {
+                self.admission.ended(ip);
+                false
+            }
+            ManagerMsg::Admit { id, direction, manual, reply } => {
+                let r = self.admit(id, direction, manual);
                 if r.is_ok() && direction == Direction::Inbound {
                     self.pending_inbound += 1;
                 }
@@ -122,8 +175,8 @@ impl Manager {
                 ok
             }
             ManagerMsg::Gone { id, conn_id } => self.gone(&id, conn_id),
-            ManagerMsg::Misbehaved { id, kind, reply } => {
-                let standing = self.penalize(id, kind);
+            ManagerMsg::Misbehaved { id, kind, ip, reply } => {
+                let standing = self.penalize(id, kind, ip);
                 if let Some(r) = reply {
                     let _ = r.send(standing);
                 }
@@ -134,6 +187,9 @@ impl Manager {
                 false
             }
             ManagerMsg::Discovered { addr, id } => {
+                if self.forgotten.contains(&id) {
+                    return;
+                }
                 let (_, evicted) = self.book.announce(addr, id);
                 if let Some(gone) = evicted {
                     self.persist(move |s| s.remove_peer(&gone));
@@ -154,6 +210,9 @@ impl Manager {
                 false
             }
             ManagerMsg::Connect { addr, id, reply } => {
+                if let Some(id) = id {
+                    self.forgotten.retain(|f| *f != id);
+                }
                 self.book.add(addr, id, id.is_some(), Source::Manual);
                 match self.dialing.get_mut(&addr) {
                     // Already dialling: this call learns that dial's outcome.
@@ -167,6 +226,12 @@ impl Manager {
                 let addrs = self.book.remove_node(&id);
                 let known = connected || !addrs.is_empty();
                 self.drop_peer(&id, RejectReason::Disconnected, "forgotten by operator");
+                if !self.forgotten.contains(&id) {
+                    if self.forgotten.len() >= MAX_FORGOTTEN {
+                        self.forgotten.pop_front();
+                    }
+                    self.forgotten.push_back(id);
+                }
                 self.persist(move |s| {
                     for a in &addrs {
                         s.remove_peer(a)?;
@@ -177,12 +242,28 @@ impl Manager {
                 true
             }
             ManagerMsg::Ban { ban, reply } => {
-                let id = ban.node_id;
-                self.bans.ban(ban.clone());
-                self.drop_peer(&id, RejectReason::Banned, "banned by operator");
-                self.persist(move |s| s.save_ban(&ban));
-                let _ = reply.send(());
+                let kind = match ban.target {
+                    BanTarget::Node(_) => "node_operator",
+                    BanTarget::Net(_) => "ip_operator",
+                };
+                self.ctx.metrics.ban_placed(kind);
+                tracing::warn!(target: "p2p::peer", target = %ban.target, until_ms = ban.until_ms, reason = %ban.reason, "banned by the operator");
+                let cut = self.place_ban(ban, "banned by operator");
+                let _ = reply.send(cut);
                 true
+            }
+            ManagerMsg::Unban { target, reply } => {
+                let lifted = self.bans.unban(&target, now_ms());
+                if lifted {
+                    tracing::info!(target: "p2p::peer", %target, "ban lifted by the operator");
+                }
+                self.persist(move |s| s.remove_ban(&target));
+                let _ = reply.send(lifted);
+                true
+            }
+            ManagerMsg::Addresses { reply } => {
+                let _ = reply.send(self.book.view(Instant::now(), now_ms()));
+                false
             }
             ManagerMsg::SetBlocked(ids) => {
                 self.blocked = ids;
@@ -217,14 +298,21 @@ impl Manager {
         dialer(new) < dialer(existing)
     }
 
-    /// Whether a connection may join the table now. `reserved`: an inbound handshake that
-    /// already holds one of the pending slots.
-    fn admit(&self, id: NodeId, direction: Direction, reserved: bool) -> Result<(), Refusal> {
+    /// Whether a connection may join the table now; a full inbound side makes room by
+    /// eviction if it can. `manual`: an operator's dial, which may reach a node the operator
+    /// removed before (and so un-removes it).
+    fn admit(&mut self, id: NodeId, direction: Direction, manual: bool) -> Result<(), Refusal> {
         if self.bans.is_banned(&id, now_ms()) {
             return Err(Refusal::new(RejectReason::Banned, format!("node {id} is banned")));
         }
         if self.blocked.contains(&id) {
             return Err(Refusal::new(RejectReason::Blocked, format!("node {id} is blocked by the operator")));
+        }
+        if direction == Direction::Outbound && self.forgotten.contains(&id) {
+            if !manual {
+                return Err(Refusal::new(RejectReason::Disconnected, format!("node {id} was removed by the operator; add it again to reconnect")));
+            }
+            self.forgotten.retain(|f| *f != id);
         }
         if let Some(existing) = self.peers.get(&id)
             && !self.replaces(existing.direction, direction, &id)
@@ -234,20 +322,48 @@ impl Manager {
         // A replaced connection of the same direction frees its own slot.
         let replacing = usize::from(self.peers.get(&id).is_some_and(|p| p.direction == direction));
         let (count, max) = match direction {
-            Direction::Inbound => (self.count(Direction::Inbound) + self.pending_inbound - usize::from(reserved) - replacing, self.ctx.cfg.max_inbound),
+            Direction::Inbound => (self.count(Direction::Inbound) + self.pending_inbound - replacing, self.ctx.cfg.max_inbound),
             Direction::Outbound => (self.count(Direction::Outbound) - replacing, self.ctx.cfg.max_outbound),
         };
         if count >= max {
+            if direction == Direction::Inbound
+                && let Some(victim) = self.eviction_victim(&id)
+            {
+                tracing::info!(target: "p2p::peer", peer = %victim, newcomer = %id, "inbound slots full: evicting");
+                self.ctx.metrics.evicted();
+                self.drop_peer(&victim, RejectReason::Evicted, "inbound slots full; gave way to a newcomer");
+                return Ok(());
+            }
             return Err(Refusal::new(RejectReason::TooManyPeers, format!("{count} {} peers, at most {max}", direction.as_str())));
         }
         Ok(())
+    }
+
+    /// The inbound peer to evict for `newcomer`, if any (see [`crate::eviction`]): peers we
+    /// dialled and the operator's own peers are never candidates.
+    fn eviction_victim(&self, newcomer: &NodeId) -> Option<NodeId> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let candidates: Vec<crate::eviction::Candidate> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| p.direction == Direction::Inbound && *id != newcomer && !self.book.is_manual_node(id))
+            .map(|(id, p)| crate::eviction::Candidate {
+                id: *id,
+                group: group(p.address.ip()),
+                connected_ms: p.connected_since_ms,
+                ping_ms: Some(p.stats.ping_ms.load(Relaxed)).filter(|ms| *ms > 0),
+                last_block_ms: p.stats.last_block_ms.load(Relaxed),
+                last_tx_ms: p.stats.last_tx_ms.load(Relaxed),
+            })
+            .collect();
+        crate::eviction::select(&candidates, self.secret)
     }
 
     fn register(&mut self, j: Joining) -> Result<Registration, Refusal> {
         if j.reserved {
             self.pending_inbound = self.pending_inbound.saturating_sub(1);
         }
-        self.admit(j.id, j.direction, false)?;
+        self.admit(j.id, j.direction, true)?;
         let stats = Arc::new(PeerStats::new(j.best_height, j.bytes_in, j.bytes_out, now_ms()));
         let (tx, rx) = mpsc::channel(PEER_INBOX);
         let cancel = self.ctx.cancel.child_token();
@@ -281,18 +397,29 @@ impl Manager {
 
     /// Removes a peer whose task ended, if the entry is still that connection's.
     fn gone(&mut self, id: &NodeId, conn_id: usize) -> bool {
-        if self.peers.get(id).is_some_and(|p| p.conn.stable_id() == conn_id) {
-            self.peers.remove(id);
+        if self.peers.get(id).is_some_and(|p| p.conn.stable_id() == conn_id)
+            && let Some(p) = self.peers.remove(id)
+        {
+            self.credit(&p);
             self.ctx.metrics.disconnected();
             return true;
         }
         false
     }
 
+    /// Credits the address of a peer that delivered something new, for the book's reputation.
+    fn credit(&mut self, p: &Peer) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if p.stats.last_block_ms.load(Relaxed) > 0 || p.stats.last_tx_ms.load(Relaxed) > 0 {
+            self.book.served(&p.listen_address);
+        }
+    }
+
     /// Takes a peer out of the table and cuts it off at once.
     fn drop_peer(&mut self, id: &NodeId, code: RejectReason, why: &str) {
         if let Some(p) = self.peers.remove(id) {
             tracing::info!(target: "p2p::peer", peer = %id, "disconnecting: {why}");
+            self.credit(&p);
             // Readers see the change (a ban, the table) no later than the peer sees the close.
             self.publish();
             cut_off(&p, code, why);
@@ -301,7 +428,9 @@ impl Manager {
     }
 
     /// Adds a misbehaviour's points; at the threshold bans (persisted) and cuts the peer off.
-    fn penalize(&mut self, id: NodeId, kind: Misbehaviour) -> Standing {
+    /// The ban covers the node ID and, for `ip_ban_duration`, the IP it connected from (`ip`
+    /// when it is not in the table yet) unless that IP is exempt (loopback by default).
+    fn penalize(&mut self, id: NodeId, kind: Misbehaviour, ip: Option<IpAddr>) -> Standing {
         self.ctx.metrics.misbehaved(kind.code());
         let now = now_ms();
         if self.bans.is_banned(&id, now) {
@@ -312,10 +441,38 @@ impl Manager {
         tracing::warn!(target: "p2p::peer", peer = %id, kind = kind.code(), points, score, "misbehaviour");
         let Some(ban) = ban else { return Standing::Good };
         self.ctx.metrics.banned();
-        tracing::warn!(target: "p2p::peer", peer = %id, reason = kind.code(), "banned");
-        self.drop_peer(&id, RejectReason::Banned, kind.code());
+        self.ctx.metrics.ban_placed("node_auto");
+        let ip = self.peers.get(&id).map(|p| p.address.ip()).or(ip).map(canonical);
+        tracing::warn!(target: "p2p::peer", peer = %id, reason = kind.code(), ip = ?ip, "banned");
         self.persist(move |s| s.save_ban(&ban));
+        // The address ban first: readers see both bans no later than the peer sees its close.
+        if let Some(ip) = ip.filter(|ip| !self.admission.exempt(*ip)) {
+            let ms = self.ctx.cfg.ip_ban_duration.min(self.ctx.cfg.ban_duration).as_millis() as u64;
+            self.ctx.metrics.ban_placed("ip_auto");
+            let ip_ban = Ban { target: BanTarget::Net(host(ip)), until_ms: now.saturating_add(ms), reason: format!("{} (node {})", kind.code(), short(&id)) };
+            self.place_ban(ip_ban, kind.code());
+        }
+        self.drop_peer(&id, RejectReason::Banned, kind.code());
         Standing::Banned
+    }
+
+    /// Records a ban (persisted) and cuts off every peer it covers; returns how many.
+    fn place_ban(&mut self, ban: Ban, why: &str) -> usize {
+        let covered: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| match ban.target {
+                BanTarget::Node(n) => n == **id,
+                BanTarget::Net(net) => net.contains(&canonical(p.address.ip())),
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        self.bans.ban(ban.clone());
+        for id in &covered {
+            self.drop_peer(id, RejectReason::Banned, why);
+        }
+        self.persist(move |s| s.save_ban(&ban));
+        covered.len()
     }
 
     fn learn(&mut self, addrs: Vec<SocketAddr>) {
@@ -380,11 +537,28 @@ impl Manager {
         }
         let connected: HashSet<SocketAddr> = self.peers.values().flat_map(|p| [p.address, p.listen_address]).collect();
         let now = now_ms();
-        let due = self.book.due(Instant::now(), want, |a, id| {
+        // The network groups we have outbound peers or dials in: a new dial goes elsewhere.
+        let used: HashSet<ipnet::IpNet> = self
+            .peers
+            .values()
+            .filter(|p| p.direction == Direction::Outbound)
+            .map(|p| p.address)
+            .chain(self.dialing.keys().copied())
+            .filter(|a| !canonical(a.ip()).is_loopback() && !self.book.is_manual(a))
+            .map(|a| group(a.ip()))
+            .collect();
+        let due = self.book.pick(Instant::now(), want, &used, |a, id| {
             connected.contains(a)
                 || self.dialing.contains_key(a)
                 || *a == self.ctx.local_addr
-                || id.is_some_and(|id| id == self.ctx.node_id || self.peers.contains_key(&id) || self.bans.is_banned(&id, now) || self.blocked.contains(&id))
+                || self.bans.ip_ban(a.ip(), now).is_some()
+                || id.is_some_and(|id| {
+                    id == self.ctx.node_id
+                        || self.peers.contains_key(&id)
+                        || self.bans.is_banned(&id, now)
+                        || self.blocked.contains(&id)
+                        || self.forgotten.contains(&id)
+                })
         });
         for addr in due {
             self.start_dial(addr, Vec::new());
@@ -393,20 +567,28 @@ impl Manager {
 
     fn start_dial(&mut self, addr: SocketAddr, waiters: Vec<oneshot::Sender<Result<NodeId, ConnectError>>>) {
         let expect: Expect = self.book.expect(&addr);
+        // An operator's dial (now, or of an address they gave) may reach a removed node.
+        let manual = !waiters.is_empty() || self.book.is_manual(&addr);
         self.dialing.insert(addr, waiters);
         let ctx = self.ctx.clone();
-        self.ctx.tasks.spawn(dial_task(ctx, addr, expect));
+        self.ctx.tasks.spawn(dial_task(ctx, addr, expect, manual));
     }
 
     fn dialled(&mut self, addr: SocketAddr, result: Result<NodeId, ConnectError>) {
         match &result {
             // Persisted only if still wanted (an operator may have forgotten it meanwhile).
-            Ok(id) if self.book.succeeded(&addr, *id) => {
+            Ok(id) if self.book.succeeded(&addr, *id, now_ms()) => {
                 let known = KnownPeer { addr, node_id: Some(*id), last_seen_ms: now_ms() };
                 self.persist(move |s| s.save_peer(&known));
             }
-            Err(ConnectError::Refused { reason: RejectReason::SelfConnection, .. }) => {
-                self.book.remove(&addr);
+            // Ourselves, or a node the operator removed: not worth dialling again.
+            Err(
+                ConnectError::Refused { reason: RejectReason::SelfConnection, .. }
+                | ConnectError::Refused { reason: RejectReason::Disconnected, by_peer: false, .. },
+            ) => {
+                if self.book.remove(&addr) {
+                    self.persist(move |s| s.remove_peer(&addr));
+                }
             }
             Ok(_) | Err(ConnectError::Refused { reason: RejectReason::AlreadyConnected, .. }) => {}
             Err(_) => self.book.failed(&addr, self.ctx.cfg.backoff_base, self.ctx.cfg.backoff_max),
@@ -449,6 +631,7 @@ impl Manager {
                     blocks_served: p.stats.blocks_served.load(Relaxed),
                     last_seen_ms: p.stats.last_seen_ms.load(Relaxed),
                     score: self.bans.score(id, now_ms()),
+                    ping_ms: Some(p.stats.ping_ms.load(Relaxed)).filter(|ms| *ms > 0),
                     user_agent: p.user_agent.clone(),
                 };
                 (view, p.stats.clone())
@@ -461,8 +644,28 @@ impl Manager {
             bans: self.bans.list(now_ms()),
             inbound: self.count(Direction::Inbound),
             outbound: self.count(Direction::Outbound),
+            inbound_groups: self.inbound_groups(),
         };
         self.published.send_replace(Arc::new(snap));
+    }
+}
+
+impl Manager {
+    /// Inbound peers per network group, the biggest [`METRIC_GROUPS`] named and the rest
+    /// added up as `other`.
+    fn inbound_groups(&self) -> Vec<(String, usize)> {
+        let mut by: HashMap<ipnet::IpNet, usize> = HashMap::new();
+        for p in self.peers.values().filter(|p| p.direction == Direction::Inbound) {
+            *by.entry(group(p.address.ip())).or_default() += 1;
+        }
+        let mut v: Vec<(ipnet::IpNet, usize)> = by.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let other: usize = v.iter().skip(METRIC_GROUPS).map(|(_, n)| n).sum();
+        let mut out: Vec<(String, usize)> = v.into_iter().take(METRIC_GROUPS).map(|(g, n)| (g.to_string(), n)).collect();
+        if other > 0 {
+            out.push(("other".into(), other));
+        }
+        out
     }
 }
 

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use cairn_chain::Hash;
 
 use crate::config::{MAX_BLOCKS_PER_REQUEST, MAX_HEADERS, MAX_LOCATOR, MAX_PEERS_PER_MESSAGE, MAX_TXS_PER_MESSAGE, P2pConfig};
+use crate::ratelimit::TokenBucket;
 use crate::verdict::Misbehaviour;
 use crate::wire::{BlockId, Message, PeerAddress, WireError};
 
@@ -49,10 +50,6 @@ pub const MAX_REJECT_DETAIL: usize = 200;
 
 /// [`Close::Local`] reason when a ping went unanswered for `ping_timeout`.
 pub const PING_TIMEOUT: &str = "ping timeout";
-
-/// A token is this many bucket units: one unit per nanosecond at one token per second, so the
-/// refill is exact integer arithmetic (no drift, same answer for the same instants).
-const UNITS_PER_TOKEN: u128 = 1_000_000_000;
 
 /// Settings (the shell builds it from [`P2pConfig`], see the `From` impl).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,36 +165,6 @@ pub enum Action {
     Close(Close),
 }
 
-/// Token bucket: `rate` tokens a second, at most `burst` saved, in exact integer units.
-#[derive(Clone, Debug)]
-struct TokenBucket {
-    units: u128,
-    rate: u128,
-    cap: u128,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket: a peer may send its burst at once after connecting.
-    fn new(rate: u32, burst: u32, now: Instant) -> Self {
-        let cap = u128::from(burst) * UNITS_PER_TOKEN;
-        TokenBucket { units: cap, rate: u128::from(rate), cap, last: now }
-    }
-
-    /// Takes one token if there is one.
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_nanos();
-        self.units = self.units.saturating_add(elapsed.saturating_mul(self.rate)).min(self.cap);
-        self.last = self.last.max(now);
-        if self.units >= UNITS_PER_TOKEN {
-            self.units -= UNITS_PER_TOKEN;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Requests of ours still unanswered, by the kind of answer they allow.
 #[derive(Clone, Debug, Default)]
 struct Asked {
@@ -236,6 +203,8 @@ pub struct PeerProtocol {
     next_beat: Instant,
     /// The `Ping` out: its nonce and when it was sent.
     ping: Option<(u64, Instant)>,
+    /// Round trip of the last answered `Ping`.
+    rtt: Option<Duration>,
     /// Nonce of the next `Ping`.
     nonce: u64,
     /// When we last answered the peer's `GetPeers`.
@@ -248,6 +217,11 @@ pub struct PeerProtocol {
 }
 
 impl PeerProtocol {
+    /// The round trip of the last answered `Ping`, if one was answered.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
     /// `outbound`: we dialled (then it asks for addresses at once: a new node fills its address
     /// book from the peers it chose). `nonce_seed`: the first ping nonce (random in the shell,
     /// fixed in tests); later pings count up from it.
@@ -256,10 +230,11 @@ impl PeerProtocol {
             next_beat: now + cfg.ping_interval,
             ping: None,
             nonce: nonce_seed,
+            rtt: None,
             last_get_peers: None,
             asked: Asked::default(),
             get_blocks: VecDeque::new(),
-            bucket: TokenBucket::new(cfg.msg_rate, cfg.msg_burst, now),
+            bucket: TokenBucket::new(cfg.msg_rate, Duration::from_secs(1), cfg.msg_burst, now),
             closed: false,
             cfg,
         };
@@ -300,7 +275,10 @@ impl PeerProtocol {
             Message::Ping(n) => vec![Action::Send(Message::Pong(n))],
             Message::Pong(n) => {
                 // A late Pong (after the deadline, before the shell's tick) still proves life.
-                if self.ping.is_some_and(|(want, _)| want == n) {
+                if let Some((want, sent)) = self.ping
+                    && want == n
+                {
+                    self.rtt = Some(now.saturating_duration_since(sent));
                     self.ping = None;
                 }
                 Vec::new()

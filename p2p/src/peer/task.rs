@@ -117,7 +117,12 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
                 actions = match msg {
                     Ok(m) => {
                         t.stats.last_seen_ms.store(now_ms(), Ordering::Relaxed);
-                        t.proto.on_message(m, now)
+                        let a = t.proto.on_message(m, now);
+                        if let Some(rtt) = t.proto.rtt() {
+                            // At least 1 ms: 0 means "not measured yet".
+                            t.stats.ping_ms.store((rtt.as_millis() as u64).max(1), Ordering::Relaxed);
+                        }
+                        a
                     }
                     Err(e) => t.proto.on_wire_error(&e, now),
                 };
@@ -364,7 +369,7 @@ impl PeerTask {
             let _ = self.ctx.relay.try_send(TxSeen { txid: tx.id(), from: self.id });
             let Some(r) = self.guarded(self.ctx.chain.submit_tx(tx)).await else { return Err(End::Cancelled) };
             match r {
-                Ok(()) => {}
+                Ok(()) => self.stats.last_tx_ms.store(crate::ctx::now_ms(), std::sync::atomic::Ordering::Relaxed),
                 Err(cairn_chain::TxError::AlreadyKnown(_)) => self.ctx.metrics.duplicate_tx(),
                 Err(e) => match tx_verdict(&e) {
                     Verdict::Punish(kind) => {

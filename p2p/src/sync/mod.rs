@@ -178,6 +178,7 @@ impl Sync {
                         && let Some(p) = self.peers.get(&id)
                     {
                         p.stats.blocks_served.fetch_add(taken.kept as u64, std::sync::atomic::Ordering::Relaxed);
+                        p.stats.last_block_ms.store(crate::ctx::now_ms(), std::sync::atomic::Ordering::Relaxed);
                     }
                     if taken.withheld > 0 {
                         tracing::info!(target: "p2p::sync", peer = %id, blocks = taken.withheld, "peer refuses blocks its own headers listed");
@@ -267,7 +268,12 @@ impl Sync {
         let height = block.header.height;
         self.block_sources.insert(hash, id);
         match self.ctx.chain.submit_block(block.clone()).await {
-            Ok(Submitted::Connected | Submitted::SideChain) => self.release_orphans(vec![hash]).await,
+            Ok(Submitted::Connected | Submitted::SideChain) => {
+                if let Some(p) = self.peers.get(&id) {
+                    p.stats.last_block_ms.store(crate::ctx::now_ms(), std::sync::atomic::Ordering::Relaxed);
+                }
+                self.release_orphans(vec![hash]).await
+            }
             Ok(Submitted::AlreadyKnown) => self.ctx.metrics.duplicate_block(),
             Err(cairn_chain::BlockError::UnknownParent(_)) => {
                 if self.orphans.insert(block, id) {

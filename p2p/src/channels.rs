@@ -105,6 +105,8 @@ pub struct PeerView {
     pub score: u32,
     /// Its software.
     pub user_agent: String,
+    /// Its human-readable name, read from its user agent ([`crate::name`]).
+    pub name: Option<String>,
 }
 
 /// What other tasks can ask of a peer task.

@@ -118,6 +118,9 @@ pub struct P2pConfig {
     pub max_frame: usize,
     /// Advertise this node and discover peers on the LAN with mDNS ([`crate::mdns`]).
     pub mdns: bool,
+    /// The node's human-readable name ([`crate::name`]), already validated: sent in the
+    /// `user_agent` and the mDNS TXT records. `None`: unnamed.
+    pub name: Option<String>,
 }
 
 impl Default for P2pConfig {
@@ -143,6 +146,7 @@ impl Default for P2pConfig {
             ban_duration: Duration::from_secs(24 * 3600),
             max_frame: 1 << 20,
             mdns: true,
+            name: None,
         }
     }
 }

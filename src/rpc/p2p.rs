@@ -32,6 +32,7 @@ pub async fn list(State(s): State<RpcState>) -> Json<Value> {
                 "last_seen": p.last_seen_ms,
                 "score": p.score,
                 "user_agent": p.user_agent,
+                "name": p.name,
             })
         })
         .collect();

@@ -114,3 +114,64 @@ async fn startup_errors_are_one_line_and_sigterm_is_clean() {
     let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--chain"]).arg(&spec_path).arg("--data-dir").arg(&data)));
     assert!(e.contains("cairn-devnet") && e.contains("cairn-other") && e.matches("genesis").count() == 2, "{e}");
 }
+
+#[test]
+fn bad_names_are_one_line_config_errors_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = || {
+        let mut c = cairn();
+        c.args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--data-dir"]).arg(&data);
+        c
+    };
+    let e = error_line(&run(node().args(["--name", "bad name!"])));
+    assert!(e.contains("--name") && e.contains("bad name!"), "{e}");
+    let e = error_line(&run(node().env("CAIRN_NAME", "x".repeat(33))));
+    assert!(e.contains("CAIRN_NAME") && e.contains("33 characters"), "{e}");
+    let file = dir.path().join("named.toml");
+    std::fs::write(&file, "name = \"bad name!\"\n").unwrap();
+    let e = error_line(&run(node().arg("--config").arg(&file)));
+    assert!(e.contains("named.toml") && e.contains("name:"), "{e}");
+    assert!(!data.exists(), "a refused config created the data dir");
+}
+
+#[test]
+fn a_named_node_logs_its_name_on_every_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = cairn()
+            .args(["--log-format", format, "node", "--name", "alice", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cairn");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("RPC listening on") {
+                    let _ = tx.send(());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the node started within 30 s");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(wait_exit(&mut child, 20).success());
+        let lines = reader.join().unwrap();
+        assert!(lines.iter().any(|l| l.contains("node stopped")), "{format}: {lines:#?}");
+        for l in &lines {
+            if format == "text" {
+                assert!(l.contains("node{node_name=alice}"), "text line without the name: {l}");
+            } else {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                assert_eq!(v["span"]["node_name"], "alice", "JSON line without the name: {l}");
+            }
+        }
+    }
+}

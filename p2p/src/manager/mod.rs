@@ -43,6 +43,8 @@ struct Peer {
     listen_address: SocketAddr,
     connected_since_ms: u64,
     user_agent: String,
+    /// Its name, from the user agent ([`crate::name::from_user_agent`]).
+    name: Option<String>,
     stats: Arc<PeerStats>,
     inbox: mpsc::Sender<PeerCmd>,
     conn: quinn::Connection,
@@ -261,6 +263,7 @@ impl Manager {
                 listen_address: j.listen,
                 connected_since_ms: now_ms(),
                 user_agent: j.user_agent.chars().take(64).collect(),
+                name: crate::name::from_user_agent(&j.user_agent),
                 stats: stats.clone(),
                 inbox: tx.clone(),
                 conn: j.conn,
@@ -450,6 +453,7 @@ impl Manager {
                     last_seen_ms: p.stats.last_seen_ms.load(Relaxed),
                     score: self.bans.score(id, now_ms()),
                     user_agent: p.user_agent.clone(),
+                    name: p.name.clone(),
                 };
                 (view, p.stats.clone())
             })

@@ -170,7 +170,12 @@ impl ChainHandle {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (txs, _) = broadcast::channel(TX_EVENTS);
         let worker = Worker { chain, mempool, tip: tip_tx, txs: txs.clone(), metrics };
-        std::thread::Builder::new().name("chain".into()).spawn(move || worker.run(cmd_rx)).map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
+        // The thread logs in the caller's span (the node's: its name).
+        let span = tracing::Span::current();
+        std::thread::Builder::new()
+            .name("chain".into())
+            .spawn(move || span.in_scope(|| worker.run(cmd_rx)))
+            .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
         Ok(ChainHandle { commands: cmd_tx, store, tip: tip_rx, txs, spec: Arc::new(spec), genesis })
     }
 

@@ -56,6 +56,9 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The node's human-readable name: 1 to 32 of `[A-Za-z0-9._-]` (see
+    /// [`cairn_p2p::name`]).
+    pub name: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Chain spec file.
@@ -121,6 +124,9 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
         let mut cfg: FileConfig =
             toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string().trim().replace('\n', " ") })?;
+        if let Some(name) = &cfg.name {
+            cairn_p2p::validate_name(name).map_err(|e| ConfigError::Parse { path: path.into(), message: format!("name: {e}") })?;
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.data_dir, &mut cfg.chain, &mut cfg.seed_peers].into_iter().flatten() {
             if p.is_relative() {
@@ -193,6 +199,8 @@ impl NodeConfig {
 pub struct Overrides {
     /// `--config`.
     pub config: Option<PathBuf>,
+    /// `--name`.
+    pub name: Option<String>,
     /// `--chain`.
     pub chain: Option<PathBuf>,
     /// `--data-dir`.
@@ -229,6 +237,9 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         Some(a) => Some(a.parse::<Address>().map_err(|e| ConfigError::Invalid(format!("--farm: malformed address: {e}")))?),
         None => None,
     };
+    if let Some(name) = &o.name {
+        cairn_p2p::validate_name(name).map_err(|e| ConfigError::Invalid(format!("--name (CAIRN_NAME): {e}")))?;
+    }
     let threads = o.farm_threads.or(file.farm_threads).unwrap_or(1);
     if threads == 0 || threads > 256 {
         return Err(ConfigError::Invalid("farm threads must be 1 to 256".into()));
@@ -252,6 +263,7 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         handshakes_per_minute: file.handshakes_per_minute.unwrap_or(defaults.handshakes_per_minute),
         handshake_burst: file.handshake_burst.unwrap_or(defaults.handshake_burst),
         exempt_loopback: o.exempt_loopback.or(file.exempt_loopback).unwrap_or(defaults.exempt_loopback),
+        name: o.name.or(file.name),
         ..defaults
     };
     if p2p.target_outbound > p2p.max_outbound {
@@ -344,5 +356,24 @@ mod tests {
         assert_eq!((c.p2p.max_inbound_per_ip, c.p2p.max_inbound_per_subnet, c.p2p.exempt_loopback, c.p2p.handshakes_per_minute), (2, 5, false, 3));
         let c = resolve(Overrides { config: Some(cfg), exempt_loopback: Some(true), ..Default::default() }).unwrap();
         assert!(c.p2p.exempt_loopback, "the flag beats the file");
+    }
+
+    #[test]
+    fn name_from_flag_or_file_and_bad_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(resolve(Overrides::default()).unwrap().p2p.name, None, "no name unless given");
+        let cfg = write(dir.path(), "named.toml", "name = \"alice\"\n");
+        let c = resolve(Overrides { config: Some(cfg.clone()), ..Default::default() }).unwrap();
+        assert_eq!(c.p2p.name.as_deref(), Some("alice"), "from the file");
+        let c = resolve(Overrides { config: Some(cfg), name: Some("bob".into()), ..Default::default() }).unwrap();
+        assert_eq!(c.p2p.name.as_deref(), Some("bob"), "the flag beats the file");
+        let long = "x".repeat(33);
+        for bad in ["bad name!", long.as_str(), ""] {
+            let e = resolve(Overrides { name: Some(bad.into()), ..Default::default() }).unwrap_err().to_string();
+            assert!(e.contains("--name") && e.contains("CAIRN_NAME"), "{e}");
+            let file = write(dir.path(), "bad-name.toml", &format!("name = {bad:?}\n"));
+            let e = resolve(Overrides { config: Some(file), ..Default::default() }).unwrap_err().to_string();
+            assert!(e.contains("bad-name.toml") && e.contains("name:"), "{e}");
+        }
     }
 }

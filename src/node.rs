@@ -1,5 +1,9 @@
 //! Starting and stopping a whole node in-process: the chain service, the RPC server and the
 //! built-in farmer, under one cancellation token.
+//!
+//! A named node runs in a tracing span, `node{node_name=alice}` ([`node_span`]): its tasks,
+//! its chain thread and the p2p layer's tasks run in it, so every log line says which node it
+//! comes from, even with many nodes in one process (`cairn devnet`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +12,7 @@ use cairn_chain::{Store, StoreError};
 use cairn_p2p::{IdentityError, NodeId, NodeIdentity, P2p, P2pError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::{Instrument, Span};
 
 use crate::chain_service::ChainHandle;
 use crate::config::NodeConfig;
@@ -47,6 +52,20 @@ pub enum NodeError {
     },
 }
 
+/// Target of the node's span ([`node_span`]). The binary's log filter always enables it, so
+/// the name is on every line whatever `RUST_LOG` selects; no event uses this target.
+pub const SPAN_TARGET: &str = "cairn::node_span";
+
+/// The span a node runs in: `node{node_name=NAME}` at level ERROR (so no log filter level
+/// hides it), or no span for an unnamed node. The field is not called `name`: the JSON log
+/// format writes a span's own name under that key.
+pub fn node_span(name: Option<&str>) -> Span {
+    match name {
+        Some(name) => tracing::span!(target: SPAN_TARGET, tracing::Level::ERROR, "node", node_name = %name),
+        None => Span::none(),
+    }
+}
+
 /// A running node.
 pub struct Node {
     chain: ChainHandle,
@@ -56,19 +75,27 @@ pub struct Node {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    span: Span,
 }
 
 impl Node {
     /// Starts a node: opens (or creates) its data dir and chain, binds the RPC, starts the
     /// farmer if configured. Returns once the RPC is listening.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let span = node_span(config.p2p.name.as_deref());
+        Self::start_in_span(config, span.clone()).instrument(span).await
+    }
+
+    async fn start_in_span(config: NodeConfig, span: Span) -> Result<Node, NodeError> {
         let dir = config.data_dir.clone();
         let spec = config.chain.clone();
         let limits = config.mempool;
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
         // Files and RocksDB: off the async runtime.
+        let in_span = span.clone();
         let (identity, chain, store) = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+            let _span = in_span.enter();
             std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
             let identity = NodeIdentity::load_or_create(&dir)?;
             let genesis = spec.genesis().hash();
@@ -124,20 +151,23 @@ impl Node {
             shutdown: shutdown.clone(),
         };
         let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(e) = served {
-                tracing::error!(target: "rpc", "RPC server failed: {e}");
+        tasks.spawn(
+            async move {
+                let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned()).await;
+                if let Err(e) = served {
+                    tracing::error!(target: "rpc", "RPC server failed: {e}");
+                }
             }
-        });
+            .in_current_span(),
+        );
         if let Some(farmer) = config.farm {
-            tasks.spawn(crate::farm::farmer::run(chain.clone(), farmer, config.farm_threads, shutdown.clone()));
+            tasks.spawn(crate::farm::farmer::run(chain.clone(), farmer, config.farm_threads, shutdown.clone()).in_current_span());
         }
         let tip = chain.tip();
         tracing::info!(target: "node", %node_id, chain = %config.chain.chain_id, genesis = %chain.genesis(), height = tip.height, best = %tip.hash, "node started");
         tracing::info!(target: "node", "node ID {node_id}; peers connect with --peers {node_id}@{host}:{}", p2p_addr.port());
         tracing::info!(target: "rpc", "RPC listening on http://{rpc_addr}");
-        Ok(Node { chain, p2p, rpc_addr, node_id, metrics, shutdown, tasks })
+        Ok(Node { chain, p2p, rpc_addr, node_id, metrics, shutdown, tasks, span })
     }
 
     /// The p2p service.
@@ -165,16 +195,25 @@ impl Node {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
+    /// The span its log lines are in ([`node_span`]).
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
 
     /// Stops every task and waits for them; the chain thread stops (and RocksDB closes) once
     /// the last handle is gone.
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-        self.p2p.shutdown().await;
-        let Node { chain, .. } = self;
-        chain.stop().await;
-        tracing::info!(target: "node", "node stopped");
+        let span = self.span.clone();
+        async move {
+            self.shutdown.cancel();
+            self.tasks.close();
+            self.tasks.wait().await;
+            self.p2p.shutdown().await;
+            let Node { chain, .. } = self;
+            chain.stop().await;
+            tracing::info!(target: "node", "node stopped");
+        }
+        .instrument(span)
+        .await
     }
 }

@@ -109,6 +109,8 @@ pub struct PeerView {
     pub ping_ms: Option<u64>,
     /// Its software.
     pub user_agent: String,
+    /// Its human-readable name, read from its user agent ([`crate::name`]).
+    pub name: Option<String>,
 }
 
 /// What other tasks can ask of a peer task.

@@ -140,6 +140,9 @@ pub struct P2pConfig {
     pub max_frame: usize,
     /// Advertise this node and discover peers on the LAN with mDNS ([`crate::mdns`]).
     pub mdns: bool,
+    /// The node's human-readable name ([`crate::name`]), already validated: sent in the
+    /// `user_agent` and the mDNS TXT records. `None`: unnamed.
+    pub name: Option<String>,
 }
 
 impl Default for P2pConfig {
@@ -171,6 +174,7 @@ impl Default for P2pConfig {
             exempt_loopback: true,
             max_frame: 1 << 20,
             mdns: true,
+            name: None,
         }
     }
 }

@@ -5,12 +5,15 @@
 //! Nothing in here is mutable state with an owner: the handles are channel senders, the
 //! counters are atomics (metrics), and the endpoint and ports are thread-safe handles.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::channels::{ManagerHandle, SyncHandle, TxSeen};
 use crate::config::{FRAME_OVERHEAD, P2pConfig};
@@ -30,6 +33,44 @@ pub(crate) fn short(id: &NodeId) -> String {
     id.to_string()[..12].to_string()
 }
 
+/// The service's task tracker. Every task it spawns runs in the tracing span current at the
+/// spawn: [`crate::P2p::start`] runs in the node's span (the node's name, see
+/// [`crate::name`]), so every log line of every task says which node it comes from, even with
+/// many nodes in one process (`cairn devnet`); tasks spawned by those tasks inherit it.
+#[derive(Default)]
+pub(crate) struct Tasks(TaskTracker);
+
+impl Tasks {
+    /// Spawns `task` on the runtime, tracked, in the current span.
+    pub(crate) fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.spawn(task.in_current_span())
+    }
+
+    /// Runs `f` on the blocking pool, tracked, in the current span.
+    pub(crate) fn spawn_blocking<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let span = tracing::Span::current();
+        self.0.spawn_blocking(move || span.in_scope(f))
+    }
+
+    /// No more tasks: [`Tasks::wait`] ends once the running ones have.
+    pub(crate) fn close(&self) -> bool {
+        self.0.close()
+    }
+
+    /// Waits until closed and every task has ended.
+    pub(crate) fn wait(&self) -> tokio_util::task::task_tracker::TaskTrackerWaitFuture<'_> {
+        self.0.wait()
+    }
+}
+
 /// The service's shared, immutable context.
 pub(crate) struct Ctx {
     pub cfg: P2pConfig,
@@ -40,7 +81,7 @@ pub(crate) struct Ctx {
     pub store: Arc<dyn PeerStore>,
     pub metrics: Arc<P2pMetrics>,
     pub cancel: CancellationToken,
-    pub tasks: TaskTracker,
+    pub tasks: Tasks,
     pub user_agent: String,
     pub manager: ManagerHandle,
     pub sync: SyncHandle,

@@ -59,6 +59,7 @@
 //!
 //! ## Modules
 //! - [`identity`], [`tls`], [`transport`]: node keys, self-signed certificates, QUIC.
+//!   [`name`]: the node's human-readable name and how it rides in the `user_agent`.
 //! - [`wire`]: the message enum and length-delimited framing with explicit limits.
 //! - [`handshake`], `connection`: compatibility rules, the handshake machine and its shell.
 //! - `channels`: the typed messages, handles and snapshots of the actor map.
@@ -84,6 +85,7 @@ pub mod identity;
 mod manager;
 pub mod mdns;
 pub mod metrics;
+pub mod name;
 pub mod netgroup;
 pub mod peer;
 pub mod ports;
@@ -97,6 +99,7 @@ pub mod wire;
 
 pub use config::P2pConfig;
 pub use identity::{IdentityError, NodeId, NodeIdentity};
+pub use name::{NameError, validate_name};
 pub use service::{ConnectError, Direction, P2p, P2pError, PeerView};
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //!
 //! One job: find peers of this chain on the local network and hand their addresses to the
 //! dialer. The node advertises [`MDNS_SERVICE_TYPE`] on its P2P port, with TXT records
-//! `proto` (protocol version), `chain` (chain ID), `genesis` (genesis hash, hex) and `node`
-//! (node ID, hex), and browses for the same service type. An announcement that is our own,
+//! `proto` (protocol version), `chain` (chain ID), `genesis` (genesis hash, hex), `node`
+//! (node ID, hex) and, if the node has one, `name` (its human-readable name,
+//! [`crate::name`]), and browses for the same service type. An announcement that is our own,
 //! malformed, or of another protocol version, chain or genesis is ignored before any dial
 //! (logged at debug, counted by reason in `/metrics`). A compatible one goes into the address
 //! book pinned to the announced node ID ([`crate::addrbook::AddressBook::announce`]), and the
@@ -26,7 +27,8 @@
 //! # Security
 //! Anyone on the LAN can announce anything. TXT values are parsed without panicking and with
 //! length limits; they only choose whom to dial: the handshake still checks version, chain
-//! and genesis, and TLS proves the pinned node ID. The announcements tracked are bounded
+//! and genesis, and TLS proves the pinned node ID. The `name` is only shown: one that is
+//! missing or invalid is dropped, never a reason to ignore the announcement. The announcements tracked are bounded
 //! ([`MDNS_MAX_TRACKED`]), and so is the address book.
 
 use std::collections::{HashMap, HashSet};
@@ -50,6 +52,9 @@ pub mod txt {
     pub const GENESIS: &str = "genesis";
     /// Node ID (hex).
     pub const NODE: &str = "node";
+    /// The node's name ([`crate::name`]); only when it has one. Read leniently: an invalid
+    /// one is dropped, the announcement kept.
+    pub const NAME: &str = "name";
 }
 
 /// Longest TXT value read: chain IDs are at most 64 characters, hashes and node IDs 64 hex.
@@ -69,6 +74,8 @@ pub struct Announcement {
     pub genesis: Hash,
     /// Its node ID (pinned when we dial it).
     pub node_id: NodeId,
+    /// Its human-readable name, if it announced a valid one.
+    pub name: Option<String>,
 }
 
 /// Why an announcement is not dialled.
@@ -115,17 +122,27 @@ impl Ignored {
 impl Announcement {
     /// This node's announcement.
     fn local(inner: &Ctx) -> Announcement {
-        Announcement { protocol_version: inner.cfg.protocol_version, chain_id: inner.chain.chain_id(), genesis: inner.chain.genesis(), node_id: inner.node_id }
+        Announcement {
+            protocol_version: inner.cfg.protocol_version,
+            chain_id: inner.chain.chain_id(),
+            genesis: inner.chain.genesis(),
+            node_id: inner.node_id,
+            name: inner.cfg.name.clone(),
+        }
     }
 
     /// The TXT records (key, value).
     pub fn txt(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut records = vec![
             (txt::PROTOCOL, self.protocol_version.to_string()),
             (txt::CHAIN, self.chain_id.clone()),
             (txt::GENESIS, self.genesis.to_string()),
             (txt::NODE, self.node_id.to_string()),
-        ]
+        ];
+        if let Some(name) = &self.name {
+            records.push((txt::NAME, name.clone()));
+        }
+        records
     }
 
     /// Reads an announcement from TXT records heard on the network.
@@ -138,11 +155,19 @@ impl Announcement {
             std::str::from_utf8(value).map_err(|_| Ignored::Malformed(format!("{key}: not UTF-8")))
         };
         let bad = |key: &str, e: &dyn std::fmt::Display| Ignored::Malformed(format!("{key}: {e}"));
+        // Optional and only shown: anything but a valid name is no name.
+        let name = props
+            .get_property_val(txt::NAME)
+            .flatten()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|n| crate::name::validate_name(n).is_ok())
+            .map(str::to_string);
         Ok(Announcement {
             protocol_version: field(txt::PROTOCOL)?.parse().map_err(|e| bad(txt::PROTOCOL, &e))?,
             chain_id: field(txt::CHAIN)?.to_string(),
             genesis: field(txt::GENESIS)?.parse().map_err(|e| bad(txt::GENESIS, &e))?,
             node_id: field(txt::NODE)?.parse().map_err(|e| bad(txt::NODE, &e))?,
+            name,
         })
     }
 
@@ -322,7 +347,7 @@ impl Discovery {
 
     async fn resolved(&mut self, svc: &ResolvedService) {
         let locals = tokio::task::spawn_blocking(local_nets).await.unwrap_or_default();
-        let (id, addr, new) = match self.judge(svc, &locals) {
+        let (id, addr, new, name) = match self.judge(svc, &locals) {
             Ok(found) => found,
             Err(why) => {
                 self.inner.metrics.mdns_ignored(why.code());
@@ -332,7 +357,7 @@ impl Discovery {
         };
         if new {
             self.inner.metrics.mdns_discovered();
-            tracing::info!(target: "p2p::mdns", peer = %id, %addr, instance = %svc.fullname, "discovered peer on the LAN");
+            tracing::info!(target: "p2p::mdns", peer = %id, peer_name = name.as_deref(), %addr, instance = %svc.fullname, "discovered peer on the LAN");
         } else {
             // Re-announced (e.g. its link came back): it is there, so retry now if not connected.
             tracing::debug!(target: "p2p::mdns", peer = %id, %addr, "peer announced itself again on the LAN");
@@ -342,7 +367,7 @@ impl Discovery {
 
     /// Decides what to dial for a resolved service and tracks it; says whether it is new
     /// (a peer not tracked yet, or at another address or with another key).
-    fn judge(&mut self, svc: &ResolvedService, locals: &[LocalNet]) -> Result<(NodeId, SocketAddr, bool), Ignored> {
+    fn judge(&mut self, svc: &ResolvedService, locals: &[LocalNet]) -> Result<(NodeId, SocketAddr, bool, Option<String>), Ignored> {
         let ann = Announcement::parse(&svc.txt_properties)?;
         ann.check(&self.ours)?;
         if svc.port == 0 {
@@ -356,7 +381,7 @@ impl Discovery {
             None => true,
         };
         self.tracked.insert(svc.fullname.clone(), found);
-        Ok((ann.node_id, addr, new))
+        Ok((ann.node_id, addr, new, ann.name))
     }
 
     fn removed(&mut self, fullname: &str) {
@@ -480,7 +505,7 @@ mod tests {
     use cairn_chain::keys::PublicKey;
 
     fn ours() -> Announcement {
-        Announcement { protocol_version: 1, chain_id: "devnet".into(), genesis: Hash::digest(b"g"), node_id: PublicKey([1; 32]) }
+        Announcement { protocol_version: 1, chain_id: "devnet".into(), genesis: Hash::digest(b"g"), node_id: PublicKey([1; 32]), name: None }
     }
 
     /// TXT records as they arrive: length-prefixed strings.
@@ -611,7 +636,28 @@ mod tests {
         assert_eq!(info.get_port(), 9090);
         assert!(info.get_fullname().starts_with("cairn-0101010101010101."));
         assert_eq!(Announcement::parse(info.get_properties()), Ok(me.clone()));
+        assert!(info.get_property(txt::NAME).is_none(), "no name record for an unnamed node");
         let info = service_info(&me, "10.1.0.7:9091".parse().unwrap()).unwrap();
         assert_eq!(info.get_addresses().iter().copied().collect::<Vec<_>>(), vec!["10.1.0.7".parse::<IpAddr>().unwrap()]);
+        // A named node: the instance name still comes from the node ID; the name is a TXT record.
+        let named = Announcement { name: Some("alice".into()), ..me };
+        let info = service_info(&named, "0.0.0.0:9090".parse().unwrap()).unwrap();
+        assert!(info.get_fullname().starts_with("cairn-0101010101010101."));
+        assert_eq!(info.get_property_val_str(txt::NAME), Some("alice"));
+        assert_eq!(Announcement::parse(info.get_properties()), Ok(named));
+    }
+
+    #[test]
+    fn the_name_record_round_trips_and_a_bad_one_is_only_dropped() {
+        let peer = Announcement { node_id: PublicKey([2; 32]), name: Some("node-2.b_x".into()), ..ours() };
+        assert_eq!(Announcement::parse(&encoded(&peer)), Ok(peer.clone()));
+        let base: Vec<String> = Announcement { name: None, ..peer.clone() }.txt().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let long = format!("name={}", "x".repeat(200));
+        let bad: [&[u8]; 6] = [b"name=bad name!", b"name=", b"name", b"name=\xff\xfe", long.as_bytes(), b"name=(x)"];
+        for b in bad {
+            let mut entries: Vec<&[u8]> = base.iter().map(|e| e.as_bytes()).collect();
+            entries.push(b);
+            assert_eq!(Announcement::parse(&wire(&entries)), Ok(Announcement { name: None, ..peer.clone() }), "{b:?}");
+        }
     }
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use crate::addrbook::AddressView;
 use crate::addrbook::{AddressBook, Source};
@@ -20,7 +19,7 @@ use crate::bans::Bans;
 pub use crate::channels::{ConnectError, Direction, PeerView};
 use crate::channels::{ManagerHandle, ManagerMsg, Snapshot, SyncHandle, SyncStatus, TX_SEEN_INBOX};
 use crate::config::P2pConfig;
-use crate::ctx::{Ctx, now_ms};
+use crate::ctx::{Ctx, Tasks, now_ms};
 use crate::identity::{NodeId, NodeIdentity};
 use crate::metrics::P2pMetrics;
 use crate::ports::{Ban, BanTarget, ChainInfo, PeerStore};
@@ -36,6 +35,9 @@ pub enum P2pError {
     /// A `--peers` or seed entry is malformed.
     #[error("peer address {0:?}: expected [NODEID@]HOST:PORT")]
     BadAddress(String),
+    /// The configured node name is not valid.
+    #[error(transparent)]
+    Name(#[from] crate::name::NameError),
 }
 
 /// Splits `[NODEID@]HOST:PORT`.
@@ -78,6 +80,9 @@ impl P2p {
         peers: &[String],
         seeds: &[String],
     ) -> Result<P2p, P2pError> {
+        if let Some(name) = &cfg.name {
+            crate::name::validate_name(name)?;
+        }
         let mut manual = Vec::new();
         for (list, source) in [(peers, Source::Manual), (seeds, Source::Seed)] {
             for p in list {
@@ -124,7 +129,7 @@ impl P2p {
         let (relay, relay_rx) = tokio::sync::mpsc::channel(TX_SEEN_INBOX);
         let node_id = identity.node_id();
         let ctx = Arc::new(Ctx {
-            user_agent: format!("cairn/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: crate::name::user_agent(cfg.name.as_deref()),
             cfg,
             node_id,
             endpoint,
@@ -133,7 +138,7 @@ impl P2p {
             store,
             metrics: Arc::new(P2pMetrics::default()),
             cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            tasks: Tasks::default(),
             manager,
             sync,
             relay,
@@ -156,6 +161,10 @@ impl P2p {
     /// This node's ID.
     pub fn node_id(&self) -> NodeId {
         self.ctx.node_id
+    }
+    /// This node's human-readable name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.ctx.cfg.name.as_deref()
     }
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {

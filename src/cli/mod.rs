@@ -120,6 +120,10 @@ pub struct NodeArgs {
     /// Chain spec file [default: the shipped config/devnet.toml].
     #[arg(long, env = "CAIRN_CHAIN")]
     pub chain: Option<PathBuf>,
+    /// A human-readable name for this node, shown to its peers, on the LAN and in its logs:
+    /// 1 to 32 of A-Z a-z 0-9 . _ - [default: none].
+    #[arg(long, env = "CAIRN_NAME")]
+    pub name: Option<String>,
     /// Data directory [default: ./cairn-data].
     #[arg(long, env = "CAIRN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -9,6 +9,7 @@ use crate::config::{Overrides, resolve};
 pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
     let config = resolve(Overrides {
         config: a.config,
+        name: a.name,
         chain: a.chain,
         data_dir: a.data_dir,
         p2p_port: a.p2p_port,
@@ -22,7 +23,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
     })?;
     let node = Node::start(config).await?;
     wait_for_signal().await?;
-    tracing::info!(target: "node", "shutting down");
+    node.span().in_scope(|| tracing::info!(target: "node", "shutting down"));
     node.shutdown().await;
     Ok(())
 }

@@ -85,10 +85,11 @@ impl Slot {
         }
     }
 
-    /// A node config: the shipped devnet chain, loopback only, mDNS off, no seeds, quick
-    /// redials.
+    /// A node config: named `node<N>` (its number, as the panel shows it), the shipped devnet
+    /// chain, loopback only, mDNS off, no seeds, quick redials.
     fn config(&self) -> Result<NodeConfig, DevnetError> {
         let mut c = resolve(Overrides {
+            name: Some(format!("node{}", self.number)),
             data_dir: Some(self.dir.clone()),
             p2p_port: Some(self.ports.p2p),
             rpc_port: Some(self.ports.rpc),

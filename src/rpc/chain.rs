@@ -30,6 +30,7 @@ pub async fn status(State(s): State<RpcState>) -> Json<Value> {
         "chain_id": s.chain.spec().chain_id,
         "genesis_hash": s.chain.genesis(),
         "node_id": s.node_id,
+        "name": s.p2p.name(),
         "version": env!("CARGO_PKG_VERSION"),
         "height": tip.height,
         "best_hash": tip.hash,

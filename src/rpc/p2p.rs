@@ -38,6 +38,7 @@ pub async fn list(State(s): State<RpcState>) -> Json<Value> {
                 "score": p.score,
                 "ping_ms": p.ping_ms,
                 "user_agent": p.user_agent,
+                "name": p.name,
             })
         })
         .collect();

@@ -114,3 +114,109 @@ async fn startup_errors_are_one_line_and_sigterm_is_clean() {
     let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--chain"]).arg(&spec_path).arg("--data-dir").arg(&data)));
     assert!(e.contains("cairn-devnet") && e.contains("cairn-other") && e.matches("genesis").count() == 2, "{e}");
 }
+
+#[test]
+fn bad_names_are_one_line_config_errors_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = || {
+        let mut c = cairn();
+        c.args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--data-dir"]).arg(&data);
+        c
+    };
+    let e = error_line(&run(node().args(["--name", "bad name!"])));
+    assert!(e.contains("--name") && e.contains("bad name!"), "{e}");
+    let e = error_line(&run(node().env("CAIRN_NAME", "x".repeat(33))));
+    assert!(e.contains("CAIRN_NAME") && e.contains("33 characters"), "{e}");
+    let file = dir.path().join("named.toml");
+    std::fs::write(&file, "name = \"bad name!\"\n").unwrap();
+    let e = error_line(&run(node().arg("--config").arg(&file)));
+    assert!(e.contains("named.toml") && e.contains("name:"), "{e}");
+    assert!(!data.exists(), "a refused config created the data dir");
+}
+
+#[test]
+fn a_named_node_logs_its_name_on_every_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = cairn()
+            .args(["--log-format", format, "node", "--name", "alice", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cairn");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("RPC listening on") {
+                    let _ = tx.send(());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the node started within 30 s");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(wait_exit(&mut child, 20).success());
+        let lines = reader.join().unwrap();
+        assert!(lines.iter().any(|l| l.contains("node stopped")), "{format}: {lines:#?}");
+        for l in &lines {
+            if format == "text" {
+                assert!(l.contains("node{node_name=alice}"), "text line without the name: {l}");
+            } else {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                assert_eq!(v["span"]["node_name"], "alice", "JSON line without the name: {l}");
+            }
+        }
+    }
+}
+
+/// `cairn peers`, `peers add`, `peers remove`, `peers addresses`, `ban`, `bans`, `unban`
+/// against two real node processes; `--rpc` takes `HOST:PORT`; bad input is one clear line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_and_ban_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, url_a, _) = crate::support::spawn_node_addrs(&dir.path().join("a"), &["--name", "alice"]);
+    let (mut b, _, addr_b) = crate::support::spawn_node_addrs(&dir.path().join("b"), &["--name", "bob"]);
+    let hostport = url_a.trim_start_matches("http://").to_string();
+    let ok = |args: &[&str]| {
+        let out = run(cairn().args(args).args(["--rpc", &hostport]));
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        stdout(&out)
+    };
+    let connected = ok(&["peers", "add", &addr_b]);
+    assert!(connected.starts_with("connected to "), "{connected}");
+    let b_id = connected.trim().trim_start_matches("connected to ").to_string();
+    let table = ok(&["peers"]);
+    assert!(table.contains("bob") && table.contains("outbound") && table.contains("1 peer(s)"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["peers", "--json"])).expect("--json is JSON");
+    assert_eq!(json["peers"][0]["name"], "bob");
+    assert!(ok(&["peers", "addresses"]).contains("manual"));
+    // Ban a network and the peer; list; lift.
+    let banned = ok(&["ban", "10.9.0.0/16", "--duration", "2h", "--reason", "noisy"]);
+    assert!(banned.starts_with("banned 10.9.0.0/16 for ") && banned.contains("h"), "{banned}");
+    assert!(ok(&["ban", &b_id]).contains("1 peer(s) disconnected"));
+    let bans = ok(&["bans"]);
+    assert!(bans.contains("10.9.0.0/16") && bans.contains("noisy") && bans.contains(&b_id), "{bans}");
+    assert!(ok(&["unban", "10.9.0.0/16"]).starts_with("unbanned 10.9.0.0/16"));
+    assert!(ok(&["unban", &b_id]).starts_with("unbanned"));
+    assert_eq!(ok(&["bans"]), "no bans");
+    assert!(ok(&["peers", "remove", &b_id]).starts_with("removed"));
+    // Bad input: one line naming the problem, and nothing changes.
+    let e = error_line(&run(cairn().args(["ban", "300.1.2.3", "--rpc", &hostport])));
+    assert!(e.contains("invalid_ip"), "{e}");
+    let e = error_line(&run(cairn().args(["ban", "10.0.0.1", "--duration", "5y", "--rpc", &hostport])));
+    assert!(e.contains("unknown unit"), "{e}");
+    let e = error_line(&run(cairn().args(["unban", "10.0.0.1", "--rpc", &hostport])));
+    assert!(e.contains("not_found"), "{e}");
+    assert_eq!(ok(&["bans"]), "no bans");
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -167,6 +167,10 @@ async fn added_node_catches_up_and_a_stopped_node_comes_back() {
     let rpcs = d.rpcs(3).await;
     let (h, best) = one_chain(&rpcs, 20, 60).await;
     assert_eq!(h, 20, "the fresh node caught up to the tip {best}");
+    // Nodes are named by their number, the added one too.
+    for (k, r) in rpcs.iter().enumerate() {
+        assert_eq!(r.get("/status").await.1["name"], format!("node{}", k + 1));
+    }
 
     // Stop node 2: its RPC goes away; the others go on; it comes back on the same ports with
     // the same key and its own data (it is at 20 the moment it answers, before any sync).
@@ -180,6 +184,7 @@ async fn added_node_catches_up_and_a_stopped_node_comes_back() {
     d.line("node 2 started again", before, 30).await;
     let (_, v) = rpcs[1].get("/status").await;
     assert_eq!(v["node_id"], id_before, "node 2 came back with another key");
+    assert_eq!(v["name"], "node2");
     assert!(v["height"].as_u64().unwrap() >= 20, "node 2 came back without its data: {v}");
     one_chain(&rpcs, 25, 60).await;
 

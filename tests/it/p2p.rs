@@ -342,3 +342,41 @@ async fn silent_peer_is_dropped_by_the_heartbeat() {
     assert!(started.elapsed() < Duration::from_secs(10));
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_travel_in_the_user_agent_to_the_peer_list() {
+    let t = tempfile::tempdir().unwrap();
+    let a = start(&t.path().join("a"), |c| c.p2p.name = Some("alice".into())).await;
+    let b = start(&t.path().join("b"), |c| {
+        c.p2p.name = Some("bob.2".into());
+        c.peers = vec![a.p2p_addr().to_string()];
+    })
+    .await;
+    // An unnamed node: no name anywhere (JSON null).
+    let c = start(&t.path().join("c"), |c| c.peers = vec![a.p2p_addr().to_string()]).await;
+    wait_peers(&a, 2).await;
+    wait_peers(&b, 1).await;
+    wait_peers(&c, 1).await;
+    let rpc = |n: &Node| crate::support::Rpc::new(format!("http://{}", n.rpc_addr()));
+    let names = |v: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        v["peers"].as_array().unwrap().iter().map(|p| (p["node_id"].as_str().unwrap().to_string(), p["name"].clone())).collect()
+    };
+    let (_, v) = rpc(&a).get("/p2p/peers").await;
+    let seen = names(&v);
+    assert!(seen.contains(&(b.node_id().to_string(), "bob.2".into())), "{v}");
+    assert!(seen.contains(&(c.node_id().to_string(), serde_json::Value::Null)), "{v}");
+    let bob = v["peers"].as_array().unwrap().iter().find(|p| p["name"] == "bob.2").unwrap();
+    assert_eq!(bob["user_agent"], format!("cairn/{} (bob.2)", env!("CARGO_PKG_VERSION")));
+    for n in [&b, &c] {
+        let (_, v) = rpc(n).get("/p2p/peers").await;
+        assert_eq!(names(&v), vec![(a.node_id().to_string(), "alice".into())], "{v}");
+    }
+    assert_eq!(b.p2p().peers()[0].name.as_deref(), Some("alice"));
+    for (n, name) in [(&a, serde_json::json!("alice")), (&b, serde_json::json!("bob.2")), (&c, serde_json::Value::Null)] {
+        let (_, v) = rpc(n).get("/status").await;
+        assert_eq!(v["name"], name, "{v}");
+    }
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}

@@ -116,7 +116,7 @@ fn a_node_of_another_chain_is_never_dialled() {
 fn avahi_browse_sees_the_advertisement_and_its_withdrawal() {
     let test = "avahi_browse_sees_the_advertisement_and_its_withdrawal";
     let Some(mut lan) = Lan::new(test) else { return };
-    let mut a = lan.node("a", &[], &[]);
+    let mut a = lan.node("a", &["--name", "alice"], &[]);
     let Some(avahi) = Avahi::start(&mut lan, test) else { return };
     let status = a.status();
     let id = status["node_id"].as_str().unwrap().to_string();
@@ -129,6 +129,7 @@ fn avahi_browse_sees_the_advertisement_and_its_withdrawal() {
         format!("chain={}", status["chain_id"].as_str().unwrap()),
         format!("genesis={}", status["genesis_hash"].as_str().unwrap()),
         format!("node={id}"),
+        "name=alice".to_string(),
         format!("proto={}", cairn_p2p::config::PROTOCOL_VERSION),
     ];
     want.sort();

@@ -53,6 +53,8 @@ struct Peer {
     listen_address: SocketAddr,
     connected_since_ms: u64,
     user_agent: String,
+    /// Its name, from the user agent ([`crate::name::from_user_agent`]).
+    name: Option<String>,
     stats: Arc<PeerStats>,
     inbox: mpsc::Sender<PeerCmd>,
     conn: quinn::Connection,
@@ -377,6 +379,7 @@ impl Manager {
                 listen_address: j.listen,
                 connected_since_ms: now_ms(),
                 user_agent: j.user_agent.chars().take(64).collect(),
+                name: crate::name::from_user_agent(&j.user_agent),
                 stats: stats.clone(),
                 inbox: tx.clone(),
                 conn: j.conn,
@@ -633,6 +636,7 @@ impl Manager {
                     score: self.bans.score(id, now_ms()),
                     ping_ms: Some(p.stats.ping_ms.load(Relaxed)).filter(|ms| *ms > 0),
                     user_agent: p.user_agent.clone(),
+                    name: p.name.clone(),
                 };
                 (view, p.stats.clone())
             })

@@ -97,8 +97,8 @@ pub struct FileConfig {
     pub handshakes_per_minute: Option<u32>,
     /// ...and at once [default: 20].
     pub handshake_burst: Option<u32>,
-    /// Loopback peers skip the per-address limits, the handshake rate and automatic IP bans
-    /// [default: true, so a devnet on one machine works].
+    /// Peers at 127.0.0.1 and ::1 skip the per-address limits, the handshake rate and
+    /// automatic IP bans [default: true, so a devnet on one machine works].
     pub exempt_loopback: Option<bool>,
 }
 

@@ -4,8 +4,10 @@
 //!
 //! In order:
 //! 1. a banned address (an IP ban, or a ban of its network) is refused before TLS;
-//! 2. loopback is exempt from the rest when [`Limits::exempt_loopback`] is set (the default),
-//!    so a devnet of many nodes on one machine works;
+//! 2. the default loopback addresses (`127.0.0.1`, `::1`) are exempt from the rest when
+//!    [`Limits::exempt_loopback`] is set (the default), so a devnet of many nodes on one
+//!    machine works; other `127.x.y.z` addresses count like any host, so one machine can
+//!    still play many distinct hosts (tests, a hostile client beside honest nodes);
 //! 3. an address QUIC has not validated is asked to `retry` first (one round trip, no TLS, no
 //!    state kept): the rate limit then counts the real sender, so nobody can spend another
 //!    host's budget by spoofing its address;
@@ -43,7 +45,7 @@ pub struct Limits {
     pub period: Duration,
     /// Handshakes an IP may start at once.
     pub burst: u32,
-    /// Loopback addresses skip the limits (and are never banned automatically).
+    /// `127.0.0.1` and `::1` skip the limits (and are never banned automatically).
     pub exempt_loopback: bool,
 }
 
@@ -75,7 +77,7 @@ impl Admission {
 
     /// Whether `ip` skips the limits and automatic IP bans.
     pub fn exempt(&self, ip: IpAddr) -> bool {
-        self.limits.exempt_loopback && canonical(ip).is_loopback()
+        self.limits.exempt_loopback && crate::netgroup::is_localhost(ip)
     }
 
     /// Judges a new inbound connection from `ip`. `validated`: QUIC has proven the client owns
@@ -100,7 +102,10 @@ impl Admission {
         }
         let (mut from_ip, mut from_subnet) = (0, 0);
         let net = subnet(ip);
-        for c in connected.map(canonical).chain(self.handshaking.iter().flat_map(|(h, n)| std::iter::repeat_n(*h, *n))) {
+        // Exempt peers (a devnet on 127.0.0.1) do not use up their neighbours' budgets.
+        let exempt = self.limits.exempt_loopback;
+        let counted = connected.map(canonical).filter(|c| !(exempt && crate::netgroup::is_localhost(*c)));
+        for c in counted.chain(self.handshaking.iter().flat_map(|(h, n)| std::iter::repeat_n(*h, *n))) {
             from_ip += usize::from(c == ip);
             from_subnet += usize::from(net.contains(&c));
         }
@@ -175,9 +180,11 @@ mod tests {
         assert!(matches!(d, Decision::Refuse(ref r) if r.reason == RejectReason::Banned), "{d:?}");
         assert_eq!(a.incoming(ip("10.0.0.1"), false, false, std::iter::empty(), t), Decision::Retry);
         assert_eq!(a.incoming(ip("10.0.0.1"), true, false, std::iter::empty(), t), Decision::Accept);
-        // Loopback skips the limits (not a ban).
-        assert_eq!(a.incoming(ip("127.0.0.2"), false, false, std::iter::empty(), t), Decision::Accept);
-        assert!(matches!(a.incoming(ip("127.0.0.2"), true, true, std::iter::empty(), t), Decision::Refuse(_)));
+        // The default loopback address skips the limits (not a ban); other 127.x hosts do not.
+        assert_eq!(a.incoming(ip("127.0.0.1"), false, false, std::iter::empty(), t), Decision::Accept);
+        assert!(matches!(a.incoming(ip("127.0.0.1"), true, true, std::iter::empty(), t), Decision::Refuse(_)));
+        assert_eq!(a.incoming(ip("127.0.0.2"), false, false, std::iter::empty(), t), Decision::Retry);
+        assert!(!a.exempt(ip("127.0.0.2")));
         assert!(!Admission::new(Limits { exempt_loopback: false, ..limits() }).exempt(ip("127.0.0.1")));
         assert!(a.exempt(ip("::1")) && a.exempt(ip("::ffff:127.0.0.1")));
     }
@@ -198,6 +205,8 @@ mod tests {
         // The subnet: 16 from 10.1.2.0/24 over many IPs, then no more from that /24.
         let mut a = Admission::new(limits());
         let many: Vec<IpAddr> = (1..=16).map(|i| ip(&format!("10.1.2.{i}"))).collect();
+        let local = std::iter::repeat_n(ip("127.0.0.1"), 40);
+        assert_eq!(a.incoming(ip("127.0.0.2"), true, false, local, t), Decision::Accept, "exempt peers are not counted against a neighbour");
         let d = a.incoming(ip("10.1.2.200"), true, false, many.clone().into_iter(), t);
         assert!(matches!(&d, Decision::Close(r) if r.detail.contains("10.1.2.0/24")), "{d:?}");
         assert_eq!(a.incoming(ip("10.1.3.1"), true, false, many.into_iter(), t), Decision::Accept, "another subnet");

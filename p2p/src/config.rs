@@ -131,8 +131,9 @@ pub struct P2pConfig {
     pub handshakes_per_minute: u32,
     /// ...and at once (its size).
     pub handshake_burst: u32,
-    /// Loopback peers skip the per-address limits, the handshake rate and automatic IP bans
-    /// (a devnet runs many nodes on one machine); tests of those limits turn it off.
+    /// Peers at `127.0.0.1` or `::1` skip the per-address limits, the handshake rate and
+    /// automatic IP bans (a devnet runs many nodes there); other `127.x` addresses count as
+    /// distinct hosts. Tests of those limits from `127.0.0.1` turn it off.
     pub exempt_loopback: bool,
     /// Largest frame after the handshake for tools that speak the wire without a chain (the
     /// p2p benchmark); a node derives its limit from the chain spec (`max_block_bytes` +

@@ -18,6 +18,15 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether `ip` is the default loopback address, `127.0.0.1` or `::1` (where a devnet of
+/// many nodes runs); other `127.x.y.z` addresses are not.
+pub fn is_localhost(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST,
+    }
+}
+
 /// The network of `ip` with `v4`/`v6` prefix bits (the address canonicalised first).
 fn prefix(ip: IpAddr, v4: u8, v6: u8) -> IpNet {
     let ip = canonical(ip);
@@ -82,6 +91,8 @@ mod tests {
         assert_eq!(host(ip("::ffff:10.1.2.3")), host(ip("10.1.2.3")));
         assert_eq!(display(&host(ip("10.1.2.3"))), "10.1.2.3");
         assert_eq!(display(&subnet(ip("10.1.2.3"))), "10.1.2.0/24");
+        assert!(is_localhost(ip("127.0.0.1")) && is_localhost(ip("::1")) && is_localhost(ip("::ffff:127.0.0.1")));
+        assert!(!is_localhost(ip("127.0.0.2")) && !is_localhost(ip("10.0.0.1")));
     }
 
     #[test]

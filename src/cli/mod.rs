@@ -149,8 +149,9 @@ pub struct NodeArgs {
     /// Threads for the built-in farmer [default: 1].
     #[arg(long, env = "CAIRN_FARM_THREADS")]
     pub farm_threads: Option<usize>,
-    /// Whether loopback peers skip the per-address inbound limits, the handshake rate limit
-    /// and automatic IP bans (true/false) [default: true, so a devnet on one machine works].
+    /// Whether peers at 127.0.0.1 and ::1 skip the per-address inbound limits, the handshake
+    /// rate limit and automatic IP bans (true/false) [default: true, so a devnet on one
+    /// machine works; other 127.x addresses always count as distinct hosts].
     #[arg(long, env = "CAIRN_EXEMPT_LOOPBACK", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
     pub exempt_loopback: Option<bool>,
 }

@@ -57,11 +57,12 @@ async fn idle_identities_give_way_to_a_newcomer() {
 }
 
 /// At most four inbound connections from one IP: the fifth is refused with the typed reason;
-/// another IP is still welcome.
+/// another IP is still welcome. With the default settings: only 127.0.0.1 (a devnet's
+/// address) is exempt, until `exempt_loopback` is turned off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifth_connection_from_one_ip_is_refused_with_a_typed_reason() {
     let t = tempfile::tempdir().unwrap();
-    let hub = start(&t.path().join("hub"), |c| c.p2p.exempt_loopback = false).await;
+    let hub = start(&t.path().join("hub"), |_| {}).await;
     let mut held = Vec::new();
     for i in 0..4 {
         held.push(RawPeer::attempt(&hub, "127.0.0.2", None).await.unwrap_or_else(|e| panic!("connection {i}: {e}")));
@@ -77,7 +78,21 @@ async fn a_fifth_connection_from_one_ip_is_refused_with_a_typed_reason() {
     gone.conn.close(0u32.into(), b"bye");
     wait_for("the hub saw it go", 10, || async { (hub.p2p().peer_count() == 4).then_some(()) }).await;
     RawPeer::attempt(&hub, "127.0.0.2", None).await.expect("room again");
+    // 127.0.0.1 is exempt by default...
+    let mut local = Vec::new();
+    for i in 0..6 {
+        local.push(RawPeer::attempt(&hub, "127.0.0.1", None).await.unwrap_or_else(|e| panic!("exempt connection {i}: {e}")));
+    }
     hub.shutdown().await;
+    // ...and counts like any host without the exemption.
+    let strict = start(&t.path().join("strict"), |c| c.p2p.exempt_loopback = false).await;
+    let mut held = Vec::new();
+    for i in 0..4 {
+        held.push(RawPeer::attempt(&strict, "127.0.0.1", None).await.unwrap_or_else(|e| panic!("connection {i}: {e}")));
+    }
+    let fifth = RawPeer::attempt(&strict, "127.0.0.1", None).await.err().expect("the fifth is refused");
+    assert!(fifth.starts_with("too_many_from_address"), "{fifth}");
+    strict.shutdown().await;
 }
 
 /// A node banned for misbehaviour is banned with its IP: back with a fresh key from the same
@@ -85,7 +100,7 @@ async fn a_fifth_connection_from_one_ip_is_refused_with_a_typed_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_banned_node_with_a_fresh_key_is_refused_by_address() {
     let t = tempfile::tempdir().unwrap();
-    let hub = start(&t.path().join("hub"), |c| c.p2p.exempt_loopback = false).await;
+    let hub = start(&t.path().join("hub"), |_| {}).await;
     let mut bad = RawPeer::attempt(&hub, "127.0.0.4", None).await.expect("connects");
     wait_for("registered", 10, || async { (hub.p2p().peer_count() == 1).then_some(()) }).await;
     // An undecodable message bans at once.

@@ -432,7 +432,7 @@ impl Manager {
 
     /// Adds a misbehaviour's points; at the threshold bans (persisted) and cuts the peer off.
     /// The ban covers the node ID and, for `ip_ban_duration`, the IP it connected from (`ip`
-    /// when it is not in the table yet) unless that IP is exempt (loopback by default).
+    /// when it is not in the table yet) unless that IP is exempt (`127.0.0.1` and `::1` by default).
     fn penalize(&mut self, id: NodeId, kind: Misbehaviour, ip: Option<IpAddr>) -> Standing {
         self.ctx.metrics.misbehaved(kind.code());
         let now = now_ms();

@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_chain::store::TxLocation;
 use cairn_chain::{
-    Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, CheckResult, CheckedBlock, Hash, Header, Mempool, MempoolLimits, Outcome, Store,
-    StoreError, Transaction, TxError, TxId, Work,
+    Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, CheckResult, CheckedBlock, Hash, Header, Mempool, MempoolLimits, Outcome, SigCache,
+    Store, StoreError, Transaction, TxError, TxId, Work,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -25,6 +25,21 @@ const COMMAND_QUEUE: usize = 1024;
 
 /// Accepted transactions buffered for gossip; a lagging listener skips ahead.
 const TX_EVENTS: usize = 4096;
+
+/// Most transactions in one intake call (`POST /txs` with an array).
+pub const MAX_TX_BATCH: usize = 10_000;
+
+/// How often mempool writes (made without an fsync each) are made durable: a power loss loses
+/// at most this much of accepted transactions; a killed process loses nothing (the write-ahead
+/// log is in the OS already).
+const WAL_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Transaction IDs remembered as carrying a bad signature: the ID commits to the signature,
+/// so the same bytes are refused at once without verifying again.
+const BAD_SIGNATURES: usize = 50_000;
+
+/// Signatures verified per batch on one core (ed25519 batch verification gains little beyond).
+const VERIFY_CHUNK: usize = 64;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -102,6 +117,9 @@ pub enum ServiceError {
 
 type Reply<T> = oneshot::Sender<T>;
 
+/// A batch back from the cheap checks, with each one's verdict.
+type Prechecked = (Vec<Transaction>, Vec<Result<(), TxError>>);
+
 /// What a commit (one block or a run) did to the best chain.
 #[derive(Default)]
 struct Moved {
@@ -116,7 +134,13 @@ enum Command {
     SubmitBlock(Block, Reply<Result<Accepted, BlockError>>),
     SubmitChecked(Vec<CheckedBlock>, Reply<Vec<Result<Accepted, BlockError>>>),
     NoteInvalid(Vec<(Hash, BlockError)>),
-    SubmitTx(Transaction, Reply<Result<TxId, TxError>>),
+    /// The cheap checks of a batch, before signatures are verified elsewhere.
+    Precheck(Vec<Transaction>, Reply<Prechecked>),
+    /// Transactions whose signatures were verified (`true`) or found bad (`false`): admit the
+    /// good ones (one unsynced write for the batch).
+    Admit(Vec<(Transaction, bool)>, Reply<Vec<Result<TxId, TxError>>>),
+    /// Make the unsynced writes durable (sent every [`WAL_SYNC_INTERVAL`]).
+    SyncWal,
     Template(Address, Reply<Result<Template, StoreError>>),
     Account(Address, Reply<Result<AccountInfo, StoreError>>),
     Pending(TxId, Reply<Option<Transaction>>),
@@ -127,6 +151,7 @@ enum Command {
 #[derive(Clone)]
 pub struct ChainHandle {
     commands: mpsc::Sender<Command>,
+    sigcache: Arc<SigCache>,
     store: Store,
     tip: watch::Receiver<Tip>,
     txs: broadcast::Sender<Transaction>,
@@ -143,7 +168,11 @@ impl ChainHandle {
     /// Opens the store's chain and starts the chain thread. Blocking (opens RocksDB): call
     /// it from `spawn_blocking` or before the runtime starts.
     pub fn start(store: Store, spec: ChainSpec, limits: MempoolLimits, metrics: Arc<Metrics>) -> Result<ChainHandle, StoreError> {
-        let chain = Chain::open(store.clone(), spec.clone())?;
+        let mut chain = Chain::open(store.clone(), spec.clone())?;
+        // Room for every pending transaction twice over (replacements, a block in flight).
+        let sigcache = Arc::new(SigCache::new(limits.max_txs.saturating_mul(2).max(10_000)));
+        chain.set_sigcache(sigcache.clone());
+        let _ = metrics.sigcache.set(sigcache.clone());
         let genesis = chain.genesis_hash();
         let mut mempool = Mempool::new(genesis, limits);
         // Pending transactions persisted before a crash come back, in nonce order per sender;
@@ -169,14 +198,38 @@ impl ChainHandle {
         let (tip_tx, tip_rx) = watch::channel(tip_of(&chain));
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (txs, _) = broadcast::channel(TX_EVENTS);
-        let worker = Worker { chain, mempool, tip: tip_tx, txs: txs.clone(), metrics };
+        let worker = Worker {
+            chain,
+            mempool,
+            tip: tip_tx,
+            txs: txs.clone(),
+            metrics,
+            sigcache: sigcache.clone(),
+            bad_signatures: IdSet::new(BAD_SIGNATURES),
+            unsynced: false,
+        };
+        // The group commit's clock: a tiny thread that asks for a WAL sync every interval and
+        // ends with the service (its send fails once the chain thread is gone).
+        let ticker = cmd_tx.clone();
+        std::thread::Builder::new()
+            .name("chain-wal".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(WAL_SYNC_INTERVAL);
+                    // Busy (queue full) is fine: the next tick asks again.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = ticker.try_send(Command::SyncWal) {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Missing(format!("chain-wal thread: {e}")))?;
         // The thread logs in the caller's span (the node's: its name).
         let span = tracing::Span::current();
         std::thread::Builder::new()
             .name("chain".into())
             .spawn(move || span.in_scope(|| worker.run(cmd_rx)))
             .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
-        Ok(ChainHandle { commands: cmd_tx, store, tip: tip_rx, txs, spec: Arc::new(spec), genesis })
+        Ok(ChainHandle { commands: cmd_tx, sigcache, store, tip: tip_rx, txs, spec: Arc::new(spec), genesis })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
@@ -293,8 +346,10 @@ impl ChainHandle {
         let mut rest = blocks.into_iter().peekable();
         while rest.peek().is_some() {
             let chunk: Vec<Block> = rest.by_ref().take(per).collect();
-            let (spec, genesis) = (self.spec.clone(), self.genesis);
-            chunks.push(tokio::task::spawn_blocking(move || chunk.into_iter().map(|b| CheckedBlock::check(&spec, &genesis, b)).collect::<Vec<_>>()));
+            let (spec, genesis, cache) = (self.spec.clone(), self.genesis, self.sigcache.clone());
+            chunks.push(tokio::task::spawn_blocking(move || {
+                chunk.into_iter().map(|b| CheckedBlock::check_with(&spec, &genesis, b, Some(&cache))).collect::<Vec<_>>()
+            }));
         }
         let mut out = Vec::new();
         for c in chunks {
@@ -320,7 +375,38 @@ impl ChainHandle {
 
     /// Validates a transaction and adds it to the mempool.
     pub async fn submit_tx(&self, tx: Transaction) -> Result<Result<TxId, TxError>, ServiceError> {
-        self.ask(|r| Command::SubmitTx(tx, r)).await
+        let mut r = self.submit_txs(vec![tx]).await?;
+        Ok(r.pop().unwrap_or(Err(TxError::Store("no result".into()))))
+    }
+
+    /// Validates transactions into the mempool; results in input order. The chain thread runs
+    /// the cheap checks first (so junk costs no signature), the signatures are verified in
+    /// parallel batches on the blocking pool (skipping ones already cached), and the chain
+    /// thread then only applies: the exact nonce sequence and balance, and one write for the
+    /// batch without an fsync (made durable within [`WAL_SYNC_INTERVAL`]).
+    pub async fn submit_txs(&self, txs: Vec<Transaction>) -> Result<Vec<Result<TxId, TxError>>, ServiceError> {
+        if txs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (txs, pre) = self.ask(|r| Command::Precheck(txs, r)).await?;
+        let passed: Vec<usize> = (0..txs.len()).filter(|i| pre[*i].is_ok()).collect();
+        let mut out: Vec<Result<TxId, TxError>> = pre.into_iter().zip(&txs).map(|(r, tx)| r.map(|()| tx.id())).collect();
+        if passed.is_empty() {
+            return Ok(out);
+        }
+        let todo: Vec<Transaction> = passed.iter().map(|i| txs[*i].clone()).collect();
+        let cache = self.sigcache.clone();
+        let (todo, ok) = tokio::task::spawn_blocking(move || {
+            let ok = verify_signatures(&todo, &cache);
+            (todo, ok)
+        })
+        .await
+        .map_err(|_| ServiceError::Stopped)?;
+        let admitted = self.ask(|r| Command::Admit(todo.into_iter().zip(ok).collect(), r)).await?;
+        for (i, r) in passed.into_iter().zip(admitted) {
+            out[i] = r;
+        }
+        Ok(out)
     }
     /// A block template paying `farmer`.
     pub async fn template(&self, farmer: Address) -> Result<Template, ServiceError> {
@@ -391,6 +477,74 @@ struct Worker {
     tip: watch::Sender<Tip>,
     txs: broadcast::Sender<Transaction>,
     metrics: Arc<Metrics>,
+    sigcache: Arc<SigCache>,
+    /// IDs of transactions refused for a bad signature (the recent-rejects filter).
+    bad_signatures: IdSet,
+    /// Mempool writes since the last WAL sync.
+    unsynced: bool,
+}
+
+/// A bounded set of IDs, forgetting the oldest first.
+struct IdSet {
+    set: std::collections::HashSet<TxId>,
+    order: std::collections::VecDeque<TxId>,
+    cap: usize,
+}
+
+impl IdSet {
+    fn new(cap: usize) -> Self {
+        IdSet { set: Default::default(), order: Default::default(), cap }
+    }
+    fn insert(&mut self, id: TxId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+    fn contains(&self, id: &TxId) -> bool {
+        self.set.contains(id)
+    }
+}
+
+/// Verifies the signatures of `txs` under the chain's rule, in parallel batches (one thread per
+/// core, batches of [`VERIFY_CHUNK`]; a failed batch is retried one by one to find the bad
+/// ones). Transactions in `cache` are taken as verified. Counts what it verifies.
+fn verify_signatures(txs: &[Transaction], cache: &SigCache) -> Vec<bool> {
+    let todo: Vec<usize> = (0..txs.len()).filter(|i| !cache.contains(&txs[*i].id())).collect();
+    let mut ok = vec![true; txs.len()];
+    if todo.is_empty() {
+        return ok;
+    }
+    cache.count_verified(todo.len());
+    let check = |idx: &[usize]| -> Vec<(usize, bool)> {
+        let msgs: Vec<Vec<u8>> = idx.iter().map(|i| txs[*i].signing_message()).collect();
+        if cairn_chain::signature::verify_batch(idx.iter().zip(&msgs).map(|(i, m)| (&txs[*i].from, m.as_slice(), &txs[*i].signature))) {
+            return idx.iter().map(|i| (*i, true)).collect();
+        }
+        idx.iter().zip(&msgs).map(|(i, m)| (*i, cairn_chain::signature::verify(&txs[*i].from, m, &txs[*i].signature))).collect()
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let results: Vec<(usize, bool)> = if todo.len() <= VERIFY_CHUNK || cores == 1 {
+        todo.chunks(VERIFY_CHUNK).flat_map(check).collect()
+    } else {
+        let per = todo.len().div_ceil(cores);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = todo.chunks(per).map(|part| s.spawn(move || part.chunks(VERIFY_CHUNK).flat_map(check).collect::<Vec<_>>())).collect();
+            // A panicking verifier is a bug; its transactions count as unverified (bad).
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        })
+    };
+    for i in &todo {
+        ok[*i] = false;
+    }
+    for (i, good) in results {
+        ok[i] = good;
+    }
+    ok
 }
 
 impl Worker {
@@ -412,10 +566,15 @@ impl Worker {
                         self.chain.note_stateless_failure(hash, &e);
                     }
                 }
-                Command::SubmitTx(tx, reply) => {
-                    let r = self.submit_tx(tx);
+                Command::Precheck(txs, reply) => {
+                    let r = self.precheck(&txs);
+                    let _ = reply.send((txs, r));
+                }
+                Command::Admit(txs, reply) => {
+                    let r = self.admit(txs);
                     let _ = reply.send(r);
                 }
+                Command::SyncWal => self.sync_wal(),
                 Command::Template(farmer, reply) => {
                     let r = self.template(farmer);
                     let _ = reply.send(r);
@@ -428,6 +587,7 @@ impl Worker {
                     let _ = reply.send(self.mempool.get(&id).cloned());
                 }
                 Command::Stop(reply) => {
+                    self.sync_wal();
                     // Drop the engine (and its store handle) before confirming.
                     drop(self);
                     tracing::debug!(target: "chain::service", "chain thread stopped");
@@ -548,32 +708,88 @@ impl Worker {
         Ok(())
     }
 
-    fn submit_tx(&mut self, tx: Transaction) -> Result<TxId, TxError> {
+    /// The cheap checks of a batch: a signature known to be bad, already confirmed, and the
+    /// mempool's [`Mempool::precheck`]. Failures are counted here.
+    fn precheck(&mut self, txs: &[Transaction]) -> Vec<Result<(), TxError>> {
         let store = self.chain.store().clone();
-        if store.tx_location(&tx.id())?.is_some() {
-            self.metrics.tx_rejected("already_known");
-            return Err(TxError::AlreadyKnown(tx.id()));
+        txs.iter()
+            .map(|tx| {
+                let id = tx.id();
+                let r = if self.bad_signatures.contains(&id) {
+                    Err(TxError::BadSignature)
+                } else if store.tx_location(&id).map_err(TxError::from)?.is_some() {
+                    Err(TxError::AlreadyKnown(id))
+                } else {
+                    self.mempool.precheck(tx, &store)
+                };
+                if let Err(e) = &r {
+                    self.metrics.tx_rejected(e.code());
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// Admits verified transactions: the exact checks against the mempool and state, then one
+    /// write for all of them, without an fsync (see [`WAL_SYNC_INTERVAL`]).
+    fn admit(&mut self, txs: Vec<(Transaction, bool)>) -> Vec<Result<TxId, TxError>> {
+        let store = self.chain.store().clone();
+        let mut b = store.batch();
+        let mut accepted = Vec::new();
+        let mut out = Vec::with_capacity(txs.len());
+        for (tx, signature_ok) in txs {
+            let id = tx.id();
+            let r = if !signature_ok {
+                self.bad_signatures.insert(id);
+                Err(TxError::BadSignature)
+            } else {
+                self.mempool.insert_verified(tx.clone(), &store).map(|ins| {
+                    b.put_mempool_tx(&tx);
+                    for old in &ins.removed {
+                        b.delete_mempool_tx(old);
+                    }
+                    accepted.push(tx);
+                    ins.id
+                })
+            };
+            if let Err(e) = &r {
+                self.metrics.tx_rejected(e.code());
+            }
+            out.push(r);
         }
-        let r = self.mempool.insert(tx.clone(), &store).and_then(|ins| {
-            let mut b = store.batch();
-            b.put_mempool_tx(&tx);
-            for id in &ins.removed {
-                b.delete_mempool_tx(id);
+        if let Err(e) = store.write_unsynced(b) {
+            // Not stored: take them out again so memory and disk agree, and say so.
+            tracing::error!(target: "chain::store", "cannot persist accepted transactions: {e}");
+            let ids: Vec<TxId> = accepted.iter().map(Transaction::id).collect();
+            self.mempool.remove_ids(&ids);
+            for r in out.iter_mut() {
+                if r.as_ref().is_ok_and(|id| ids.contains(id)) {
+                    *r = Err(TxError::Store(e.to_string()));
+                }
             }
-            store.write(b)?;
-            Ok(ins.id)
-        });
-        match &r {
-            Ok(id) => {
-                self.metrics.tx_accepted();
-                // Nobody listening is fine (no p2p yet, or no peers).
-                let _ = self.txs.send(tx);
-                tracing::debug!(target: "chain::mempool", %id, "transaction accepted");
-            }
-            Err(e) => self.metrics.tx_rejected(e.code()),
+            self.metrics.set_mempool(self.mempool.len());
+            return out;
+        }
+        self.unsynced |= !accepted.is_empty();
+        self.sigcache.insert(accepted.iter().map(Transaction::id));
+        for tx in accepted {
+            self.metrics.tx_accepted();
+            // Nobody listening is fine (no p2p yet, or no peers).
+            let _ = self.txs.send(tx);
         }
         self.metrics.set_mempool(self.mempool.len());
-        r
+        out
+    }
+
+    /// The group commit: makes the unsynced mempool writes durable.
+    fn sync_wal(&mut self) {
+        if !self.unsynced {
+            return;
+        }
+        match self.chain.store().sync_wal() {
+            Ok(()) => self.unsynced = false,
+            Err(e) => tracing::error!(target: "chain::store", "syncing the write-ahead log failed: {e}"),
+        }
     }
 
     fn template(&mut self, farmer: Address) -> Result<Template, StoreError> {
@@ -583,5 +799,30 @@ impl Worker {
         let transactions = self.mempool.select(max, self.chain.store())?;
         let header = self.chain.template(farmer, &transactions, now_ms())?;
         Ok(Template { header, transactions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_chain::Keypair;
+
+    #[test]
+    fn parallel_verification_finds_exactly_the_bad_signatures_and_skips_cached_ones() {
+        let k = Keypair::generate();
+        let mut txs: Vec<Transaction> = (0..300).map(|n| Transaction::signed(&k, Hash::ZERO, Address([1; 32]), 1, 1, n)).collect();
+        for i in [0, 77, 150, 299] {
+            txs[i].amount += 1; // the signature no longer covers it
+        }
+        let cache = SigCache::new(1000);
+        let ok = verify_signatures(&txs, &cache);
+        let bad: Vec<usize> = (0..txs.len()).filter(|i| !ok[*i]).collect();
+        assert_eq!(bad, vec![0, 77, 150, 299]);
+        assert_eq!(cache.verified(), 300);
+        // Cached IDs are taken as verified (and not counted again).
+        cache.insert([txs[5].id(), txs[6].id()]);
+        assert_eq!(verify_signatures(&txs[5..7], &cache), vec![true, true]);
+        assert_eq!(cache.verified(), 300);
+        assert!(verify_signatures(&[], &cache).is_empty());
     }
 }

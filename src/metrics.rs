@@ -19,6 +19,8 @@ pub struct Metrics {
     blocks_rejected: Mutex<BTreeMap<&'static str, u64>>,
     txs_rejected: Mutex<BTreeMap<&'static str, u64>>,
     rpc: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
+    /// The chain service's signature cache (its counters are rendered here).
+    pub sigcache: std::sync::OnceLock<std::sync::Arc<cairn_chain::SigCache>>,
 }
 
 fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
@@ -78,6 +80,11 @@ impl Metrics {
         gauge("cairn_blocks_accepted_total", "Blocks accepted (best or side chain).", "counter", self.blocks_accepted.load(Relaxed));
         gauge("cairn_reorgs_total", "Best-chain reorganisations.", "counter", self.reorgs.load(Relaxed));
         gauge("cairn_transactions_accepted_total", "Transactions accepted into the mempool.", "counter", self.txs_accepted.load(Relaxed));
+        if let Some(c) = self.sigcache.get() {
+            gauge("cairn_signatures_verified_total", "Transaction signatures verified (mempool intake and blocks).", "counter", c.verified());
+            gauge("cairn_sigcache_hits_total", "Block signatures not verified again: the mempool had verified them.", "counter", c.hits());
+            gauge("cairn_sigcache_entries", "Verified signatures held in the signature cache.", "gauge", c.len() as u64);
+        }
         let mut labelled = |name: &str, help: &str, map: &Mutex<BTreeMap<&'static str, u64>>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             if let Ok(m) = map.lock() {

@@ -123,6 +123,16 @@ impl ChainInfo for ChainBridge {
             }
         })
     }
+    fn submit_txs(&self, txs: Vec<Transaction>) -> BoxFuture<Vec<Result<(), TxError>>> {
+        let c = self.chain.clone();
+        Box::pin(async move {
+            let n = txs.len();
+            match c.submit_txs(txs).await {
+                Ok(r) => r.into_iter().map(|r| r.map(|_| ())).collect(),
+                Err(e) => vec![Err(TxError::Store(e.to_string())); n],
+            }
+        })
+    }
     fn locator(&self) -> BoxFuture<Vec<Hash>> {
         let c = self.chain.clone();
         Box::pin(async move { logged("locator", c.locator().await).unwrap_or_default() })

@@ -11,6 +11,7 @@ use crate::error::{BlockError, TxError};
 use crate::hash::Hash;
 use crate::keys::Address;
 use crate::pow::{Target, retarget};
+use crate::sigcache::SigCache;
 use crate::spec::ChainSpec;
 use crate::state::{Overlay, apply_block, undo_block};
 use crate::store::{HeaderRecord, Store, StoreError, TxLocation};
@@ -57,8 +58,13 @@ impl CheckedBlock {
     /// Runs [`check_stateless`]: pure, thread-safe, and the expensive part of validation
     /// (proof, Merkle root, every signature), so callers run it in parallel.
     pub fn check(spec: &ChainSpec, genesis: &Hash, block: Block) -> CheckResult {
+        Self::check_with(spec, genesis, block, None)
+    }
+
+    /// As [`CheckedBlock::check`], skipping signatures the mempool verified already (`cache`).
+    pub fn check_with(spec: &ChainSpec, genesis: &Hash, block: Block, cache: Option<&SigCache>) -> CheckResult {
         let hash = block.hash();
-        match check_stateless(spec, genesis, &block) {
+        match check_stateless_with(spec, genesis, &block, cache) {
             Ok(()) => Ok(CheckedBlock { block, hash, genesis: *genesis }),
             Err(e) => Err(Box::new((hash, e))),
         }
@@ -106,6 +112,7 @@ pub struct Chain {
     store: Store,
     tip: HeaderRecord,
     invalid: BoundedSet,
+    sigcache: Option<std::sync::Arc<SigCache>>,
 }
 
 impl Chain {
@@ -129,7 +136,12 @@ impl Chain {
             }
         };
         let tip = store.header(&tip_hash)?.ok_or_else(|| StoreError::Missing(format!("tip header {tip_hash}")))?;
-        Ok(Chain { spec, genesis, store, tip, invalid: BoundedSet::new(INVALID_CACHE) })
+        Ok(Chain { spec, genesis, store, tip, invalid: BoundedSet::new(INVALID_CACHE), sigcache: None })
+    }
+
+    /// Skips, in blocks, the signatures the mempool verified (see [`SigCache`]).
+    pub fn set_sigcache(&mut self, cache: std::sync::Arc<SigCache>) {
+        self.sigcache = Some(cache);
     }
 
     /// The chain spec.
@@ -232,7 +244,7 @@ impl Chain {
         if let Some(known) = self.known(&hash)? {
             return known;
         }
-        let checked = match CheckedBlock::check(&self.spec, &self.genesis, block) {
+        let checked = match CheckedBlock::check_with(&self.spec, &self.genesis, block, self.sigcache.as_deref()) {
             Ok(c) => c,
             Err(failed) => {
                 let (hash, e) = *failed;
@@ -450,6 +462,13 @@ pub fn check_header_alone(spec: &ChainSpec, h: &Header, now_ms: u64) -> Result<(
 /// root, duplicate transactions, chain binding and every signature (batched). Pure and
 /// thread-safe, so callers may run it in parallel before [`Chain::submit`].
 pub fn check_stateless(spec: &ChainSpec, genesis: &Hash, block: &Block) -> Result<(), BlockError> {
+    check_stateless_with(spec, genesis, block, None)
+}
+
+/// As [`check_stateless`]; a transaction whose ID is in `cache` (its signature was verified
+/// when it entered the mempool) is not verified again. The cache only saves work: the answer is
+/// the same with or without it.
+pub fn check_stateless_with(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<(), BlockError> {
     let h = &block.header;
     if h.version != HEADER_VERSION {
         return Err(BlockError::BadVersion(h.version));
@@ -484,11 +503,20 @@ pub fn check_stateless(spec: &ChainSpec, genesis: &Hash, block: &Block) -> Resul
     if block.transactions.is_empty() {
         return Ok(());
     }
-    let msgs: Vec<Vec<u8>> = block.transactions.iter().map(Transaction::signing_message).collect();
-    let items = block.transactions.iter().zip(&msgs).map(|(tx, m)| (&tx.from, m.as_slice(), &tx.signature));
+    let cached = cache.map_or_else(|| vec![false; ids.len()], |c| c.take(&ids));
+    let todo: Vec<usize> = (0..ids.len()).filter(|i| !cached[*i]).collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    if let Some(c) = cache {
+        c.count_verified(todo.len());
+    }
+    let msgs: Vec<Vec<u8>> = todo.iter().map(|i| block.transactions[*i].signing_message()).collect();
+    let items = todo.iter().zip(&msgs).map(|(i, m)| (&block.transactions[*i].from, m.as_slice(), &block.transactions[*i].signature));
     if !crate::signature::verify_batch(items) {
         // The rule is the same on both paths, so the single check finds the culprit.
-        for (index, (tx, m)) in block.transactions.iter().zip(&msgs).enumerate() {
+        for (index, m) in todo.iter().copied().zip(&msgs) {
+            let tx = &block.transactions[index];
             if !crate::signature::verify(&tx.from, m, &tx.signature) {
                 return Err(BlockError::Transaction { index, id: ids[index], error: TxError::BadSignature });
             }

@@ -73,6 +73,18 @@ impl Mempool {
     /// sender can pay for it on top of everything it already has pending. A transaction with
     /// the nonce of a pending one replaces it if it pays a higher fee.
     pub fn insert(&mut self, tx: Transaction, state: &dyn AccountSource) -> Result<Inserted, TxError> {
+        self.precheck(&tx, state)?;
+        if !tx.verify_signature() {
+            return Err(TxError::BadSignature);
+        }
+        self.insert_verified(tx, state)
+    }
+
+    /// The cheap checks, before anyone spends a signature verification on `tx`: not pending
+    /// already, this chain, the minimum fee, a nonce not used yet and not beyond what the
+    /// sender could queue, and a balance that covers it alone. [`Mempool::insert_verified`]
+    /// checks the exact sequence and balance again (the state may move in between).
+    pub fn precheck(&self, tx: &Transaction, state: &dyn AccountSource) -> Result<(), TxError> {
         let id = tx.id();
         if self.by_id.contains_key(&id) {
             return Err(TxError::AlreadyKnown(id));
@@ -83,8 +95,34 @@ impl Mempool {
         if tx.fee < self.limits.min_fee {
             return Err(TxError::FeeTooLow { fee: tx.fee, min: self.limits.min_fee });
         }
-        if !tx.verify_signature() {
-            return Err(TxError::BadSignature);
+        let sender = tx.sender();
+        let account = state.account(&sender)?;
+        let next = self.next_nonce(&sender, &account);
+        if tx.nonce < account.nonce {
+            return Err(TxError::NonceTooLow { expected: next, got: tx.nonce });
+        }
+        if tx.nonce > account.nonce.saturating_add(self.limits.max_per_sender as u64) {
+            return Err(TxError::NonceTooHigh { expected: next, got: tx.nonce });
+        }
+        let needed = tx.amount.checked_add(tx.fee).ok_or(TxError::Overflow)?;
+        if needed > account.balance {
+            return Err(TxError::InsufficientBalance { balance: account.balance, needed });
+        }
+        Ok(())
+    }
+
+    /// As [`Mempool::insert`] for a transaction whose signature the caller verified under the
+    /// chain's rule (in parallel, off the thread that owns the mempool).
+    pub fn insert_verified(&mut self, tx: Transaction, state: &dyn AccountSource) -> Result<Inserted, TxError> {
+        let id = tx.id();
+        if self.by_id.contains_key(&id) {
+            return Err(TxError::AlreadyKnown(id));
+        }
+        if tx.chain != self.chain {
+            return Err(TxError::WrongChain { expected: self.chain, got: tx.chain });
+        }
+        if tx.fee < self.limits.min_fee {
+            return Err(TxError::FeeTooLow { fee: tx.fee, min: self.limits.min_fee });
         }
         let sender = tx.sender();
         let account = state.account(&sender)?;
@@ -209,6 +247,28 @@ impl Mempool {
             }
         }
         Ok(removed)
+    }
+
+    /// Takes transactions out (e.g. ones that could not be persisted), with any later nonces
+    /// of the same senders, so every sender's run stays gap-free. Returns the IDs removed.
+    pub fn remove_ids(&mut self, ids: &[TxId]) -> Vec<TxId> {
+        let mut removed = Vec::new();
+        let mut cut: HashMap<Address, u64> = HashMap::new();
+        for id in ids {
+            if let Some(tx) = self.remove(id) {
+                removed.push(*id);
+                let n = cut.entry(tx.sender()).or_insert(tx.nonce);
+                *n = (*n).min(tx.nonce);
+            }
+        }
+        for (sender, from) in cut {
+            let later: Vec<TxId> = self.by_sender.get(&sender).map(|q| q.range(from..).map(|(_, id)| *id).collect()).unwrap_or_default();
+            for id in later {
+                self.remove(&id);
+                removed.push(id);
+            }
+        }
+        removed
     }
 
     /// Every pending transaction, by sender then nonce.

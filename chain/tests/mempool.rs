@@ -99,3 +99,35 @@ fn inclusion_removes_included_and_stale() {
     assert!(m.get(&t0.id()).is_none(), "stale nonce dropped");
     assert_eq!(m.len(), 1);
 }
+
+#[test]
+fn cheap_checks_come_before_any_signature_and_removal_keeps_runs_gap_free() {
+    let t = TestChain::new(test_spec());
+    let mut m = pool(&t, 100, 10);
+    let k = dev(0);
+    // A forged signature passes the cheap checks (they never look at it)...
+    let mut forged = tx(&t, &k, 0, 1);
+    forged.amount = 11;
+    assert!(m.precheck(&forged, &t.store).is_ok());
+    // ...and the cheap failures are found without it.
+    assert!(matches!(m.precheck(&tx(&t, &k, 0, 0), &t.store), Err(TxError::FeeTooLow { .. })));
+    assert!(matches!(m.precheck(&tx(&t, &k, 11, 1), &t.store), Err(TxError::NonceTooHigh { .. })), "beyond what the sender may queue");
+    let broke = Keypair::generate();
+    assert!(matches!(m.precheck(&tx(&t, &broke, 0, 1), &t.store), Err(TxError::InsufficientBalance { .. })));
+    let mut other = tx(&t, &k, 0, 1);
+    other.chain = cairn_chain::Hash([7; 32]);
+    assert!(matches!(m.precheck(&other, &t.store), Err(TxError::WrongChain { .. })));
+    // The full insert verifies; insert_verified trusts its caller.
+    assert!(matches!(m.insert(forged.clone(), &t.store), Err(TxError::BadSignature)));
+    let ids: Vec<_> = (0..4).map(|n| m.insert_verified(tx(&t, &k, n, 1), &t.store).unwrap().id).collect();
+    assert!(matches!(m.precheck(&tx(&t, &k, 2, 1), &t.store), Err(TxError::AlreadyKnown(_))));
+    // Taking out nonce 1 takes 2 and 3 with it: the run stays gap-free.
+    let mut removed = m.remove_ids(&ids[1..2]);
+    removed.sort();
+    let mut want = ids[1..].to_vec();
+    want.sort();
+    assert_eq!(removed, want);
+    assert_eq!(m.len(), 1);
+    let acct = cairn_chain::AccountSource::account(&t.store, &k.address()).unwrap();
+    assert_eq!(m.next_nonce(&k.address(), &acct), 1);
+}

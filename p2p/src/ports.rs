@@ -101,6 +101,18 @@ pub trait ChainInfo: Send + Sync + 'static {
     fn submit_tx(&self, _tx: Transaction) -> BoxFuture<Result<(), TxError>> {
         Box::pin(async { Err(TxError::Store("no chain".into())) })
     }
+    /// Validates transactions into the mempool together (cheap checks, then signatures in
+    /// parallel); results in input order. The default submits them one by one.
+    fn submit_txs(&self, txs: Vec<Transaction>) -> BoxFuture<Vec<Result<(), TxError>>> {
+        let each: Vec<BoxFuture<Result<(), TxError>>> = txs.into_iter().map(|tx| self.submit_tx(tx)).collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(each.len());
+            for f in each {
+                out.push(f.await);
+            }
+            out
+        })
+    }
     /// Block locator of the best chain: tip, then hashes at exponentially growing distances,
     /// ending with genesis.
     fn locator(&self) -> BoxFuture<Vec<Hash>> {

@@ -33,6 +33,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+    /// The human message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -3,14 +3,18 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+
+/// Largest `POST /txs` body: an array of [`MAX_TX_BATCH`] transactions as JSON (~550 bytes
+/// each) fits with room to spare.
+pub const MAX_TXS_BODY: usize = 8 << 20;
 use cairn_chain::{Address, TxId};
 use serde_json::{Value, json};
 
-use super::MAX_SMALL_BODY;
 use super::RpcState;
 use super::error::ApiError;
 use super::extract::{JsonBody, PathParam, parse_hex};
 use super::views::TxView;
+use crate::chain_service::MAX_TX_BATCH;
 use crate::chain_service::TxStatus;
 
 /// `GET /accounts/{address}`: any well-formed address has an account (balance 0, nonce 0 if
@@ -26,11 +30,46 @@ pub async fn account(State(s): State<RpcState>, PathParam(a): PathParam) -> Resu
     })))
 }
 
-/// `POST /txs`: a signed transaction; answers its `txid`.
-pub async fn submit(State(s): State<RpcState>, JsonBody(view): JsonBody<TxView, MAX_SMALL_BODY>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let tx = view.into_tx()?;
-    let id = s.chain.submit_tx(tx).await??;
-    Ok((StatusCode::ACCEPTED, Json(json!({"txid": id}))))
+/// `POST /txs`: a signed transaction (answers 202 and its `txid`, or the error's status), or a
+/// JSON array of up to [`MAX_TX_BATCH`] of them (answers 200 and an array of results in
+/// order: `{"txid"}` or `{"error": {code, message}}`; a malformed entry fails alone).
+pub async fn submit(State(s): State<RpcState>, JsonBody(body): JsonBody<Value, MAX_TXS_BODY>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Value::Array(entries) = body else {
+        let view: TxView = serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        let tx = view.into_tx()?;
+        let id = s.chain.submit_tx(tx).await??;
+        return Ok((StatusCode::ACCEPTED, Json(json!({"txid": id}))));
+    };
+    if entries.len() > MAX_TX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_transactions",
+            format!("{} transactions in one request, at most {MAX_TX_BATCH}; nothing was accepted", entries.len()),
+        ));
+    }
+    // Malformed entries answer alone; the well-formed ones go through intake together.
+    let parsed: Vec<Result<cairn_chain::Transaction, ApiError>> = entries
+        .into_iter()
+        .map(|v| serde_json::from_value::<TxView>(v).map_err(|e| ApiError::bad_request("invalid_request", e.to_string())).and_then(TxView::into_tx))
+        .collect();
+    let txs: Vec<cairn_chain::Transaction> = parsed.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+    let mut results = s.chain.submit_txs(txs).await?.into_iter();
+    let answers: Vec<Value> = parsed
+        .into_iter()
+        .map(|p| match p {
+            Err(e) => error_json(&e),
+            Ok(_) => match results.next() {
+                Some(Ok(id)) => json!({"txid": id}),
+                Some(Err(e)) => error_json(&ApiError::from(e)),
+                None => error_json(&ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no result")),
+            },
+        })
+        .collect();
+    Ok((StatusCode::OK, Json(Value::Array(answers))))
+}
+
+fn error_json(e: &ApiError) -> Value {
+    json!({"error": {"code": e.code(), "message": e.message()}})
 }
 
 /// `GET /txs/{txid}`: the transaction and where it is.

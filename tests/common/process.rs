@@ -5,9 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-/// The `cairn` binary under test.
+/// The `cairn` binary under test (`CAIRN_BIN` runs another build, e.g. an older one for a
+/// benchmark's "before" figures).
 pub fn cairn() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    let bin = std::env::var_os("CAIRN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_cairn").into());
+    let mut c = std::process::Command::new(bin);
     c.env("NO_COLOR", "1").env_remove("RUST_LOG");
     c
 }

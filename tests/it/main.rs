@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod devnet;
 mod hostile;
+mod intake;
 mod p2p;
 mod rpc;
 mod support;

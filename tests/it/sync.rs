@@ -131,7 +131,12 @@ async fn partition_heals_onto_the_most_work_chain() {
         matches!(a.chain().tx_status(id).await.unwrap(), Some(cairn::chain_service::TxStatus::Pending(_))).then_some(())
     })
     .await;
-    // It is re-included in the next block and every node agrees.
+    // Relayed (in a batch, within 100 ms a hop) to C, which re-includes it in its next block,
+    // and every node agrees.
+    wait_for("the tx relayed to C", 20, || async {
+        matches!(c.chain().tx_status(id).await.unwrap(), Some(cairn::chain_service::TxStatus::Pending(_))).then_some(())
+    })
+    .await;
     farm(&c, 1, Address([0xcc; 32])).await;
     wait_for("re-included everywhere", 30, || async {
         let mut ok = true;

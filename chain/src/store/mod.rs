@@ -328,6 +328,19 @@ impl Store {
         StoreBatch { store: self, batch: WriteBatch::default() }
     }
 
+    /// Writes a batch atomically without waiting for an fsync, whatever the sync setting: it
+    /// survives the process being killed (the write-ahead log is in the OS), and
+    /// [`Store::sync_wal`] makes it survive a power loss too (the mempool's group commit).
+    pub fn write_unsynced(&self, b: StoreBatch<'_>) -> Result<(), StoreError> {
+        if b.batch.is_empty() {
+            return Ok(());
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db.write_opt(b.batch, &wo)?;
+        Ok(())
+    }
+
     /// Writes a batch atomically (an empty batch writes nothing).
     pub fn write(&self, b: StoreBatch<'_>) -> Result<(), StoreError> {
         if b.batch.is_empty() {

@@ -260,6 +260,12 @@ impl PeerProtocol {
             return Vec::new();
         }
         if self.charged(&msg) && !self.bucket.take(now) {
+            if matches!(msg, Message::NewBlock { .. } | Message::Transactions(_)) {
+                // Gossip over the rate is load, not abuse: an honest relayer under a burst must
+                // never be penalised. It is dropped (the mempool and tips catch up through
+                // later gossip and sync); a flood costs the flooder its bandwidth only.
+                return Vec::new();
+            }
             if !is_request(&msg) {
                 return vec![Action::Misbehaved(Misbehaviour::RateLimited)];
             }
@@ -754,7 +760,8 @@ mod tests {
         let mut p = inbound(t0); // 10 a second, burst 5
         let ann = |i: u64| Message::NewBlock { height: i, hash: Hash::ZERO };
         let ok = |i: u64| vec![Action::Sync(ToSync::NewBlock { height: i, hash: Hash::ZERO })];
-        let limited = vec![Action::Misbehaved(Misbehaviour::RateLimited)];
+        // Gossip over the rate is dropped, never held against the peer.
+        let limited: Vec<Action> = vec![];
         for i in 0..5 {
             assert_eq!(p.on_message(ann(i), t0), ok(i), "burst {i}");
         }
@@ -795,7 +802,7 @@ mod tests {
             assert_eq!(p.on_message(Message::Ping(i), t), vec![Action::Send(Message::Pong(i))]);
         }
         let limited = vec![Action::Misbehaved(Misbehaviour::RateLimited)];
-        assert_eq!(p.on_message(Message::NewBlock { height: 9, hash: Hash::ZERO }, t), limited, "the bucket is empty");
+        assert_eq!(p.on_message(Message::NewBlock { height: 9, hash: Hash::ZERO }, t), vec![], "the bucket is empty: gossip dropped");
 
         p.on_send(&Message::GetHeaders { locator: vec![], max: 10 });
         p.on_send(&Message::GetBlocks(hashes(1)));

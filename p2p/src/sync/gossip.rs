@@ -1,6 +1,9 @@
 //! Transaction gossip: every transaction newly accepted into the mempool is relayed to every
-//! peer but the one it came from. (Tips are announced by the sync task, which knows who sent
-//! each block.)
+//! peer but the one it came from, in batches: per peer, queued transactions go out as one
+//! `transactions` message every [`RELAY_FLUSH`], or as soon as [`MAX_TXS_PER_MESSAGE`] are
+//! queued, so relaying thousands a second costs a peer a handful of messages a second (far
+//! inside its rate budget). (Tips are announced by the sync task, which knows who sent each
+//! block.)
 //!
 //! The relay task owns the map of transaction sources. Peer tasks tell it who sent a
 //! transaction ([`TxSeen`]) before they submit it, so the note is queued before the mempool
@@ -14,12 +17,16 @@ use cairn_chain::Hash;
 use tokio::sync::{mpsc, watch};
 
 use crate::channels::{PeerCmd, Snapshot, TxSeen};
+use crate::config::MAX_TXS_PER_MESSAGE;
 use crate::ctx::Ctx;
 use crate::identity::NodeId;
 use crate::wire::Message;
 
 /// How many block/transaction sources are remembered (to skip them when relaying).
 const SOURCES: usize = 8192;
+
+/// How long a transaction waits for company before its batch goes out.
+pub(crate) const RELAY_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A bounded map that forgets its oldest entries.
 pub(crate) struct Recent<V> {
@@ -50,9 +57,17 @@ impl<V> Recent<V> {
 }
 
 /// Relays every transaction newly accepted into the mempool to every peer but its source.
+///
+/// Bounds: at most [`MAX_TXS_PER_MESSAGE`] queued per peer (a full batch goes out at once),
+/// for the peers in the table. A batch that finds the peer's inbox more than half full is
+/// dropped (best effort: gossip never crowds out sync requests; the peer's mempool catches up
+/// from later gossip and blocks).
 pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<TxSeen>, peers: watch::Receiver<Arc<Snapshot>>) {
     let Some(mut txs) = ctx.chain.new_transactions() else { return };
     let mut sources: Recent<NodeId> = Recent::default();
+    let mut queued: HashMap<NodeId, Vec<Bytes>> = HashMap::new();
+    let mut flush = tokio::time::interval(RELAY_FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let tx = tokio::select! {
             biased;
@@ -64,6 +79,13 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<T
                 }
                 None => return,
             },
+            _ = flush.tick() => {
+                let snapshot = peers.borrow().clone();
+                for (id, batch) in queued.drain() {
+                    send_batch(&snapshot, &id, batch);
+                }
+                continue;
+            }
             r = txs.recv() => match r {
                 Ok(tx) => tx,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -74,14 +96,32 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<T
             },
         };
         let source = sources.get(&tx.id()).copied();
-        let msg = Message::Transactions(vec![Bytes::from(tx.encode())]);
+        let bytes = Bytes::from(tx.encode());
         let snapshot = peers.borrow().clone();
-        for (id, inbox) in &snapshot.inboxes {
-            // Gossip uses at most half of an inbox, so sync requests always find room; beyond
-            // that it is dropped (best effort: the peer's mempool catches up from blocks).
-            if Some(*id) != source && inbox.capacity() > crate::config::PEER_INBOX / 2 {
-                let _ = inbox.try_send(PeerCmd::Send(msg.clone()));
+        for (id, _) in &snapshot.inboxes {
+            if Some(*id) == source {
+                continue;
             }
+            let q = queued.entry(*id).or_default();
+            q.push(bytes.clone());
+            if q.len() >= MAX_TXS_PER_MESSAGE
+                && let Some(batch) = queued.remove(id)
+            {
+                send_batch(&snapshot, id, batch);
+            }
+        }
+    }
+}
+
+/// Sends one peer its batch, if it is still connected and its inbox has room.
+fn send_batch(snapshot: &Snapshot, id: &NodeId, batch: Vec<Bytes>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Some((_, inbox)) = snapshot.inboxes.iter().find(|(p, _)| p == id) {
+        // Gossip uses at most half of an inbox, so sync requests always find room.
+        if inbox.capacity() > crate::config::PEER_INBOX / 2 {
+            let _ = inbox.try_send(PeerCmd::Send(Message::Transactions(batch)));
         }
     }
 }

@@ -1,0 +1,92 @@
+//! Transaction intake end to end: `POST /txs` with an array (each entry answered on its own),
+//! the size bound, and the signature cache (a block of mempool transactions verifies no
+//! signature twice).
+
+use cairn_chain::{Address, Keypair, Transaction};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_array_is_answered_entry_by_entry() {
+    let n = start_node().await;
+    let rpc = &n.rpc;
+    let (k0, k1) = (dev(0), dev(1));
+    let to = |i: u8| Address([i; 32]);
+    let good: Vec<Transaction> = (0..5).map(|i| Transaction::signed(&k0, devnet_genesis(), to(i as u8 + 1), 10, 1, i)).collect();
+    let mut forged = Transaction::signed(&k1, devnet_genesis(), to(9), 10, 1, 0);
+    forged.amount = 11; // the signature no longer covers it
+    let stranger = Transaction::signed(&Keypair::generate(), devnet_genesis(), to(9), 10, 1, 0); // no funds
+    let mut body: Vec<Value> = good.iter().map(tx_json).collect();
+    body.insert(2, json!({"chain": "zz"}));
+    body.push(tx_json(&forged));
+    body.push(tx_json(&stranger));
+    body.push(tx_json(&good[0])); // again: already pending
+    let (s, v) = rpc.post("/txs", &Value::Array(body)).await;
+    assert_eq!(s, 200, "{v}");
+    let r = v.as_array().expect("an array of results");
+    assert_eq!(r.len(), 9);
+    let ids: Vec<&str> = r.iter().filter_map(|x| x["txid"].as_str()).collect();
+    assert_eq!(ids.len(), 5, "the five good ones: {v}");
+    for (i, tx) in good.iter().enumerate() {
+        let at = if i < 2 { i } else { i + 1 };
+        assert_eq!(r[at]["txid"].as_str(), Some(tx.id().to_string().as_str()), "in order: {v}");
+    }
+    let codes: Vec<&str> = r.iter().filter_map(|x| x["error"]["code"].as_str()).collect();
+    assert_eq!(codes, vec!["invalid_request", "bad_signature", "insufficient_balance", "already_known"], "{v}");
+    for x in r.iter().filter(|x| x.get("error").is_some()) {
+        assert!(x["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{x}");
+    }
+    // The good ones are pending, in one block after a farm.
+    let (_, acct) = rpc.get(&format!("/accounts/{}", k0.address())).await;
+    assert_eq!(acct["next_nonce"], 5);
+    rpc.farm(1, &Address([0xfa; 32])).await;
+    let (_, b) = rpc.get("/blocks/1").await;
+    assert_eq!(b["transactions"].as_array().map(Vec::len), Some(5));
+    // The same forged transaction again is refused from the recent-rejects filter.
+    let (s, v) = rpc.post("/txs", &tx_json(&forged)).await;
+    assert_eq!((s, code(&v)), (422, "bad_signature"));
+    // Bounds: an empty array is fine; more than 10,000 is a 413 and nothing is taken.
+    let (s, v) = rpc.post("/txs", &json!([])).await;
+    assert_eq!((s, v), (200, json!([])));
+    let next = Transaction::signed(&k0, devnet_genesis(), to(7), 10, 1, 5);
+    let many = Value::Array(vec![tx_json(&next); 10_001]);
+    let (s, v) = rpc.post("/txs", &many).await;
+    assert_eq!((s, code(&v)), (413, "too_many_transactions"), "{v}");
+    let (_, acct) = rpc.get(&format!("/accounts/{}", k0.address())).await;
+    assert_eq!(acct["next_nonce"], 5, "nothing accepted");
+    n.node.shutdown().await;
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_of_mempool_transactions_verifies_no_signature_twice() {
+    let n = start_node().await;
+    let rpc = &n.rpc;
+    let txs: Vec<Value> = (0..10u32)
+        .flat_map(|k| {
+            let key = dev(k);
+            (0..20u64).map(move |nonce| tx_json(&Transaction::signed(&key, devnet_genesis(), Keypair::generate().address(), 1, 1, nonce)))
+        })
+        .collect();
+    let (s, v) = rpc.post("/txs", &Value::Array(txs)).await;
+    assert_eq!(s, 200);
+    assert!(v.as_array().unwrap().iter().all(|r| r["txid"].is_string()), "{v}");
+    let before = rpc.http_text("/metrics").await;
+    assert_eq!(metric(&before, "cairn_signatures_verified_total "), 200, "each verified once on entry");
+    rpc.farm(1, &Address([0xfa; 32])).await;
+    let (_, b) = rpc.get("/blocks/1").await;
+    assert_eq!(b["transactions"].as_array().map(Vec::len), Some(200));
+    let after = rpc.http_text("/metrics").await;
+    assert_eq!(metric(&after, "cairn_signatures_verified_total "), 200, "the block verified none again");
+    assert_eq!(metric(&after, "cairn_sigcache_hits_total "), 200);
+    assert_eq!(metric(&after, "cairn_sigcache_entries "), 0, "hits are used up");
+    n.node.shutdown().await;
+}

@@ -7,6 +7,10 @@ use crate::Node;
 use crate::config::{Overrides, resolve};
 
 pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
+    // Installed before the node starts: a signal during start-up is kept and handled once the
+    // node is up (a clean shutdown), instead of killing the process mid-start.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("installing SIGINT handler")?;
     let config = resolve(Overrides {
         config: a.config,
         name: a.name,
@@ -22,17 +26,11 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
         exempt_loopback: a.exempt_loopback,
     })?;
     let node = Node::start(config).await?;
-    wait_for_signal().await?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     node.span().in_scope(|| tracing::info!(target: "node", "shutting down"));
     node.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/cairn/target cargo bench --bench throughput` (prints
 //! figures, asserts only correctness). `CAIRN_BIN=path/to/cairn` runs another build of the
 //! node (an older one for "before" figures; it must speak single `POST /txs` only:
-//! `THROUGHPUT_ARRAYS=0`).
+//! `THROUGHPUT_ARRAYS=0`). `THROUGHPUT_ONLY=intake|farming` runs one part.
 
 use std::time::Instant;
 
@@ -161,9 +161,15 @@ async fn farming() {
 #[tokio::main]
 async fn main() {
     let arrays = std::env::var("THROUGHPUT_ARRAYS").map_or(true, |v| v != "0");
-    intake(false).await;
-    if arrays {
-        intake(true).await;
+    // `THROUGHPUT_ONLY=intake|farming` runs one part (e.g. under a profiler).
+    let only = std::env::var("THROUGHPUT_ONLY").unwrap_or_default();
+    if only != "farming" {
+        intake(false).await;
+        if arrays {
+            intake(true).await;
+        }
     }
-    farming().await;
+    if only != "intake" {
+        farming().await;
+    }
 }

@@ -132,7 +132,18 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 /// CPU seconds (user + system) a live process has used so far, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// CPU seconds (user + system) the live process's thread named `name` has used so far.
+fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    let stats = tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok());
+    stats.filter(|s| s.contains(&format!("({name})"))).map(|s| stat_cpu_seconds(&s)).sum()
+}
+
+/// utime + stime of a `/proc/.../stat` line, in seconds.
+fn stat_cpu_seconds(s: &str) -> f64 {
     // Fields after the command name (which may hold spaces) start at field 3 (state):
     // utime and stime are fields 14 and 15.
     let rest = s.rfind(')').map_or("", |i| &s[i + 1..]);
@@ -204,11 +215,11 @@ async fn bench_sync(workload: Workload, n: usize, t: usize) -> (f64, Vec<Transac
     }
     let s = start.elapsed().as_secs_f64();
     let rss = peak_rss_mib(child.id());
-    let cpu = cpu_seconds(child.id());
+    let (cpu, chain_cpu) = (cpu_seconds(child.id()), thread_cpu_seconds(child.id(), "chain"));
     a.shutdown().await;
     let tps = (n * t) as f64 / s;
     println!(
-        "sync {n} blocks x {t} tx, {workload:?} workload (fresh `cairn node` child from an in-process peer, spawn to A's tip): {s:.2} s, {:.0} blocks/s, {tps:.0} tx/s, peak RSS {rss:.1} MiB, CPU {cpu:.2} s (user+sys of the child)",
+        "sync {n} blocks x {t} tx, {workload:?} workload (fresh `cairn node` child from an in-process peer, spawn to A's tip): {s:.2} s, {:.0} blocks/s, {tps:.0} tx/s, peak RSS {rss:.1} MiB, CPU {cpu:.2} s (user+sys of the child; its chain thread {chain_cpu:.2} s)",
         n as f64 / s
     );
     let curve: Vec<String> = rss_curve.iter().map(|(h, m)| format!("{m:.1} MiB at height {h}")).collect();

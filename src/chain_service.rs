@@ -428,6 +428,10 @@ impl Worker {
                     let _ = reply.send(self.mempool.get(&id).cloned());
                 }
                 Command::Stop(reply) => {
+                    // Memtables to table files, so the next start replays no log.
+                    if let Err(e) = self.chain.store().flush() {
+                        tracing::warn!(target: "chain::service", "flushing the store at stop: {e}");
+                    }
                     // Drop the engine (and its store handle) before confirming.
                     drop(self);
                     tracing::debug!(target: "chain::service", "chain thread stopped");

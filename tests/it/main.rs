@@ -7,6 +7,7 @@ mod crash;
 mod devnet;
 mod hostile;
 mod p2p;
+mod restart;
 mod rpc;
 mod support;
 mod sync;

@@ -173,20 +173,19 @@ const MEMTABLE_BUDGET: usize = 16 << 20;
 /// Size at which one column family's memtable is flushed: small memtables keep inserts and
 /// reads in them cache-friendly.
 const MEMTABLE_BYTES: usize = 4 << 20;
-/// The block cache shared by every column family (data, index and filter blocks).
+/// The block cache shared by every column family (data blocks).
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
 /// Write-ahead log size past which the column families holding its oldest records flush.
 const MAX_WAL_BYTES: u64 = 32 << 20;
 
 /// Options of one column family: Bloom filters, so a point read of an absent key (a new
-/// account, an unknown block or transaction) rarely touches a data block, and index and
-/// filter blocks charged to the shared cache instead of held per open file.
+/// account, an unknown block or transaction) rarely touches a data block. Index and filter
+/// blocks stay with their open table (~10 bits a key), not in the small block cache, where
+/// the large filter of a big table would be evicted and read back again and again.
 fn cf_options(name: &str, cache: &Cache) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_bloom_filter(10.0, false);
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut o = Options::default();
     o.set_block_based_table_factory(&table);
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -218,7 +217,7 @@ impl Store {
         opts.set_keep_log_file_num(4);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Memory stays bounded however long the chain grows: all memtables share one budget,
-        // and one block cache holds data, index and filter blocks of every column family.
+        // and one block cache holds the data blocks of every column family.
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
         // A column family written rarely (meta, peers) cannot pin old log files: past this,
         // RocksDB flushes it, so a crash replays a bounded log.

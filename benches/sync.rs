@@ -2,16 +2,24 @@
 //! 1. catch-up sync: chain A (N blocks x T signed transfers, built directly into A's store) is
 //!    served by an in-process node; a fresh `cairn node` child process D dials A and syncs.
 //!    Timed from spawning D until D's `/status` `best_hash` equals A's tip (polled every 50 ms);
-//!    prints seconds, blocks/s, tx/s and D's peak RSS (`VmHWM`). Default runs: N=2000,T=50
-//!    then N=20000,T=0;
+//!    prints seconds, blocks/s, tx/s, D's peak RSS (`VmHWM`), its RSS at each quarter of the
+//!    chain, and the CPU-seconds (user + system) D used. Then D is stopped with SIGTERM and
+//!    restarted on its data dir twice: seconds from spawn until `/status` answers. Default
+//!    runs: N=2000,T=50 then N=20000,T=0;
 //! 2. this machine's raw ed25519 batch-verify rate (`verify_batch`, chunks of 50) over the same
 //!    signatures, on 1 and 2 threads, and sync tx/s as a fraction of the 2-thread rate;
 //! 3. block propagation along a line of 10 in-process nodes: 20 blocks farmed one at a time at
 //!    node 0; median and max first-to-last-node latency, and per hop (/9).
 //!
+//! Workloads (`SYNC_WORKLOAD`): `fresh` (default) has 100 senders, funded by the dev accounts
+//! in the chain's first 100 transactions, each later transfer paying a new address, so the
+//! account state grows by one account per transaction as on a real chain; `reused` has 10 dev
+//! accounts paying ~256 recipients over and over (a state that never grows).
+//!
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/cairn/target cargo bench --bench sync` (release profile;
 //! prints figures, asserts nothing about timing). `SYNC_N=blocks SYNC_T=txs_per_block` replace
-//! the two default sync runs with a single one.
+//! the two default sync runs with a single one (`SYNC_N=20000 SYNC_T=50`: the memory curve of a
+//! 10x longer chain); `SYNC_PROPAGATION=0` skips part 3.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +29,8 @@ use std::time::{Duration, Instant};
 use cairn::Node;
 use cairn::config::NodeConfig;
 use cairn::farm::farmer::farm_blocks;
-use cairn_chain::keys::SignatureBytes;
-use cairn_chain::{AccountSource, Address, Block, Chain, ChainSpec, Hash, Header, PublicKey, Store, Transaction};
+use cairn_chain::keys::{SignatureBytes, dev_keypair};
+use cairn_chain::{Address, Block, Chain, ChainSpec, Hash, Header, PublicKey, Store, Transaction};
 use tokio_util::sync::CancellationToken;
 
 fn mine(mut h: Header) -> Header {
@@ -32,78 +40,195 @@ fn mine(mut h: Header) -> Header {
     h
 }
 
-/// Builds `n` blocks of `t` signed transfers (spread over 10 dev accounts) directly into the
-/// store at `db`; returns every transaction.
-fn build_chain(db: &Path, spec: &ChainSpec, n: usize, t: usize) -> Vec<Transaction> {
+/// How the benchmark chain's transfers are shaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    /// 100 sender accounts (funded by the dev accounts in the first transactions), every
+    /// transfer to a new address: the account state grows by one account per transaction, as
+    /// on a real chain.
+    Fresh,
+    /// 10 dev accounts paying ~256 recipients over and over: the account state stays tiny.
+    Reused,
+}
+
+/// Senders of the fresh-address workload.
+const SENDERS: u32 = 100;
+
+/// Signs the transactions of `n` blocks of `t` (see [`Workload`]).
+fn workload_blocks(spec: &ChainSpec, genesis: Hash, workload: Workload, n: usize, t: usize) -> Vec<Vec<Transaction>> {
+    let mut blocks = Vec::with_capacity(n);
+    match workload {
+        Workload::Reused => {
+            let keys: Vec<_> = (0..10).map(|i| spec.dev_key(i).unwrap()).collect();
+            let mut nonces = vec![0u64; keys.len()];
+            for _ in 0..n {
+                let mut txs = Vec::with_capacity(t);
+                for j in 0..t {
+                    let i = j % keys.len();
+                    txs.push(Transaction::signed(&keys[i], genesis, Address([(i * 7 + j) as u8; 32]), 1 + j as u64, 1, nonces[i]));
+                    nonces[i] += 1;
+                }
+                blocks.push(txs);
+            }
+        }
+        Workload::Fresh => {
+            let dev: Vec<_> = (0..10).map(|i| spec.dev_key(i).unwrap()).collect();
+            let senders: Vec<_> = (0..SENDERS).map(|i| dev_keypair("cairn sync bench sender", i)).collect();
+            let (mut dev_nonces, mut nonces) = (vec![0u64; dev.len()], vec![0u64; senders.len()]);
+            // The first SENDERS transactions fund the senders; every later one pays a new
+            // (hash-derived, so randomly placed) address.
+            let mut k = 0usize;
+            for _ in 0..n {
+                let mut txs = Vec::with_capacity(t);
+                for _ in 0..t {
+                    if k < SENDERS as usize {
+                        let d = k % dev.len();
+                        txs.push(Transaction::signed(&dev[d], genesis, senders[k].address(), 1_000_000_000, 1, dev_nonces[d]));
+                        dev_nonces[d] += 1;
+                    } else {
+                        let s = k % senders.len();
+                        let to = Address(*blake3::hash(&(k as u64).to_le_bytes()).as_bytes());
+                        txs.push(Transaction::signed(&senders[s], genesis, to, 1 + (k % 100) as u64, 1, nonces[s]));
+                        nonces[s] += 1;
+                    }
+                    k += 1;
+                }
+                blocks.push(txs);
+            }
+        }
+    }
+    blocks
+}
+
+/// Builds `n` blocks of `t` signed transfers of `workload` directly into the store at `db`;
+/// returns every transaction.
+fn build_chain(db: &Path, spec: &ChainSpec, workload: Workload, n: usize, t: usize) -> Vec<Transaction> {
     let mut store = Store::open(db, &spec.chain_id, spec.genesis().hash()).unwrap();
     store.set_sync_writes(false);
     let mut chain = Chain::open(store.clone(), spec.clone()).unwrap();
-    let keys: Vec<_> = (0..10).map(|i| spec.dev_key(i).unwrap()).collect();
     let genesis = chain.genesis_hash();
     let mut all = Vec::with_capacity(n * t);
     let mut ts = spec.genesis_timestamp;
-    for _ in 0..n {
-        let mut txs = Vec::with_capacity(t);
-        let mut nonces: Vec<u64> = keys.iter().map(|k| store.account(&k.address()).unwrap().nonce).collect();
-        for j in 0..t {
-            let i = j % keys.len();
-            txs.push(Transaction::signed(&keys[i], genesis, Address([(i * 7 + j) as u8; 32]), 1 + j as u64, 1, nonces[i]));
-            nonces[i] += 1;
-        }
+    for txs in workload_blocks(spec, genesis, workload, n, t) {
         ts += spec.block_time_ms;
         let header = mine(chain.template(Address([0xfa; 32]), &txs, ts).unwrap());
         all.extend(txs.iter().cloned());
         chain.submit(Block { header, transactions: txs }, ts).unwrap();
     }
+    store.sync_wal().unwrap();
     all
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
+/// A `VmHWM:`/`VmRSS:` figure of `/proc/<pid>/status`, in MiB.
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     kb / 1024.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// CPU seconds (user + system) a live process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// CPU seconds (user + system) the live process's thread named `name` has used so far.
+fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    let stats = tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok());
+    stats.filter(|s| s.contains(&format!("({name})"))).map(|s| stat_cpu_seconds(&s)).sum()
+}
+
+/// utime + stime of a `/proc/.../stat` line, in seconds.
+fn stat_cpu_seconds(s: &str) -> f64 {
+    // Fields after the command name (which may hold spaces) start at field 3 (state):
+    // utime and stime are fields 14 and 15.
+    let rest = s.rfind(')').map_or("", |i| &s[i + 1..]);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
 }
 
 #[path = "../tests/common/process.rs"]
 mod process;
 
+/// `/status` of the node at `url`, if it answers.
+async fn status(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    http.get(format!("{url}/status")).send().await.ok()?.json().await.ok()
+}
+
+/// Stops `child` with SIGTERM (a clean shutdown), restarts it on `data`, and returns the
+/// seconds from spawning the new process until its `/status` answers, with the new process.
+async fn restart(http: &reqwest::Client, mut child: std::process::Child, data: &Path, want: &str) -> (f64, std::process::Child) {
+    // SAFETY: signals our own child, still unreaped, so the pid is its own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "node exited with {exit} on SIGTERM");
+    let start = Instant::now();
+    let (child, url) = process::spawn_node(data, &[]);
+    loop {
+        if let Some(s) = status(http, &url).await {
+            let secs = start.elapsed().as_secs_f64();
+            assert_eq!(s["best_hash"].as_str(), Some(want), "restarted node lost its tip");
+            return (secs, child);
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "restarted node did not answer /status within 60 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// One sync run; returns (tx/s, the transactions of the chain).
-async fn bench_sync(n: usize, t: usize) -> (f64, Vec<Transaction>) {
+async fn bench_sync(workload: Workload, n: usize, t: usize) -> (f64, Vec<Transaction>) {
     let spec = ChainSpec::devnet();
     let dir = tempfile::tempdir().unwrap();
     let data_a = dir.path().join("a").join("data");
     let built = Instant::now();
     let db = data_a.join("db");
-    let txs = tokio::task::spawn_blocking(move || build_chain(&db, &spec, n, t)).await.unwrap();
-    println!("built {n} blocks x {t} tx in {:.2} s", built.elapsed().as_secs_f64());
+    let txs = tokio::task::spawn_blocking(move || build_chain(&db, &spec, workload, n, t)).await.unwrap();
+    println!("built {n} blocks x {t} tx ({workload:?} workload) in {:.2} s", built.elapsed().as_secs_f64());
     let a = Node::start(NodeConfig::for_tests(data_a)).await.unwrap();
     let tip = a.chain().tip();
     assert_eq!(tip.height, n as u64);
     let want = tip.hash.to_string();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let data_d = dir.path().join("d");
     let start = Instant::now();
-    let (mut child, url) = process::spawn_node(&dir.path().join("d"), &["--peers", &a.p2p_addr().to_string()]);
+    let (child, url) = process::spawn_node(&data_d, &["--peers", &a.p2p_addr().to_string()]);
+    // D's resident memory as the chain grows: sampled at each quarter of the chain.
+    let mut rss_curve: Vec<(u64, f64)> = Vec::new();
     loop {
-        let best = match http.get(format!("{url}/status")).send().await {
-            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["best_hash"].as_str().map(str::to_string)),
-            Err(_) => None,
-        };
-        if best.as_deref() == Some(want.as_str()) {
+        let s = status(&http, &url).await;
+        let height = s.as_ref().and_then(|s| s["height"].as_u64()).unwrap_or(0);
+        if rss_curve.len() < 4 && height * 4 >= (rss_curve.len() as u64 + 1) * n as u64 {
+            rss_curve.push((height, proc_status_mib(child.id(), "VmRSS:")));
+        }
+        if s.as_ref().and_then(|s| s["best_hash"].as_str()) == Some(want.as_str()) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(300), "D did not reach A's tip within 300 s");
+        assert!(start.elapsed() < Duration::from_secs(900), "D did not reach A's tip within 900 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let s = start.elapsed().as_secs_f64();
     let rss = peak_rss_mib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let (cpu, chain_cpu) = (cpu_seconds(child.id()), thread_cpu_seconds(child.id(), "chain"));
     a.shutdown().await;
     let tps = (n * t) as f64 / s;
     println!(
-        "sync {n} blocks x {t} tx (fresh `cairn node` child from an in-process peer, spawn to A's tip): {s:.2} s, {:.0} blocks/s, {tps:.0} tx/s, peak RSS {rss:.1} MiB",
+        "sync {n} blocks x {t} tx, {workload:?} workload (fresh `cairn node` child from an in-process peer, spawn to A's tip): {s:.2} s, {:.0} blocks/s, {tps:.0} tx/s, peak RSS {rss:.1} MiB, CPU {cpu:.2} s (user+sys of the child; its chain thread {chain_cpu:.2} s)",
         n as f64 / s
     );
+    let curve: Vec<String> = rss_curve.iter().map(|(h, m)| format!("{m:.1} MiB at height {h}")).collect();
+    println!("  RSS as the chain grows: {}", curve.join(", "));
+    let (first, child) = restart(&http, child, &data_d, &want).await;
+    let (second, mut child) = restart(&http, child, &data_d, &want).await;
+    println!("  first restart after sync: {first:.3} s (spawn to /status); second restart: {second:.3} s");
+    let _ = child.kill();
+    let _ = child.wait();
     (tps, txs)
 }
 
@@ -193,17 +318,24 @@ async fn bench_propagation() {
 
 fn main() {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let workload = match std::env::var("SYNC_WORKLOAD").as_deref() {
+        Ok("reused") => Workload::Reused,
+        Ok("fresh") | Err(_) => Workload::Fresh,
+        Ok(other) => panic!("SYNC_WORKLOAD={other}: expected fresh or reused"),
+    };
     let runs = match (env("SYNC_N"), env("SYNC_T")) {
         (None, None) => vec![(2000, 50), (20000, 0)],
         (n, t) => vec![(n.unwrap_or(2000), t.unwrap_or(50))],
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (n, t) in runs {
-        let (tps, txs) = rt.block_on(bench_sync(n, t));
+        let (tps, txs) = rt.block_on(bench_sync(workload, n, t));
         if !txs.is_empty() {
             let two = bench_verify(&txs);
             println!("sync tx/s / 2-thread batch-verify rate: {:.3}", tps / two);
         }
     }
-    rt.block_on(bench_propagation());
+    if env("SYNC_PROPAGATION") != Some(0) {
+        rt.block_on(bench_propagation());
+    }
 }

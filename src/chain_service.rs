@@ -588,6 +588,10 @@ impl Worker {
                 }
                 Command::Stop(reply) => {
                     self.sync_wal();
+                    // Memtables to table files, so the next start replays no log.
+                    if let Err(e) = self.chain.store().flush() {
+                        tracing::warn!(target: "chain::service", "flushing the store at stop: {e}");
+                    }
                     // Drop the engine (and its store handle) before confirming.
                     drop(self);
                     tracing::debug!(target: "chain::service", "chain thread stopped");
@@ -690,7 +694,10 @@ impl Worker {
                 stale.delete_mempool_tx(&id);
             }
         }
-        store.write(stale)?;
+        // Unsynced: a stale record that outlives a power loss is deleted at the next start
+        // (it can never become valid again); the next group commit makes this durable.
+        store.write_unsynced(stale)?;
+        self.unsynced = true;
         let mut back = 0;
         for block in undone.iter().rev() {
             for tx in &block.transactions {

@@ -397,10 +397,11 @@ impl Chain {
             }
         }
 
-        let changes = overlay.into_changes();
+        let mut changes: Vec<_> = overlay.into_changes().into_iter().collect();
         let mut b = self.store.batch();
         b.put_block(&new_tip, &new_block.transactions);
-        let reapplied: HashSet<_> = applied.iter().flat_map(|bl| bl.transactions.iter().map(Transaction::id)).collect();
+        let reapplied: HashSet<_> =
+            if undone.is_empty() { HashSet::new() } else { applied.iter().flat_map(|bl| bl.transactions.iter().map(Transaction::id)).collect() };
         for block in &undone {
             let hash = block.hash();
             b.delete_undo(&hash);
@@ -416,16 +417,28 @@ impl Chain {
                 b.delete_height(block.header.height);
             }
         }
+        let mut index = Vec::with_capacity(applied.iter().map(|bl| bl.transactions.len()).sum());
         for (block, undo) in applied.iter().zip(&undos) {
             let hash = block.hash();
             b.set_height(block.header.height, &hash);
             b.put_undo(&hash, undo);
-            for (index, tx) in block.transactions.iter().enumerate() {
-                let id = tx.id();
-                b.index_tx(&id, TxLocation { block: hash, index: index as u32 });
-                b.delete_mempool_tx(&id);
+            for (i, tx) in block.transactions.iter().enumerate() {
+                index.push((tx.id(), TxLocation { block: hash, index: i as u32 }));
             }
         }
+        // Keys in order within each column family: RocksDB inserts a sorted run into its
+        // memtable from where the previous key went, instead of from the top each time.
+        index.sort_unstable_by_key(|(id, _)| *id);
+        for (id, loc) in &index {
+            b.index_tx(id, *loc);
+            // Only a transaction the node holds leaves the persisted mempool: a tombstone for
+            // each of the others (every transaction of a catch-up sync) would cost a memtable
+            // insert and compaction work for nothing.
+            if self.store.has_mempool_tx(id)? {
+                b.delete_mempool_tx(id);
+            }
+        }
+        changes.sort_unstable_by_key(|(a, _)| *a);
         for (a, acc) in &changes {
             b.put_account(a, acc);
         }

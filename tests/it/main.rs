@@ -8,6 +8,7 @@ mod devnet;
 mod hostile;
 mod intake;
 mod p2p;
+mod restart;
 mod rpc;
 mod support;
 mod sync;

@@ -27,7 +27,7 @@ mod keys;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, FlushOptions, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::block::{Block, Header, read_transactions, write_transactions};
 use crate::encode::{DecodeError, Reader, Writer};
@@ -168,6 +168,37 @@ pub struct TxLocation {
     pub index: u32,
 }
 
+/// Memory all memtables together may use before RocksDB flushes the largest.
+const MEMTABLE_BUDGET: usize = 16 << 20;
+/// Size at which one column family's memtable is flushed: small memtables keep inserts and
+/// reads in them cache-friendly.
+const MEMTABLE_BYTES: usize = 4 << 20;
+/// The block cache shared by every column family (data blocks).
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
+/// Write-ahead log size past which the column families holding its oldest records flush.
+const MAX_WAL_BYTES: u64 = 32 << 20;
+
+/// Options of one column family: Bloom filters, so a point read of an absent key (a new
+/// account, an unknown block or transaction) rarely touches a data block. Index and filter
+/// blocks stay with their open table (~10 bits a key), not in the small block cache, where
+/// the large filter of a big table would be evicted and read back again and again.
+fn cf_options(name: &str, cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    let mut o = Options::default();
+    o.set_block_based_table_factory(&table);
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_write_buffer_size(MEMTABLE_BYTES);
+    if [CF_ACCOUNTS, CF_HEADERS, CF_TXINDEX, CF_MEMPOOL].contains(&name) {
+        // Point reads that mostly miss (a new recipient, a new block, a transaction the
+        // mempool does not hold): a memtable Bloom filter answers them without walking it.
+        o.set_memtable_prefix_bloom_ratio(0.1);
+        o.set_memtable_whole_key_filtering(true);
+    }
+    o
+}
+
 /// A handle on the database; cheap to clone, safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -185,7 +216,14 @@ impl Store {
         opts.set_max_open_files(512);
         opts.set_keep_log_file_num(4);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        // Memory stays bounded however long the chain grows: all memtables share one budget,
+        // and one block cache holds the data blocks of every column family.
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        // A column family written rarely (meta, peers) cannot pin old log files: past this,
+        // RocksDB flushes it, so a crash replays a bounded log.
+        opts.set_max_total_wal_size(MAX_WAL_BYTES);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
             let msg = e.to_string();
             if msg.contains("lock") || msg.contains("Resource temporarily unavailable") { StoreError::Locked(dir.to_path_buf()) } else { StoreError::Rocks(e) }
@@ -205,6 +243,14 @@ impl Store {
     /// writes made with sync writes off.
     pub fn sync_wal(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Writes every memtable to its table files and waits: a store closed after this opens
+    /// without replaying its write-ahead log (a clean shutdown calls it last).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let cfs: Vec<&ColumnFamily> = ALL_CFS.iter().map(|n| self.cf(n)).collect();
+        self.db.flush_cfs_opt(&cfs, &FlushOptions::default())?;
         Ok(())
     }
 
@@ -300,6 +346,11 @@ impl Store {
         let mut r = Reader::new(&v);
         let loc = TxLocation { block: Hash(r.array("tx block").map_err(corrupt("txindex"))?), index: r.u32("tx index").map_err(corrupt("txindex"))? };
         Ok(Some(loc))
+    }
+
+    /// Whether a transaction is in the persisted mempool.
+    pub fn has_mempool_tx(&self, id: &TxId) -> Result<bool, StoreError> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_MEMPOOL), id.0)?.is_some())
     }
 
     /// Every persisted mempool transaction (at most `max`).

@@ -144,6 +144,8 @@ enum Command {
     Template(Address, Reply<Result<Template, StoreError>>),
     Account(Address, Reply<Result<AccountInfo, StoreError>>),
     Pending(TxId, Reply<Option<Transaction>>),
+    /// Up to N pending transactions, by sender then nonce (a new peer's reconciliation).
+    PendingAll(usize, Reply<Vec<Transaction>>),
     Stop(Reply<()>),
 }
 
@@ -453,6 +455,11 @@ impl ChainHandle {
         })
         .await
     }
+    /// Up to `max` pending transactions, each sender's in nonce order.
+    pub async fn pending(&self, max: usize) -> Result<Vec<Transaction>, ServiceError> {
+        self.ask(|r| Command::PendingAll(max, r)).await
+    }
+
     /// Where a transaction is, if anywhere.
     pub async fn tx_status(&self, id: TxId) -> Result<Option<TxStatus>, ServiceError> {
         let confirmed = self
@@ -585,6 +592,9 @@ impl Worker {
                 }
                 Command::Pending(id, reply) => {
                     let _ = reply.send(self.mempool.get(&id).cloned());
+                }
+                Command::PendingAll(max, reply) => {
+                    let _ = reply.send(self.mempool.iter().take(max).cloned().collect());
                 }
                 Command::Stop(reply) => {
                     self.sync_wal();

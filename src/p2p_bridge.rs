@@ -77,6 +77,10 @@ impl ChainInfo for ChainBridge {
     fn new_transactions(&self) -> Option<broadcast::Receiver<Transaction>> {
         Some(self.chain.subscribe_txs())
     }
+    fn pending_transactions(&self, max: usize) -> BoxFuture<Vec<Transaction>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("pending transactions", c.pending(max).await).unwrap_or_default() })
+    }
     fn block(&self, hash: Hash) -> BoxFuture<Option<Block>> {
         let c = self.chain.clone();
         Box::pin(async move { logged("block", c.block(hash).await).flatten() })

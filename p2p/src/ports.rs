@@ -66,6 +66,11 @@ pub trait ChainInfo: Send + Sync + 'static {
     fn new_transactions(&self) -> Option<tokio::sync::broadcast::Receiver<Transaction>> {
         None
     }
+    /// Up to `max` pending transactions, each sender's in nonce order (sent to a peer that
+    /// just connected, so mempools reconcile).
+    fn pending_transactions(&self, _max: usize) -> BoxFuture<Vec<Transaction>> {
+        Box::pin(async { Vec::new() })
+    }
     /// A block by hash (any branch).
     fn block(&self, _hash: Hash) -> BoxFuture<Option<Block>> {
         Box::pin(async { None })

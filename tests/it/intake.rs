@@ -90,3 +90,41 @@ async fn a_block_of_mempool_transactions_verifies_no_signature_twice() {
     assert_eq!(metric(&after, "cairn_sigcache_entries "), 0, "hits are used up");
     n.node.shutdown().await;
 }
+
+/// A transaction accepted at any node reaches every mempool: a peer that joins gets the
+/// mempool at once, and so does one that reconnects after a partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mempools_reconcile_when_peers_connect() {
+    use std::time::Duration;
+    let t = tempfile::tempdir().unwrap();
+    let start = |dir: std::path::PathBuf, peers: Vec<String>| async move {
+        let mut c = cairn::config::NodeConfig::for_tests(dir);
+        c.peers = peers;
+        c.p2p.backoff_max = Duration::from_millis(500);
+        cairn::Node::start(c).await.expect("node starts")
+    };
+    let a = start(t.path().join("a"), vec![]).await;
+    let rpc_a = Rpc::new(format!("http://{}", a.rpc_addr()));
+    let batch = |from: u64| {
+        Value::Array((from..from + 10).map(|n| tx_json(&Transaction::signed(&dev(3), devnet_genesis(), Keypair::generate().address(), 1, 1, n))).collect())
+    };
+    let (s, _) = rpc_a.post("/txs", &batch(0)).await;
+    assert_eq!(s, 200);
+    // B joins knowing nothing: A's mempool reaches it.
+    let b = start(t.path().join("b"), vec![a.p2p_addr().to_string()]).await;
+    let pending_at = |n: &cairn::Node| {
+        let c = n.chain().clone();
+        async move { c.account(dev(3).address()).await.unwrap().next_nonce }
+    };
+    wait_for("B has A's 10", 20, || async { (pending_at(&b).await == 10).then_some(()) }).await;
+    // Apart, A takes 10 more; together again, B gets them.
+    b.p2p().set_blocked([a.node_id()].into()).await;
+    wait_for("apart", 10, || async { (a.p2p().peer_count() == 0).then_some(()) }).await;
+    let (s, _) = rpc_a.post("/txs", &batch(10)).await;
+    assert_eq!(s, 200);
+    b.p2p().set_blocked(Default::default()).await;
+    wait_for("B has all 20 after the reconnect", 30, || async { (pending_at(&b).await == 20).then_some(()) }).await;
+    for n in [a, b] {
+        n.shutdown().await;
+    }
+}

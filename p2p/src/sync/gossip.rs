@@ -25,6 +25,9 @@ use crate::wire::Message;
 /// How many block/transaction sources are remembered (to skip them when relaying).
 const SOURCES: usize = 8192;
 
+/// Most pending transactions sent to a peer that just connected (the mempool's default size).
+pub(crate) const RECONCILE_MAX: usize = 20_000;
+
 /// How long a transaction waits for company before its batch goes out.
 pub(crate) const RELAY_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -62,9 +65,14 @@ impl<V> Recent<V> {
 /// for the peers in the table. A batch that finds the peer's inbox more than half full is
 /// dropped (best effort: gossip never crowds out sync requests; the peer's mempool catches up
 /// from later gossip and blocks).
-pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<TxSeen>, peers: watch::Receiver<Arc<Snapshot>>) {
+///
+/// Reconciliation: a peer that joins gets our whole mempool (up to [`RECONCILE_MAX`], in
+/// batches), so a transaction accepted anywhere reaches every mempool even across a partition
+/// or a reconnect (what the peer already has it drops as a duplicate).
+pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<TxSeen>, mut peers: watch::Receiver<Arc<Snapshot>>) {
     let Some(mut txs) = ctx.chain.new_transactions() else { return };
     let mut sources: Recent<NodeId> = Recent::default();
+    let mut connected: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
     let mut queued: HashMap<NodeId, Vec<Bytes>> = HashMap::new();
     let mut flush = tokio::time::interval(RELAY_FLUSH);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,6 +91,28 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<T
                 let snapshot = peers.borrow().clone();
                 for (id, batch) in queued.drain() {
                     send_batch(&snapshot, &id, batch);
+                }
+                continue;
+            }
+            changed = peers.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let snapshot = peers.borrow_and_update().clone();
+                let now: std::collections::HashSet<NodeId> = snapshot.inboxes.iter().map(|(id, _)| *id).collect();
+                let joined: Vec<NodeId> = now.difference(&connected).copied().collect();
+                connected = now;
+                if !joined.is_empty() {
+                    let pending = ctx.chain.pending_transactions(RECONCILE_MAX).await;
+                    if !pending.is_empty() {
+                        let encoded: Vec<Bytes> = pending.iter().map(|tx| Bytes::from(tx.encode())).collect();
+                        for id in &joined {
+                            tracing::debug!(target: "p2p::gossip", peer = %id, txs = encoded.len(), "sending our mempool to a new peer");
+                            for batch in encoded.chunks(MAX_TXS_PER_MESSAGE) {
+                                send_batch(&snapshot, id, batch.to_vec());
+                            }
+                        }
+                    }
                 }
                 continue;
             }

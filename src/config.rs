@@ -326,6 +326,23 @@ mod tests {
     }
 
     #[test]
+    fn shipped_loadtest_spec_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/loadtest.toml");
+        let c = resolve(Overrides { chain: Some(path.clone()), ..Default::default() }).unwrap();
+        let (spec, devnet) = (&c.chain, ChainSpec::devnet());
+        assert_eq!(spec.chain_id, "cairn-loadtest");
+        assert_eq!((spec.max_block_txs, spec.max_block_bytes), (50_000, 16 * 1024 * 1024));
+        assert_eq!(spec.dev_accounts, devnet.dev_accounts, "the devnet's prefunded accounts");
+        assert_eq!(spec.block_time_ms, devnet.block_time_ms);
+        assert_ne!(spec.genesis().hash(), devnet.genesis().hash(), "a chain of its own");
+        assert!(c.p2p.max_frame > spec.max_block_bytes as usize, "a full block fits in a frame");
+        let mut same_rules = spec.clone();
+        (same_rules.chain_id, same_rules.max_block_txs, same_rules.max_block_bytes) = (devnet.chain_id.clone(), devnet.max_block_txs, devnet.max_block_bytes);
+        assert_eq!(same_rules, devnet, "otherwise the devnet's rules");
+        assert_eq!(ChainSpec::load(&path).unwrap(), *spec);
+    }
+
+    #[test]
     fn broken_files_name_file_and_problem() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write(dir.path(), "bad.toml", "rpc_prot = 1\n");

@@ -16,7 +16,8 @@ const COMMAND_QUEUE: usize = 16;
 const MAX_LINE: usize = 1024;
 
 pub async fn run(a: DevnetArgs) -> anyhow::Result<()> {
-    let opts = DevnetOptions { nodes: a.nodes, farm: a.farm, tx_rate: a.tx_rate, dir: a.dir, base_port: a.base_port };
+    let opts =
+        DevnetOptions { nodes: a.nodes, farm: a.farm, tx_rate: a.tx_rate, chain: a.chain, block_time_ms: a.block_time, dir: a.dir, base_port: a.base_port };
     opts.validate()?;
     // Handlers first: a Ctrl-C while the nodes start is kept and acted on once they run.
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

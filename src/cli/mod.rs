@@ -166,9 +166,18 @@ pub struct DevnetArgs {
     /// Farm at the chain's block time (one farmer per partition group), paying dev:0.
     #[arg(long)]
     pub farm: bool,
-    /// Also send this many dev-account transfers a second (1 to 1000).
+    /// Also send this many transfers a second (1 to 100000), signed on all cores, from senders
+    /// funded by the dev accounts to fresh addresses.
     #[arg(long, value_name = "R")]
     pub tx_rate: Option<u32>,
+    /// Run every node on this chain spec file (e.g. config/loadtest.toml) [default: the
+    /// embedded config/devnet.toml].
+    #[arg(long, value_name = "FILE")]
+    pub chain: Option<PathBuf>,
+    /// Override the spec's block time on every node, ms (100 to 3600000); a different chain,
+    /// as the genesis hash commits to it.
+    #[arg(long, value_name = "MS")]
+    pub block_time: Option<u64>,
     /// Keep the nodes' data in DIR/node1, DIR/node2, … (reused next time) instead of a
     /// temporary dir removed at exit.
     #[arg(long)]

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cairn_chain::ChainSpec;
@@ -17,11 +18,12 @@ use super::partition::Partition;
 use super::ports::{self, Ports};
 use super::screen::Screen;
 use super::slot::Slot;
-use super::status::{self, Live, Network, Rates, Row};
+use super::status::{self, Live, Load, Network, Rates, Row};
 use super::workers::Workers;
 use super::{DevnetError, DevnetOptions};
 use crate::Node;
 use crate::chain_service::ChainHandle;
+use crate::config::ConfigError;
 
 /// How often the status refreshes.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -119,9 +121,15 @@ impl Devnet {
                 tempfile::Builder::new().prefix("cairn-devnet-").tempdir().map_err(|error| DevnetError::Dir { path: std::env::temp_dir(), error })?,
             ),
         };
-        let spec = ChainSpec::devnet();
+        let mut spec = match &opts.chain {
+            Some(path) => ChainSpec::load(path).map_err(ConfigError::from)?,
+            None => ChainSpec::devnet(),
+        };
+        if let Some(ms) = opts.block_time_ms {
+            spec.block_time_ms = ms;
+        }
         let farm_to = if opts.farm { spec.dev_key(0).map(|k| k.address()) } else { None };
-        let load = opts.tx_rate.and_then(|r| LoadState::new(&spec).map(|s| (r, s)));
+        let load = opts.tx_rate.and_then(|r| LoadState::new(&spec, r).map(|s| (r, s)));
         Ok(Devnet {
             root,
             base_port: opts.base_port,
@@ -160,7 +168,9 @@ impl Devnet {
             _ => "not farming (--farm farms at the block time; or POST /farm/blocks on any node)".to_string(),
         };
         let load = match self.rate {
-            Some(r) if self.workers.load_counters().is_some() => format!("; {r} dev-account transfers a second"),
+            Some(r) if self.workers.load_counters().is_some() => {
+                format!("; {r} transfers a second to fresh addresses, from senders the dev accounts fund in the first block")
+            }
             _ => String::new(),
         };
         self.screen.say(&format!("{farming}{load}"));
@@ -230,7 +240,7 @@ impl Devnet {
         // across before the others' block lists name it.
         let part = self.partition.as_ref();
         let peers = self.slots.iter().filter(|s| part.is_none_or(|p| !p.separated(number, s.number))).filter_map(Slot::pinned_address).collect();
-        let mut slot = Slot::new(number, self.root.path().join(format!("node{number}")), ports, peers);
+        let mut slot = Slot::new(number, self.root.path().join(format!("node{number}")), ports, peers, self.spec.clone());
         slot.start(self.blocked_for(number)).await?;
         self.slots.push(slot);
         // Nodes of other groups must refuse the newcomer too.
@@ -258,13 +268,19 @@ impl Devnet {
 
     pub(super) fn render(&self) -> (Vec<String>, String) {
         let rows = self.rows();
-        let (blocks_per_s, txs_per_s) = self.rates.per_second();
+        let (blocks_per_s, txs_per_s, sent_per_s) = self.rates.per_second();
         let net = Network {
             uptime: self.started.elapsed(),
             blocks_per_s,
             txs_per_s,
             farming: self.workers.farming(),
-            load: self.rate.zip(self.workers.load_counters()).map(|(r, c)| (r, c.submitted.load(std::sync::atomic::Ordering::Relaxed))),
+            load: self.rate.zip(self.workers.load_counters()).map(|(rate, c)| Load {
+                rate,
+                sent: c.submitted.load(Ordering::Relaxed),
+                sent_per_s,
+                refused: c.deferred.load(Ordering::Relaxed) + c.refused.load(Ordering::Relaxed),
+                funded: (c.funded.load(Ordering::Relaxed), c.senders.load(Ordering::Relaxed)),
+            }),
             partition: self.partition.as_ref().map(Partition::to_string),
         };
         (status::panel(&rows, &net), status::line(&rows, &net))
@@ -285,7 +301,8 @@ impl Devnet {
                 }
             }
         }
-        self.rates.record(Instant::now(), height, new_txs);
+        let sent = self.workers.load_counters().map_or(0, |c| c.submitted.load(Ordering::Relaxed));
+        self.rates.record(Instant::now(), height, new_txs, sent);
         let (panel, line) = self.render();
         self.screen.status(&panel, &line);
     }

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cairn_chain::{ChainSpec, MempoolLimits};
 use cairn_p2p::NodeId;
 
 use super::DevnetError;
@@ -36,12 +37,15 @@ pub struct Slot {
     pub node_id: Option<NodeId>,
     /// The running node.
     pub node: Option<Node>,
+    /// The chain spec it runs, parsed once for the whole devnet (so every node, restarted or
+    /// added later, has the same genesis even if the file changes meanwhile).
+    spec: ChainSpec,
 }
 
 impl Slot {
-    /// A slot not yet started.
-    pub fn new(number: usize, dir: PathBuf, ports: Ports, peers: Vec<String>) -> Slot {
-        Slot { number, dir, ports, peers, node_id: None, node: None }
+    /// A slot not yet started, to run `spec`.
+    pub fn new(number: usize, dir: PathBuf, ports: Ports, peers: Vec<String>, spec: ChainSpec) -> Slot {
+        Slot { number, dir, ports, peers, node_id: None, node: None, spec }
     }
 
     /// Whether its node runs.
@@ -85,8 +89,9 @@ impl Slot {
         }
     }
 
-    /// A node config: named `node<N>` (its number, as the panel shows it), the shipped devnet
-    /// chain, loopback only, mDNS off, no seeds, quick redials.
+    /// A node config: named `node<N>` (its number, as the panel shows it), the devnet's chain
+    /// spec, loopback only, mDNS off, no seeds, quick redials, and a mempool that holds two
+    /// full blocks (a load at the chain's capacity fills every block).
     fn config(&self) -> Result<NodeConfig, DevnetError> {
         let mut c = resolve(Overrides {
             name: Some(format!("node{}", self.number)),
@@ -97,6 +102,11 @@ impl Slot {
             no_mdns: true,
             ..Overrides::default()
         })?;
+        // As `resolve` derives them from a spec it loads itself.
+        c.p2p.max_frame = self.spec.max_block_bytes as usize + cairn_p2p::config::FRAME_OVERHEAD;
+        c.mempool.min_fee = self.spec.min_fee;
+        c.mempool.max_txs = MempoolLimits::default().max_txs.max(2 * self.spec.max_block_txs as usize);
+        c.chain = self.spec.clone();
         c.p2p_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.p2p));
         c.seeds.clear();
         c.p2p.dial_interval = DIAL_INTERVAL;

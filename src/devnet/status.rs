@@ -53,14 +53,30 @@ pub struct Network {
     pub uptime: Duration,
     /// New best-chain blocks a second (over [`RATE_WINDOW`]).
     pub blocks_per_s: f64,
-    /// Transactions in those blocks a second.
+    /// Transactions in those blocks a second: confirmed tx/s, network-wide.
     pub txs_per_s: f64,
     /// Whether the built-in farmers run.
     pub farming: bool,
-    /// The load: (rate asked, transfers accepted so far).
-    pub load: Option<(u32, u64)>,
+    /// The load, if any.
+    pub load: Option<Load>,
     /// The partition, as `1 / 2 3`.
     pub partition: Option<String>,
+}
+
+/// The transaction load as shown.
+#[derive(Clone, Debug, Default)]
+pub struct Load {
+    /// Transfers a second asked for.
+    pub rate: u32,
+    /// Transfers the entry node accepted so far.
+    pub sent: u64,
+    /// Transfers accepted a second (over [`RATE_WINDOW`]): below `rate` when the nodes or
+    /// the blocks cannot keep up.
+    pub sent_per_s: f64,
+    /// Transfers refused so far (a sender or the mempool full, or a stale nonce).
+    pub refused: u64,
+    /// (senders funded, senders): the load starts once a block has funded them all.
+    pub funded: (u64, u64),
 }
 
 /// Counts blocks and their transactions as the network's best height grows.
@@ -70,7 +86,8 @@ pub struct Rates {
     counted: u64,
     blocks: u64,
     txs: u64,
-    samples: VecDeque<(Instant, u64, u64)>,
+    /// (when, blocks, transactions, load transfers accepted), all counted since the start.
+    samples: VecDeque<(Instant, u64, u64, u64)>,
 }
 
 impl Rates {
@@ -85,26 +102,27 @@ impl Rates {
     }
 
     /// Records the best height now and the transactions of the blocks above the last one
-    /// counted. A lower height (the leading node stopped) counts nothing, and blocks are
-    /// counted again only above the highest height seen.
-    pub fn record(&mut self, now: Instant, height: u64, new_txs: u64) {
+    /// counted, and the load's accepted transfers so far (`sent`). A lower height (the
+    /// leading node stopped) counts nothing, and blocks are counted again only above the
+    /// highest height seen.
+    pub fn record(&mut self, now: Instant, height: u64, new_txs: u64, sent: u64) {
         self.blocks += height.saturating_sub(self.counted);
         self.txs += new_txs;
         self.counted = self.counted.max(height);
-        self.samples.push_back((now, self.blocks, self.txs));
-        while self.samples.front().is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW) {
+        self.samples.push_back((now, self.blocks, self.txs, sent));
+        while self.samples.front().is_some_and(|(t, ..)| now.duration_since(*t) > RATE_WINDOW) {
             self.samples.pop_front();
         }
     }
 
-    /// (blocks/s, transactions/s) over the window.
-    pub fn per_second(&self) -> (f64, f64) {
+    /// (blocks/s, confirmed transactions/s, load transfers accepted/s) over the window.
+    pub fn per_second(&self) -> (f64, f64, f64) {
         match (self.samples.front(), self.samples.back()) {
-            (Some((t0, b0, x0)), Some((t1, b1, x1))) if t1 > t0 => {
+            (Some((t0, b0, x0, s0)), Some((t1, b1, x1, s1))) if t1 > t0 => {
                 let dt = t1.duration_since(*t0).as_secs_f64();
-                ((b1 - b0) as f64 / dt, (x1 - x0) as f64 / dt)
+                ((b1 - b0) as f64 / dt, (x1 - x0) as f64 / dt, s1.saturating_sub(*s0) as f64 / dt)
             }
-            _ => (0.0, 0.0),
+            _ => (0.0, 0.0, 0.0),
         }
     }
 }
@@ -120,10 +138,15 @@ fn clock(d: Duration) -> String {
 
 fn summary(rows: &[Row], net: &Network) -> String {
     let running = rows.iter().filter(|r| r.live.is_some()).count();
-    let mut s = format!("devnet {} | {running}/{} nodes up | blocks/s {:.2} | tx/s {:.1}", clock(net.uptime), rows.len(), net.blocks_per_s, net.txs_per_s);
+    let mut s =
+        format!("devnet {} | {running}/{} nodes up | blocks/s {:.2} | confirmed tx/s {:.1}", clock(net.uptime), rows.len(), net.blocks_per_s, net.txs_per_s);
     s.push_str(if net.farming { " | farming" } else { " | not farming" });
-    if let Some((rate, sent)) = net.load {
-        let _ = write!(s, " | load {rate}/s, {sent} sent");
+    if let Some(l) = &net.load {
+        if l.funded.0 < l.funded.1 {
+            let _ = write!(s, " | load {}/s: funding senders ({}/{} funded, needs a block)", l.rate, l.funded.0, l.funded.1);
+        } else {
+            let _ = write!(s, " | load {}/s asked, {:.0}/s accepted, {} sent, {} refused", l.rate, l.sent_per_s, l.sent, l.refused);
+        }
     }
     if let Some(p) = &net.partition {
         let _ = write!(s, " | partition {p}");
@@ -215,9 +238,18 @@ mod tests {
     fn plain_line_names_every_node_and_no_url() {
         let net = Network { uptime: Duration::from_secs(3725), blocks_per_s: 0.5, farming: true, ..Default::default() };
         let l = line(&[row(1, true), row(2, true), row(3, false)], &net);
-        assert!(l.starts_with("devnet 01:02:05 | 2/3 nodes up | blocks/s 0.50 | tx/s 0.0 | farming"), "{l}");
+        assert!(l.starts_with("devnet 01:02:05 | 2/3 nodes up | blocks/s 0.50 | confirmed tx/s 0.0 | farming"), "{l}");
         assert!(l.contains("| 1: h=42 abababab peers=2 mempool=7 |") && l.contains("syncing | 3: stopped"), "{l}");
         assert!(!l.contains("http"), "status lines must not look like RPC URLs: {l}");
+    }
+
+    #[test]
+    fn load_shows_funding_then_rates() {
+        let mut net = Network { load: Some(Load { rate: 20_000, funded: (3, 313), ..Default::default() }), ..Default::default() };
+        assert!(line(&[row(1, true)], &net).contains("| load 20000/s: funding senders (3/313 funded"));
+        net.load = Some(Load { rate: 20_000, sent: 90_000, sent_per_s: 18_000.4, refused: 5, funded: (313, 313) });
+        let l = line(&[row(1, true)], &net);
+        assert!(l.contains("| load 20000/s asked, 18000/s accepted, 90000 sent, 5 refused |"), "{l}");
     }
 
     #[test]
@@ -232,13 +264,13 @@ mod tests {
     fn rates_count_growth_only() {
         let t = Instant::now();
         let mut r = Rates::new(10);
-        r.record(t, 10, 0);
-        r.record(t + Duration::from_secs(2), 12, 6);
-        assert_eq!(r.per_second(), (1.0, 3.0));
+        r.record(t, 10, 0, 0);
+        r.record(t + Duration::from_secs(2), 12, 6, 8);
+        assert_eq!(r.per_second(), (1.0, 3.0, 4.0));
         // The leader stopped: the height seen drops; nothing is subtracted or counted twice.
-        r.record(t + Duration::from_secs(4), 11, 0);
-        r.record(t + Duration::from_secs(6), 12, 0);
-        assert_eq!(r.per_second(), (2.0 / 6.0, 1.0));
+        r.record(t + Duration::from_secs(4), 11, 0, 8);
+        r.record(t + Duration::from_secs(6), 12, 0, 12);
+        assert_eq!(r.per_second(), (2.0 / 6.0, 1.0, 2.0));
         assert_eq!(r.counted(), 12);
     }
 }

@@ -153,6 +153,47 @@ async fn three_farming_nodes_agree_and_ctrl_c_stops_everything() {
     }
 }
 
+/// The value after `label` in a status line, e.g. `confirmed tx/s 1234.5`.
+fn figure(line: &str, label: &str) -> Option<f64> {
+    line.split(" | ").find_map(|part| part.strip_prefix(label)?.trim().split([' ', '/', ',']).next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_on_the_loadtest_chain_is_confirmed_at_fresh_addresses() {
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/config/loadtest.toml");
+    let mut d = Devnet::spawn(&["--nodes", "2", "--farm", "--chain", spec, "--block-time", "500", "--tx-rate", "2000"]);
+    let rpcs = d.rpcs(2).await;
+    for r in &rpcs {
+        assert_eq!(r.get("/status").await.1["chain_id"], "cairn-loadtest");
+    }
+    // The senders are funded in the first block, then the load's transfers fill blocks (at
+    // the 500 ms block time) and the status counts them.
+    let line = wait_for("confirmed load transfers in the status", 90, || async {
+        let lines = d.lines.lock().unwrap();
+        lines.iter().rev().find(|l| l.contains("asked") && figure(l, "confirmed tx/s").is_some_and(|x| x > 0.0)).cloned()
+    })
+    .await;
+    println!("{line}");
+    // A block's transfers go to addresses that had nothing before: fresh, one per transfer.
+    let to = wait_for("a block with load transfers", 60, || async {
+        let tip = status(&rpcs[0]).await?.0;
+        for h in (1..=tip).rev() {
+            let (_, b) = rpcs[0].try_get(&format!("/blocks/{h}")).await?;
+            let to: Vec<String> =
+                b["transactions"].as_array()?.iter().filter(|t| t["amount"] == 1).filter_map(|t| t["to"].as_str().map(String::from)).collect();
+            if to.len() > 10 {
+                return Some(to);
+            }
+        }
+        None
+    })
+    .await;
+    let distinct: std::collections::HashSet<&String> = to.iter().collect();
+    assert_eq!(distinct.len(), to.len(), "a recipient was paid twice in one block");
+    d.send("quit");
+    d.exits_cleanly(60);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_node_catches_up_and_a_stopped_node_comes_back() {
     let mut d = Devnet::spawn(&["--nodes", "2"]);
@@ -238,6 +279,10 @@ async fn bad_input_is_one_line_and_leaves_nothing_running() {
     assert!(error_line(&run(&["--nodes", "0"])).contains("--nodes 0"));
     assert!(error_line(&run(&["--nodes", "33"])).contains("1 to 32"));
     assert!(error_line(&run(&["--tx-rate", "0"])).contains("--tx-rate"));
+    assert!(error_line(&run(&["--tx-rate", "100001"])).contains("1 to 100000"));
+    assert!(error_line(&run(&["--block-time", "5"])).contains("--block-time 5"));
+    let e = error_line(&run(&["--chain", "/nonexistent/spec.toml"]));
+    assert!(e.contains("/nonexistent/spec.toml"), "{e}");
     assert!(error_line(&run(&["--base-port", "65535"])).contains("--base-port"));
     // A port of the range is taken: node 1's RPC port (base + 1).
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -133,6 +133,12 @@ impl Sync {
         }
         match msg {
             SyncMsg::PeerUp { id, conn, inbox, cancel, stats, work, hash } => {
+                // A connection already cut off (a crossing connection that lost the
+                // tie-break, whose task started late) must not displace the one that replaced
+                // it: that one's messages would then be ignored as a cut-off peer's.
+                if cancel.is_cancelled() {
+                    return;
+                }
                 // A new connection of a known peer replaces the old one: its requests and
                 // evidence do not carry over (answers would pair with the wrong requests).
                 if self.peers.remove(&id).is_some() {

@@ -5,7 +5,8 @@
 //!    request, then (on a fresh node) as arrays of 1000. Prints accepted tx/s.
 //! 2. farming with queued transactions: 200 blocks, each with 50 transfers queued before it
 //!    (`POST /farm/blocks {count: 1}` per block; only the farm calls are timed). Prints
-//!    blocks/s.
+//!    blocks/s and the node's CPU time per block (from `/proc`, 10 ms ticks summed over the
+//!    200 calls).
 //!
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/cairn/target cargo bench --bench throughput` (prints
 //! figures, asserts only correctness). `CAIRN_BIN=path/to/cairn` runs another build of the
@@ -134,6 +135,16 @@ async fn intake(arrays: bool) -> f64 {
     rate
 }
 
+/// CPU-seconds (user + system) process `pid` has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 async fn farming() {
     let spec = ChainSpec::devnet();
     let genesis = spec.genesis().hash();
@@ -141,6 +152,7 @@ async fn farming() {
     let senders = fund(&node, &spec, genesis).await;
     let blocks = 200u64;
     let mut farm_secs = 0.0;
+    let mut farm_cpu = 0.0;
     let mut next = vec![0u64; SENDERS];
     for b in 0..blocks {
         // 50 transfers from 50 senders (alternating halves), queued before the block.
@@ -151,11 +163,16 @@ async fn farming() {
             let (s, v) = node.post("/txs", &tx_json(&tx)).await;
             assert_eq!(s, 202, "{v}");
         }
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_secs(node.child.id()));
         node.farm(1).await;
         farm_secs += t.elapsed().as_secs_f64();
+        farm_cpu += cpu_secs(node.child.id()) - cpu;
     }
-    println!("farming: {blocks} blocks with 50 queued transfers each in {farm_secs:.2} s of farm calls = {:.0} blocks/s", blocks as f64 / farm_secs);
+    println!(
+        "farming: {blocks} blocks with 50 queued transfers each in {farm_secs:.2} s of farm calls = {:.0} blocks/s; node CPU {:.2} ms a block",
+        blocks as f64 / farm_secs,
+        farm_cpu * 1000.0 / blocks as f64
+    );
 }
 
 #[tokio::main]

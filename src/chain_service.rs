@@ -342,7 +342,7 @@ impl ChainHandle {
     /// thread. Results are in input order; failures are also reported to the chain (metrics,
     /// invalid cache).
     pub async fn check_blocks(&self, blocks: Vec<Block>) -> Vec<CheckResult> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = cores();
         let per = blocks.len().div_ceil(cores).max(1);
         let mut chunks = Vec::new();
         let mut rest = blocks.into_iter().peekable();
@@ -517,6 +517,13 @@ impl IdSet {
     }
 }
 
+/// The cores to spread verification over, asked once: `available_parallelism` reads the
+/// cgroup files on every call (it showed as 5% of a node's CPU when asked per transaction).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
 /// Verifies the signatures of `txs` under the chain's rule, in parallel batches (one thread per
 /// core, batches of [`VERIFY_CHUNK`]; a failed batch is retried one by one to find the bad
 /// ones). Transactions in `cache` are taken as verified. Counts what it verifies.
@@ -534,7 +541,7 @@ fn verify_signatures(txs: &[Transaction], cache: &SigCache) -> Vec<bool> {
         }
         idx.iter().zip(&msgs).map(|(i, m)| (*i, cairn_chain::signature::verify(&txs[*i].from, m, &txs[*i].signature))).collect()
     };
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = cores();
     let results: Vec<(usize, bool)> = if todo.len() <= VERIFY_CHUNK || cores == 1 {
         todo.chunks(VERIFY_CHUNK).flat_map(check).collect()
     } else {

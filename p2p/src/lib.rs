@@ -13,7 +13,7 @@
 //!                      P2p (service.rs: the node's handle; sends messages, reads snapshots)
 //!                        │ ManagerMsg                              ▲ watch: Snapshot, SyncStatus
 //!                        ▼                                         │
-//!  accept loop ──▶ handshake tasks ──Admit/Register──▶ PEER MANAGER (manager/)
+//!  accept loop ──▶ handshake tasks ──Incoming/Admit/Register──▶ PEER MANAGER (manager/)
 //!  (connection.rs)  (connection.rs:                    owns: peer table, address book, bans
 //!                   sans-IO Handshake)                 and scores, block list, dialing
 //!                        │ registered                   │ try_send PeerCmd · cancel token
@@ -30,7 +30,8 @@
 //!
 //!  mDNS task (mdns.rs) ──Discovered/Withdrawn──▶ PEER MANAGER
 //!  tx relay task (sync/gossip.rs) ◀──TxSeen── peer tasks; reads the manager's Snapshot
-//!  (inboxes) and try_sends each new mempool transaction to every peer but its source
+//!  (inboxes) and try_sends new mempool transactions to every peer but their source in
+//!  batches (100 ms / 1000), and the whole mempool to a peer that joins
 //! ```
 //!
 //! | channel | bound | when full |
@@ -63,7 +64,9 @@
 //! - [`wire`]: the message enum and length-delimited framing with explicit limits.
 //! - [`handshake`], `connection`: compatibility rules, the handshake machine and its shell.
 //! - `channels`: the typed messages, handles and snapshots of the actor map.
-//! - `manager`, [`addrbook`], [`bans`]: the peer manager and the state it owns.
+//! - `manager`, [`addrbook`], [`bans`]: the peer manager and the state it owns; its sans-IO
+//!   policies [`admission`] (before TLS: address bans, QUIC retry, per-IP rate and limits) and
+//!   [`eviction`] (who gives way when the inbound slots are full), over [`netgroup`]s.
 //! - [`peer`]: the per-peer machine and task. [`sync`]: catch-up sync, orphans, gossip.
 //! - [`mdns`]: LAN discovery. [`metrics`]. [`verdict`]. [`ports`]: what the node provides —
 //!   the chain ([`ports::ChainInfo`]) and persistence ([`ports::PeerStore`]); this crate

@@ -128,3 +128,59 @@ async fn mempools_reconcile_when_peers_connect() {
         n.shutdown().await;
     }
 }
+
+/// Honest relaying at load is never punished: 10,000 transfers to fresh addresses taken at
+/// one end of a line of three nodes reach every mempool (relayed in batches), with no ban, no
+/// misbehaviour point and no dropped link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_of_nodes_relays_a_burst_without_punishing_anyone() {
+    let t = tempfile::tempdir().unwrap();
+    let start = |dir: std::path::PathBuf, peers: Vec<String>| async move {
+        let mut c = cairn::config::NodeConfig::for_tests(dir);
+        c.peers = peers;
+        cairn::Node::start(c).await.expect("node starts")
+    };
+    let a = start(t.path().join("a"), vec![]).await;
+    let b = start(t.path().join("b"), vec![a.p2p_addr().to_string()]).await;
+    let c = start(t.path().join("c"), vec![b.p2p_addr().to_string()]).await;
+    wait_for("a line", 20, || async { (b.p2p().peer_count() == 2).then_some(()) }).await;
+    let rpc_a = Rpc::new(format!("http://{}", a.rpc_addr()));
+    // 100 senders funded from the dev accounts, confirmed everywhere.
+    let senders: Vec<Keypair> = (0..100).map(|_| Keypair::generate()).collect();
+    let funding: Vec<Value> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, k)| tx_json(&Transaction::signed(&dev((i % 10) as u32), devnet_genesis(), k.address(), 1_000_000, 1, (i / 10) as u64)))
+        .collect();
+    assert_eq!(rpc_a.post("/txs", &Value::Array(funding)).await.0, 200);
+    rpc_a.farm(1, &Address([0xfa; 32])).await;
+    let tip = a.chain().tip().hash;
+    wait_for("funding block everywhere", 20, || async { (b.chain().tip().hash == tip && c.chain().tip().hash == tip).then_some(()) }).await;
+    // The burst: 100 transfers from each sender, in arrays of 1000.
+    let burst: Vec<Value> = (0..100u64)
+        .flat_map(|n| senders.iter().map(move |k| tx_json(&Transaction::signed(k, devnet_genesis(), Keypair::generate().address(), 1, 1, n))))
+        .collect();
+    for chunk in burst.chunks(1000) {
+        let (s, v) = rpc_a.post("/txs", &Value::Array(chunk.to_vec())).await;
+        assert_eq!(s, 200);
+        assert!(v.as_array().unwrap().iter().all(|r| r["txid"].is_string()), "{v}");
+    }
+    for (name, n) in [("B", &b), ("C", &c)] {
+        let rpc = Rpc::new(format!("http://{}", n.rpc_addr()));
+        wait_for(&format!("all 10,000 in {name}'s mempool"), 60, || async {
+            (metric(&rpc.http_text("/metrics").await, "cairn_mempool_transactions ") == 10_000).then_some(())
+        })
+        .await;
+    }
+    for (name, n) in [("A", &a), ("B", &b), ("C", &c)] {
+        let m = Rpc::new(format!("http://{}", n.rpc_addr())).http_text("/metrics").await;
+        assert!(n.p2p().bans().is_empty(), "{name} banned someone");
+        assert_eq!(metric(&m, "cairn_p2p_disconnections_total "), 0, "{name} dropped a link");
+        assert!(!m.contains("cairn_p2p_misbehaviour_total{"), "{name} held something against an honest peer: {m}");
+    }
+    // (A and C may also have found each other through peer exchange.)
+    assert_eq!(b.p2p().peer_count(), 2, "B kept both links");
+    for n in [a, b, c] {
+        n.shutdown().await;
+    }
+}

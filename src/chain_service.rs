@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cairn_chain::hash::BoundedSet;
 use cairn_chain::store::TxLocation;
 use cairn_chain::{
     Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, CheckResult, CheckedBlock, Hash, Header, Mempool, MempoolLimits, Outcome, SigCache,
@@ -207,7 +208,7 @@ impl ChainHandle {
             txs: txs.clone(),
             metrics,
             sigcache: sigcache.clone(),
-            bad_signatures: IdSet::new(BAD_SIGNATURES),
+            bad_signatures: BoundedSet::new(BAD_SIGNATURES),
             unsynced: false,
         };
         // The group commit's clock: a tiny thread that asks for a WAL sync every interval and
@@ -486,35 +487,9 @@ struct Worker {
     metrics: Arc<Metrics>,
     sigcache: Arc<SigCache>,
     /// IDs of transactions refused for a bad signature (the recent-rejects filter).
-    bad_signatures: IdSet,
+    bad_signatures: BoundedSet,
     /// Mempool writes since the last WAL sync.
     unsynced: bool,
-}
-
-/// A bounded set of IDs, forgetting the oldest first.
-struct IdSet {
-    set: std::collections::HashSet<TxId>,
-    order: std::collections::VecDeque<TxId>,
-    cap: usize,
-}
-
-impl IdSet {
-    fn new(cap: usize) -> Self {
-        IdSet { set: Default::default(), order: Default::default(), cap }
-    }
-    fn insert(&mut self, id: TxId) {
-        if self.set.insert(id) {
-            self.order.push_back(id);
-            if self.order.len() > self.cap
-                && let Some(old) = self.order.pop_front()
-            {
-                self.set.remove(&old);
-            }
-        }
-    }
-    fn contains(&self, id: &TxId) -> bool {
-        self.set.contains(id)
-    }
 }
 
 /// The cores to spread verification over, asked once: `available_parallelism` reads the

@@ -4,10 +4,11 @@
 //! `Chain` is synchronous and owns the only write path to the store; the node runs it on one
 //! dedicated thread.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 
 use crate::block::{Block, HEADER_VERSION, Header, merkle_root};
 use crate::error::{BlockError, TxError};
+use crate::hash::BoundedSet;
 use crate::hash::Hash;
 use crate::keys::Address;
 use crate::pow::{Target, retarget};
@@ -76,32 +77,6 @@ impl CheckedBlock {
     /// Its hash.
     pub fn hash(&self) -> Hash {
         self.hash
-    }
-}
-
-/// A bounded set of hashes, forgetting the oldest first.
-struct BoundedSet {
-    set: HashSet<Hash>,
-    order: VecDeque<Hash>,
-    cap: usize,
-}
-
-impl BoundedSet {
-    fn new(cap: usize) -> Self {
-        BoundedSet { set: HashSet::new(), order: VecDeque::new(), cap }
-    }
-    fn insert(&mut self, h: Hash) {
-        if self.set.insert(h) {
-            self.order.push_back(h);
-            if self.order.len() > self.cap
-                && let Some(old) = self.order.pop_front()
-            {
-                self.set.remove(&old);
-            }
-        }
-    }
-    fn contains(&self, h: &Hash) -> bool {
-        self.set.contains(h)
     }
 }
 

@@ -1,5 +1,7 @@
 //! 32-byte BLAKE3 digests and the hex form they take everywhere outside the wire.
 
+use std::collections::{HashSet, VecDeque};
+
 /// Error for a string that is not 64 lowercase-or-uppercase hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected {expected} hex characters, got {got:?}")]
@@ -106,6 +108,35 @@ impl Hash {
     /// BLAKE3 of `data`.
     pub fn digest(data: &[u8]) -> Hash {
         Hash(*blake3::hash(data).as_bytes())
+    }
+}
+
+/// A bounded set of hashes, forgetting the oldest first.
+pub struct BoundedSet {
+    set: HashSet<Hash>,
+    order: VecDeque<Hash>,
+    cap: usize,
+}
+
+impl BoundedSet {
+    /// An empty set of at most `cap` hashes.
+    pub fn new(cap: usize) -> Self {
+        BoundedSet { set: HashSet::new(), order: VecDeque::new(), cap }
+    }
+    /// Adds `h`; at the bound the oldest goes.
+    pub fn insert(&mut self, h: Hash) {
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            if self.order.len() > self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+    /// Whether `h` is held.
+    pub fn contains(&self, h: &Hash) -> bool {
+        self.set.contains(h)
     }
 }
 

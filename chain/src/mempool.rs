@@ -73,18 +73,16 @@ impl Mempool {
     /// sender can pay for it on top of everything it already has pending. A transaction with
     /// the nonce of a pending one replaces it if it pays a higher fee.
     pub fn insert(&mut self, tx: Transaction, state: &dyn AccountSource) -> Result<Inserted, TxError> {
-        self.precheck(&tx, state)?;
+        let id = self.check_alone(&tx)?;
         if !tx.verify_signature() {
             return Err(TxError::BadSignature);
         }
-        self.insert_verified(tx, state)
+        self.admit(tx, id, state)
     }
 
-    /// The cheap checks, before anyone spends a signature verification on `tx`: not pending
-    /// already, this chain, the minimum fee, a nonce not used yet and not beyond what the
-    /// sender could queue, and a balance that covers it alone. [`Mempool::insert_verified`]
-    /// checks the exact sequence and balance again (the state may move in between).
-    pub fn precheck(&self, tx: &Transaction, state: &dyn AccountSource) -> Result<(), TxError> {
+    /// What needs nothing but the transaction: not pending already, this chain, the minimum
+    /// fee. Returns its ID.
+    fn check_alone(&self, tx: &Transaction) -> Result<TxId, TxError> {
         let id = tx.id();
         if self.by_id.contains_key(&id) {
             return Err(TxError::AlreadyKnown(id));
@@ -95,6 +93,15 @@ impl Mempool {
         if tx.fee < self.limits.min_fee {
             return Err(TxError::FeeTooLow { fee: tx.fee, min: self.limits.min_fee });
         }
+        Ok(id)
+    }
+
+    /// The cheap checks, before anyone spends a signature verification on `tx`: not pending
+    /// already, this chain, the minimum fee, a nonce not used yet and not beyond what the
+    /// sender could queue, and a balance that covers it alone. [`Mempool::insert_verified`]
+    /// checks the exact sequence and balance again (the state may move in between).
+    pub fn precheck(&self, tx: &Transaction, state: &dyn AccountSource) -> Result<(), TxError> {
+        self.check_alone(tx)?;
         let sender = tx.sender();
         let account = state.account(&sender)?;
         let next = self.next_nonce(&sender, &account);
@@ -114,16 +121,12 @@ impl Mempool {
     /// As [`Mempool::insert`] for a transaction whose signature the caller verified under the
     /// chain's rule (in parallel, off the thread that owns the mempool).
     pub fn insert_verified(&mut self, tx: Transaction, state: &dyn AccountSource) -> Result<Inserted, TxError> {
-        let id = tx.id();
-        if self.by_id.contains_key(&id) {
-            return Err(TxError::AlreadyKnown(id));
-        }
-        if tx.chain != self.chain {
-            return Err(TxError::WrongChain { expected: self.chain, got: tx.chain });
-        }
-        if tx.fee < self.limits.min_fee {
-            return Err(TxError::FeeTooLow { fee: tx.fee, min: self.limits.min_fee });
-        }
+        let id = self.check_alone(&tx)?;
+        self.admit(tx, id, state)
+    }
+
+    /// The exact nonce sequence, room and balance checks, then the insert.
+    fn admit(&mut self, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
         let sender = tx.sender();
         let account = state.account(&sender)?;
         let queue = self.by_sender.get(&sender);

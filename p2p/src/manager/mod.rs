@@ -179,10 +179,13 @@ impl Manager {
             ManagerMsg::Gone { id, conn_id } => self.gone(&id, conn_id),
             ManagerMsg::Misbehaved { id, kind, ip, reply } => {
                 let standing = self.penalize(id, kind, ip);
+                // Published before the answer: readers see the new score no later than the
+                // peer sees what the judgement leads to (a close).
+                self.publish();
                 if let Some(r) = reply {
                     let _ = r.send(standing);
                 }
-                true
+                false
             }
             ManagerMsg::Learned(addrs) => {
                 self.learn(addrs);

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cairn_chain::compact::{CompactBlock, Partial};
 use cairn_chain::hash::BoundedSet;
 use cairn_chain::store::TxLocation;
 use cairn_chain::{
@@ -145,8 +146,17 @@ enum Command {
     Template(Address, Reply<Result<Template, StoreError>>),
     Account(Address, Reply<Result<AccountInfo, StoreError>>),
     Pending(TxId, Reply<Option<Transaction>>),
-    /// Up to N pending transactions, by sender then nonce (a new peer's reconciliation).
+    /// Up to N pending transactions, by sender then nonce.
     PendingAll(usize, Reply<Vec<Transaction>>),
+    /// IDs of up to N pending transactions, by sender then nonce (announced to a new peer:
+    /// reconciliation).
+    PendingIds(usize, Reply<Vec<TxId>>),
+    /// The pending transactions among these IDs (a peer's `get_txs`).
+    PendingByIds(Vec<TxId>, Reply<Vec<Transaction>>),
+    /// Those of these IDs worth fetching: not pending, not known to carry a bad signature.
+    Lacking(Vec<TxId>, Reply<Vec<TxId>>),
+    /// Rebuilds a compact block from the mempool.
+    Rebuild(Box<CompactBlock>, Reply<Partial>),
     Stop(Reply<()>),
 }
 
@@ -461,6 +471,27 @@ impl ChainHandle {
         self.ask(|r| Command::PendingAll(max, r)).await
     }
 
+    /// IDs of up to `max` pending transactions.
+    pub async fn pending_ids(&self, max: usize) -> Result<Vec<TxId>, ServiceError> {
+        self.ask(|r| Command::PendingIds(max, r)).await
+    }
+    /// The pending transactions among `ids`, in the order asked.
+    pub async fn pending_by_ids(&self, ids: Vec<TxId>) -> Result<Vec<Transaction>, ServiceError> {
+        self.ask(|r| Command::PendingByIds(ids, r)).await
+    }
+    /// Those of `ids` worth fetching from a peer: not pending, not known bad.
+    pub async fn lacking(&self, ids: Vec<TxId>) -> Result<Vec<TxId>, ServiceError> {
+        self.ask(|r| Command::Lacking(ids, r)).await
+    }
+    /// A compact block's slots filled from the mempool.
+    pub async fn rebuild(&self, compact: CompactBlock) -> Result<Partial, ServiceError> {
+        self.ask(|r| Command::Rebuild(Box::new(compact), r)).await
+    }
+    /// The compact form of a stored block (short IDs computed off the async runtime).
+    pub async fn compact_block(&self, hash: Hash, nonce: u64) -> Result<Option<CompactBlock>, ServiceError> {
+        self.read(move |s| Ok(s.block(&hash)?.map(|b| CompactBlock::of(&b, nonce)))).await
+    }
+
     /// Where a transaction is, if anywhere.
     pub async fn tx_status(&self, id: TxId) -> Result<Option<TxStatus>, ServiceError> {
         let confirmed = self
@@ -577,6 +608,18 @@ impl Worker {
                 }
                 Command::PendingAll(max, reply) => {
                     let _ = reply.send(self.mempool.iter().take(max).cloned().collect());
+                }
+                Command::PendingIds(max, reply) => {
+                    let _ = reply.send(self.mempool.ids().take(max).copied().collect());
+                }
+                Command::PendingByIds(ids, reply) => {
+                    let _ = reply.send(ids.iter().filter_map(|id| self.mempool.get(id).cloned()).collect());
+                }
+                Command::Lacking(ids, reply) => {
+                    let _ = reply.send(ids.into_iter().filter(|id| !self.mempool.contains(id) && !self.bad_signatures.contains(id)).collect());
+                }
+                Command::Rebuild(compact, reply) => {
+                    let _ = reply.send(Partial::rebuild(&compact, self.mempool.entries()));
                 }
                 Command::Stop(reply) => {
                     self.sync_wal();

@@ -100,6 +100,8 @@ pub struct FileConfig {
     /// Peers at 127.0.0.1 and ::1 skip the per-address limits, the handshake rate and
     /// automatic IP bans [default: true, so a devnet on one machine works].
     pub exempt_loopback: Option<bool>,
+    /// Relay blocks only: announce and fetch no transactions [default: false].
+    pub blocks_only: Option<bool>,
 }
 
 /// `seed_peers.toml`.
@@ -221,6 +223,8 @@ pub struct Overrides {
     pub farm_threads: Option<usize>,
     /// `--exempt-loopback`.
     pub exempt_loopback: Option<bool>,
+    /// `--blocks-only`.
+    pub blocks_only: bool,
 }
 
 /// Builds the node config: flags/env override the file, the file overrides defaults.
@@ -264,6 +268,7 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         handshake_burst: file.handshake_burst.unwrap_or(defaults.handshake_burst),
         exempt_loopback: o.exempt_loopback.or(file.exempt_loopback).unwrap_or(defaults.exempt_loopback),
         name: o.name.or(file.name),
+        blocks_only: o.blocks_only || file.blocks_only.unwrap_or(defaults.blocks_only),
         ..defaults
     };
     if p2p.target_outbound > p2p.max_outbound {

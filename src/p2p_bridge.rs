@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use cairn_chain::compact::{CompactBlock, Partial};
 use cairn_chain::store::{CF_BANS, CF_PEERS};
 use cairn_chain::{Block, BlockError, CheckResult, CheckedBlock, Hash, Header, Store, Transaction, TxError};
 use cairn_p2p::ports::{Ban, BanTarget, ChainInfo, KnownPeer, PeerStore, PeerStoreError, TipSummary};
@@ -80,6 +81,26 @@ impl ChainInfo for ChainBridge {
     fn pending_transactions(&self, max: usize) -> BoxFuture<Vec<Transaction>> {
         let c = self.chain.clone();
         Box::pin(async move { logged("pending transactions", c.pending(max).await).unwrap_or_default() })
+    }
+    fn pending_ids(&self, max: usize) -> BoxFuture<Vec<Hash>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("pending ids", c.pending_ids(max).await).unwrap_or_default() })
+    }
+    fn pending_by_ids(&self, ids: Vec<Hash>) -> BoxFuture<Vec<Transaction>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("pending by ids", c.pending_by_ids(ids).await).unwrap_or_default() })
+    }
+    fn lacking_txs(&self, ids: Vec<Hash>) -> BoxFuture<Vec<Hash>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("lacking transactions", c.lacking(ids).await).unwrap_or_default() })
+    }
+    fn rebuild(&self, compact: CompactBlock) -> BoxFuture<Option<Partial>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("rebuild", c.rebuild(compact).await) })
+    }
+    fn compact_block(&self, hash: Hash, nonce: u64) -> BoxFuture<Option<CompactBlock>> {
+        let c = self.chain.clone();
+        Box::pin(async move { logged("compact block", c.compact_block(hash, nonce).await).flatten() })
     }
     fn block(&self, hash: Hash) -> BoxFuture<Option<Block>> {
         let c = self.chain.clone();

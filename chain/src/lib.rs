@@ -2,16 +2,17 @@
 //!
 //! The chain core of Cairn: data types and their canonical encoding ([`encode`]), hashing
 //! ([`hash`]), keys and addresses ([`keys`]), the signature rule ([`signature`]), transactions
-//! ([`tx`]), blocks and the Merkle root ([`block`]), proof of work ([`pow`]), chain specs and
-//! genesis ([`spec`]), account state ([`state`]), validation errors ([`error`]), the engine
-//! that validates and chooses the best chain ([`chain`]), the mempool ([`mempool`]) and the
-//! RocksDB store ([`store`]).
+//! ([`tx`]), blocks and the Merkle root ([`block`]), compact blocks ([`compact`]), proof of
+//! work ([`pow`]), chain specs and genesis ([`spec`]), account state ([`state`]), validation
+//! errors ([`error`]), the engine that validates and chooses the best chain ([`chain`]), the
+//! mempool ([`mempool`]) and the RocksDB store ([`store`]).
 //!
 //! This crate knows nothing about networking or async runtimes: every function is synchronous
 //! and the store blocks, so callers run it on a dedicated thread or `spawn_blocking`.
 
 pub mod block;
 pub mod chain;
+pub mod compact;
 pub mod encode;
 pub mod error;
 pub mod hash;

@@ -274,6 +274,23 @@ impl Mempool {
         removed
     }
 
+    /// Every pending transaction with its ID, in no particular order (a compact block is
+    /// rebuilt from these).
+    pub fn entries(&self) -> impl Iterator<Item = (&TxId, &Transaction)> {
+        self.by_id.iter()
+    }
+
+    /// IDs of every pending transaction, by sender then nonce (the order a peer can take
+    /// them in).
+    pub fn ids(&self) -> impl Iterator<Item = &TxId> {
+        self.by_sender.values().flat_map(|q| q.values())
+    }
+
+    /// Whether a transaction is pending.
+    pub fn contains(&self, id: &TxId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
     /// Every pending transaction, by sender then nonce.
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
         self.by_sender.values().flat_map(|q| q.values()).map(|id| &self.by_id[id])

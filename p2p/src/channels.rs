@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use cairn_chain::{Block, Hash, Header, Work};
+use cairn_chain::compact::CompactBlock;
+use cairn_chain::{Block, Hash, Header, Transaction, Work};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -325,6 +326,10 @@ pub(crate) enum SyncMsg {
     /// A block that came alone, its header checked; `requested`: we asked for it, or it has
     /// more work than our tip (anything else was dropped by the peer task).
     Block { id: NodeId, block: Box<Block> },
+    /// A compact block, decoded, its header checked alone.
+    Compact { id: NodeId, compact: Box<CompactBlock> },
+    /// Transactions of a block being rebuilt (the answer to our `GetBlockTxs`), decoded.
+    BlockTxs { id: NodeId, hash: Hash, txs: Vec<Transaction> },
 }
 
 impl SyncMsg {
@@ -337,7 +342,9 @@ impl SyncMsg {
             | SyncMsg::Headers { id, .. }
             | SyncMsg::Blocks { id, .. }
             | SyncMsg::NotFound { id, .. }
-            | SyncMsg::Block { id, .. } => *id,
+            | SyncMsg::Block { id, .. }
+            | SyncMsg::Compact { id, .. }
+            | SyncMsg::BlockTxs { id, .. } => *id,
         }
     }
 }
@@ -369,12 +376,17 @@ pub(crate) struct SyncStatus {
     pub orphans: usize,
 }
 
-/// Who sent a transaction (a note from a peer task to the relay task).
-pub(crate) struct TxSeen {
-    pub txid: Hash,
-    pub from: NodeId,
+/// Notes from peer tasks to the transaction relay.
+pub(crate) enum RelayMsg {
+    /// A peer sent this transaction (before it is submitted, so the relay knows its source
+    /// before the mempool can announce it).
+    Seen { txid: Hash, from: NodeId },
+    /// A peer announced these transaction IDs (at most `MAX_TX_IDS_PER_MESSAGE`).
+    Announced { ids: Vec<Hash>, from: NodeId },
 }
 
-/// Notes queued for the relay task; when full a note is dropped and the transaction may be
-/// echoed to its sender, which counts it as a duplicate.
-pub(crate) const TX_SEEN_INBOX: usize = 4096;
+/// Notes queued for the relay task; when full a note is dropped: a lost `Seen` may echo the
+/// transaction's ID to its sender (which has it), a lost `Announced` leaves those
+/// transactions unfetched from that peer (another peer's announcement, the next
+/// reconciliation or the block that confirms them brings them).
+pub(crate) const RELAY_INBOX: usize = 4096;

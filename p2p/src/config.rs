@@ -61,6 +61,8 @@ pub const MAX_BLOCKS_PER_REQUEST: usize = 64;
 pub const MAX_LOCATOR: usize = 64;
 /// Most transactions in one `Transactions` message.
 pub const MAX_TXS_PER_MESSAGE: usize = 1000;
+/// Most transaction IDs in one `tx_ids` announcement or `get_txs` request.
+pub const MAX_TX_IDS_PER_MESSAGE: usize = 4096;
 /// Messages queued for the sync task (see the actor map in the crate docs).
 pub const SYNC_INBOX: usize = 1024;
 /// Commands queued for the peer manager.
@@ -144,6 +146,10 @@ pub struct P2pConfig {
     /// The node's human-readable name ([`crate::name`]), already validated: sent in the
     /// `user_agent` and the mDNS TXT records. `None`: unnamed.
     pub name: Option<String>,
+    /// Relay blocks only (Bitcoin Core's `-blocksonly`): no transaction is announced to peers
+    /// or fetched from their announcements (their `get_txs` are still answered). Saves
+    /// bandwidth on a node that does not need the network's mempool.
+    pub blocks_only: bool,
 }
 
 impl Default for P2pConfig {
@@ -176,6 +182,7 @@ impl Default for P2pConfig {
             max_frame: 1 << 20,
             mdns: true,
             name: None,
+            blocks_only: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::channels::{ManagerHandle, SyncHandle, TxSeen};
+use crate::channels::{ManagerHandle, RelayMsg, SyncHandle};
 use crate::config::{FRAME_OVERHEAD, P2pConfig};
 use crate::handshake::Refusal;
 use crate::identity::NodeId;
@@ -86,8 +86,8 @@ pub(crate) struct Ctx {
     pub manager: ManagerHandle,
     pub sync: SyncHandle,
     /// Notes to the transaction relay (who sent which transaction); `try_send`, see
-    /// [`crate::channels::TX_SEEN_INBOX`].
-    pub relay: tokio::sync::mpsc::Sender<TxSeen>,
+    /// [`crate::channels::RELAY_INBOX`].
+    pub relay: tokio::sync::mpsc::Sender<RelayMsg>,
 }
 
 impl Ctx {

@@ -21,7 +21,7 @@
 //!                   PEER TASKS (peer/task.rs, one per connection, sans-IO PeerProtocol)
 //!                   owns: its connection, heartbeat, rate limit, request tracking
 //!                        │ SyncMsg (decoded,           ▲ try_send PeerCmd
-//!                        ▼ checked alone)              │ (GetHeaders, GetBlocks, NewBlock)
+//!                        ▼ checked alone)              │ (GetHeaders, GetBlocks, CompactBlock)
 //!                   SYNC TASK (sync/) ─────────────────┘
 //!                   owns: download schedule, orphan pool, import pipeline, block sources
 //!                        │ Misbehaved{reply}
@@ -29,9 +29,10 @@
 //!                   PEER MANAGER
 //!
 //!  mDNS task (mdns.rs) ──Discovered/Withdrawn──▶ PEER MANAGER
-//!  tx relay task (sync/gossip.rs) ◀──TxSeen── peer tasks; reads the manager's Snapshot
-//!  (inboxes) and try_sends new mempool transactions to every peer but their source in
-//!  batches (100 ms / 1000), and the whole mempool to a peer that joins
+//!  tx relay task (sync/gossip.rs) ◀──RelayMsg (Seen, Announced)── peer tasks; reads the
+//!  manager's Snapshot (inboxes) and try_sends the IDs of new mempool transactions to every
+//!  peer but their source (tx_ids, 100 ms / 4096), the mempool's IDs to a peer that joins,
+//!  and get_txs for announced transactions the chain lacks
 //! ```
 //!
 //! | channel | bound | when full |
@@ -39,7 +40,7 @@
 //! | `ManagerMsg` | [`config::MANAGER_INBOX`] | senders wait (mDNS announcements are dropped: the LAN repeats them) |
 //! | `SyncMsg` | [`sync::SYNC_INBOX`] | the peer task waits: back-pressure on the peer that sends most |
 //! | `PeerCmd` (per peer) | [`config::PEER_INBOX`] | the manager and the sync task never wait: a request is taken back, gossip dropped |
-//! | `TxSeen` | `sync::TX_SEEN_INBOX` | dropped: a transaction may be echoed to its sender, which counts a duplicate |
+//! | `RelayMsg` | `channels::RELAY_INBOX` | dropped: a lost `Seen` may announce a transaction back to its sender; a lost `Announced` is not fetched from that peer |
 //!
 //! No cycle of waits: the manager waits on nobody; the sync task waits only on the manager
 //! (judgements) and the chain; peer tasks wait on both. No cycle of imports either: every

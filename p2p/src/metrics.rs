@@ -32,6 +32,8 @@ pub struct P2pMetrics {
     mdns_discovered: AtomicU64,
     mdns_removed: AtomicU64,
     mdns_ignored: Mutex<BTreeMap<&'static str, u64>>,
+    compact_blocks: Mutex<BTreeMap<&'static str, u64>>,
+    txs_requested: AtomicU64,
 }
 
 /// Adds one to a labelled counter.
@@ -82,6 +84,21 @@ impl P2pMetrics {
     /// A peer sent a transaction we already had.
     pub fn duplicate_tx(&self) {
         self.duplicate_txs.fetch_add(1, Relaxed);
+    }
+
+    /// A compact block received and handled: `rebuilt` (from the mempool alone),
+    /// `fetched_missing` (after fetching the transactions it lacked) or `fell_back` (the whole
+    /// block was fetched).
+    pub fn compact_block(&self, outcome: &'static str) {
+        bump(&self.compact_blocks, outcome);
+    }
+    /// How many compact blocks ended with `outcome`.
+    pub fn compact_blocks(&self, outcome: &str) -> u64 {
+        self.compact_blocks.lock().map(|m| m.get(outcome).copied().unwrap_or(0)).unwrap_or(0)
+    }
+    /// Transactions asked of peers after their announcements.
+    pub fn txs_requested(&self, n: usize) {
+        self.txs_requested.fetch_add(n as u64, Relaxed);
     }
 
     /// A connection completed its handshake.
@@ -147,6 +164,7 @@ impl P2pMetrics {
             ("cairn_p2p_evictions_total", "Inbound peers evicted to make room for a newcomer.", &self.evictions),
             ("cairn_p2p_duplicate_blocks_total", "Blocks received that were already known (dropped).", &self.duplicate_blocks),
             ("cairn_p2p_duplicate_transactions_total", "Transactions received that were already known (dropped).", &self.duplicate_txs),
+            ("cairn_p2p_transactions_requested_total", "Transactions asked of peers (get_txs) after their announcements.", &self.txs_requested),
             ("cairn_p2p_mdns_discovered_total", "Compatible peers discovered on the LAN by mDNS and handed to the dialer.", &self.mdns_discovered),
             ("cairn_p2p_mdns_removed_total", "Discovered LAN peers whose mDNS announcement was withdrawn or expired.", &self.mdns_removed),
         ] {
@@ -168,6 +186,13 @@ impl P2pMetrics {
             "Bans placed, by what they cover (node, ip) and who placed them (auto, operator).",
             "kind",
             &self.bans_by_kind,
+        );
+        render_labelled(
+            out,
+            "cairn_p2p_compact_blocks_total",
+            "Compact blocks received, by outcome: rebuilt from the mempool, fetched_missing transactions first, or fell_back to the whole block.",
+            "outcome",
+            &self.compact_blocks,
         );
         render_labelled(out, "cairn_p2p_mdns_ignored_total", "LAN (mDNS) announcements not dialled, by reason.", "reason", &self.mdns_ignored);
         let _ = writeln!(

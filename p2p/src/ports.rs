@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use cairn_chain::compact::{CompactBlock, Partial};
 use cairn_chain::{Block, BlockError, CheckResult, CheckedBlock, Hash, Header, Transaction, TxError, Work};
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +71,30 @@ pub trait ChainInfo: Send + Sync + 'static {
     /// just connected, so mempools reconcile).
     fn pending_transactions(&self, _max: usize) -> BoxFuture<Vec<Transaction>> {
         Box::pin(async { Vec::new() })
+    }
+    /// IDs of up to `max` pending transactions, each sender's in nonce order (announced to a
+    /// peer that just connected, so mempools reconcile).
+    fn pending_ids(&self, _max: usize) -> BoxFuture<Vec<Hash>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// The pending transactions among `ids` (in the order asked; those not pending are left
+    /// out).
+    fn pending_by_ids(&self, _ids: Vec<Hash>) -> BoxFuture<Vec<Transaction>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// Those of `ids` worth fetching: not pending, not known to be invalid. The default wants
+    /// none (a node without a mempool fetches nothing).
+    fn lacking_txs(&self, _ids: Vec<Hash>) -> BoxFuture<Vec<Hash>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// Rebuilds a compact block from the mempool (see [`cairn_chain::compact`]). `None` when
+    /// there is no mempool: the caller fetches the whole block.
+    fn rebuild(&self, _compact: CompactBlock) -> BoxFuture<Option<Partial>> {
+        Box::pin(async { None })
+    }
+    /// The compact form of a stored block, salted with `nonce` (`None` if not stored).
+    fn compact_block(&self, _hash: Hash, _nonce: u64) -> BoxFuture<Option<CompactBlock>> {
+        Box::pin(async { None })
     }
     /// A block by hash (any branch).
     fn block(&self, _hash: Hash) -> BoxFuture<Option<Block>> {

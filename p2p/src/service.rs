@@ -17,7 +17,7 @@ pub use crate::addrbook::AddressView;
 use crate::addrbook::{AddressBook, Source};
 use crate::bans::Bans;
 pub use crate::channels::{ConnectError, Direction, PeerView};
-use crate::channels::{ManagerHandle, ManagerMsg, Snapshot, SyncHandle, SyncStatus, TX_SEEN_INBOX};
+use crate::channels::{ManagerHandle, ManagerMsg, RELAY_INBOX, Snapshot, SyncHandle, SyncStatus};
 use crate::config::P2pConfig;
 use crate::ctx::{Ctx, Tasks, now_ms};
 use crate::identity::{NodeId, NodeIdentity};
@@ -126,7 +126,7 @@ impl P2p {
         }
         let (manager, manager_rx) = ManagerHandle::channel();
         let (sync, sync_rx) = SyncHandle::channel();
-        let (relay, relay_rx) = tokio::sync::mpsc::channel(TX_SEEN_INBOX);
+        let (relay, relay_rx) = tokio::sync::mpsc::channel(RELAY_INBOX);
         let node_id = identity.node_id();
         let ctx = Arc::new(Ctx {
             user_agent: crate::name::user_agent(cfg.name.as_deref()),
@@ -147,7 +147,13 @@ impl P2p {
         let (sync_tx, sync_status) = watch::channel(SyncStatus::default());
         ctx.tasks.spawn(crate::manager::run(ctx.clone(), manager_rx, book, bans, peers_tx));
         ctx.tasks.spawn(crate::sync::run(ctx.clone(), sync_rx, sync_tx));
-        ctx.tasks.spawn(crate::sync::relay_transactions(ctx.clone(), relay_rx, peers_rx.clone()));
+        if ctx.cfg.blocks_only {
+            // No relay task: peer tasks' notes fail to send and are dropped.
+            drop(relay_rx);
+            tracing::info!(target: "p2p::gossip", "blocks only: transactions are not relayed");
+        } else {
+            ctx.tasks.spawn(crate::sync::relay_transactions(ctx.clone(), relay_rx, peers_rx.clone()));
+        }
         ctx.tasks.spawn(crate::connection::accept_loop(ctx.clone()));
         if ctx.cfg.mdns {
             ctx.tasks.spawn(crate::mdns::run(ctx.clone()));

@@ -219,6 +219,39 @@ pub enum Message {
     /// The sender lacks these blocks (of the `GetBlocks` answered by the `Blocks` that
     /// follows). Since protocol version 2.
     NotFound(Vec<Hash>),
+    /// Announces transactions newly in the sender's mempool, by ID (at most
+    /// [`crate::config::MAX_TX_IDS_PER_MESSAGE`]). Since protocol version 2.
+    TxIds(Vec<Hash>),
+    /// Asks for mempool transactions by ID (at most
+    /// [`crate::config::MAX_TX_IDS_PER_MESSAGE`]); answered by `Transactions` holding those the
+    /// sender still has. Since protocol version 2.
+    GetTxs(Vec<Hash>),
+    /// A new block as its header and one short ID per transaction
+    /// ([`cairn_chain::compact`]). Since protocol version 2.
+    CompactBlock {
+        /// The canonical header (156 bytes).
+        header: Bytes,
+        /// The salt of the short IDs.
+        nonce: u64,
+        /// 8 bytes per transaction, little-endian, in block order.
+        short_ids: Bytes,
+    },
+    /// Asks for transactions of a block by index (ascending). Since protocol version 2.
+    GetBlockTxs {
+        /// The block.
+        hash: Hash,
+        /// Indexes of the transactions wanted.
+        indexes: Vec<u32>,
+    },
+    /// The answer to `GetBlockTxs`: the transactions at the asked indexes, in the asked order;
+    /// empty if the sender lacks the block or an index is past its end. Since protocol
+    /// version 2.
+    BlockTxs {
+        /// The block.
+        hash: Hash,
+        /// Canonical transactions.
+        txs: Vec<Bytes>,
+    },
 }
 
 impl Message {
@@ -243,6 +276,11 @@ impl Message {
             Message::Blocks(_) => "blocks",
             Message::Transactions(_) => "transactions",
             Message::NotFound(_) => "not_found",
+            Message::TxIds(_) => "tx_ids",
+            Message::GetTxs(_) => "get_txs",
+            Message::CompactBlock { .. } => "compact_block",
+            Message::GetBlockTxs { .. } => "get_block_txs",
+            Message::BlockTxs { .. } => "block_txs",
         }
     }
 }
@@ -436,6 +474,11 @@ mod vectors {
             Message::Blocks(_) => 15,
             Message::Transactions(_) => 16,
             Message::NotFound(_) => 17,
+            Message::TxIds(_) => 18,
+            Message::GetTxs(_) => 19,
+            Message::CompactBlock { .. } => 20,
+            Message::GetBlockTxs { .. } => 21,
+            Message::BlockTxs { .. } => 22,
         }
     }
 
@@ -574,6 +617,37 @@ mod vectors {
                  896d186c93effd66f0abf2c069c5966643778ff53d3384e6aa22e88eaff16bea747d99071d0af3734792d33396247aa7d4b555608bf25c1657ea06",
             ),
             ("not_found", Message::NotFound(vec![h(0x11)]), "1101201111111111111111111111111111111111111111111111111111111111111111"),
+            (
+                "tx_ids",
+                Message::TxIds(vec![h(0x11), h(0x22)]),
+                "12022011111111111111111111111111111111111111111111111111111111111111112022222222222222222222222222222222222222222222222222222222\
+                 22222222",
+            ),
+            ("get_txs", Message::GetTxs(vec![h(0x11)]), "1301201111111111111111111111111111111111111111111111111111111111111111"),
+            (
+                "compact_block",
+                Message::CompactBlock {
+                    header: Bytes::copy_from_slice(&devnet_block_1().header.encode()),
+                    nonce: 7,
+                    short_ids: Bytes::from(cairn_chain::compact::CompactBlock::of(&devnet_block_1(), 7).encode_short_ids()),
+                },
+                "149c0100000001000000000000003d2797d779ddbd3add3a6e53c70e07bbbb316a1bd1ad1b3be2cbd29bd456e35d21d6f955ca4eb6052c4fbff3190e950c37ee\
+                 a1b6d48fc785e52375c63bf7abcdd0afda769b0100000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff1b00000000000000ec04\
+                 23c4f08a9cafb710da32c45d1d353bb53600811e2734ca6b562ec641e9690708117e763615d1d2ed",
+            ),
+            (
+                "get_block_txs",
+                Message::GetBlockTxs { hash: h(0x22), indexes: vec![0, 300] },
+                "152022222222222222222222222222222222222222222222222222222222222222220200fb2c01",
+            ),
+            (
+                "block_txs",
+                Message::BlockTxs { hash: h(0x22), txs: vec![Bytes::from(devnet_tx().encode())] },
+                "1620222222222222222222222222222222222222222222222222222222222222222201b83d2797d779ddbd3add3a6e53c70e07bbbb316a1bd1ad1b3be2cbd29b\
+                 d456e35d5cc784106e833a25e8cd5aaa8c0b06577556145bbc85551ffafcfa058a642ad3f5c9339510af7bd407aa2608586acde575316449d9a344ae638ec0fa\
+                 d3364caee803000000000000010000000000000000000000000000003b32296182896d186c93effd66f0abf2c069c5966643778ff53d3384e6aa22e88eaff16b\
+                 ea747d99071d0af3734792d33396247aa7d4b555608bf25c1657ea06",
+            ),
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (name, m, hex) in &cases {
@@ -583,7 +657,7 @@ mod vectors {
             doc_row(&[&index(m).to_string(), &format!("`{}`", m.kind())]);
             seen.insert(index(m));
         }
-        assert_eq!(seen.len(), 18, "a vector for every message");
+        assert_eq!(seen.len(), 23, "a vector for every message");
     }
 
     #[test]
@@ -737,6 +811,12 @@ mod vectors {
         );
         assert!(block.header.target.is_met_by(&block.hash()), "nonce 27 meets the devnet target");
         assert_eq!(cairn_chain::check_stateless(&spec, &genesis.hash(), &block), Ok(()));
+        // Compact blocks: the short-ID key of block 1 sent with nonce 7, and its one short ID.
+        let short = cairn_chain::compact::ShortIds::new(&block.header, 7);
+        let mut h = blake3::Hasher::new();
+        h.update(&block.header.encode()).update(&7u64.to_le_bytes());
+        check("short_id_key_block_1_nonce_7", h.finalize().as_bytes(), "175fb6de21d5d0071f60fb9ba1911495d5b91a41c87bd109782d5d6de656e008");
+        check("short_id_tx", &short.of(&tx.id()).to_le_bytes(), "117e763615d1d2ed");
         // Three leaves: BLAKE3(0x01 | BLAKE3(0x01 | a | b) | c); the odd one goes up unchanged.
         let leaves = [Hash::digest(b"a"), Hash::digest(b"b"), Hash::digest(b"c")];
         check("merkle_root_abc", merkle_root(&leaves).as_bytes(), "ad379d5cb062173b783c53c101bed4b5f5ed43c2d66c875e4204d7ca3737483a");
@@ -752,7 +832,7 @@ mod vectors {
     fn documented_limits_and_points() {
         let cfg = P2pConfig::default();
         let secs = |d: Duration| format!("{} s", d.as_secs());
-        let rows: [(&str, String); 22] = [
+        let rows: [(&str, String); 23] = [
             ("ALPN", format!("`{}`", std::str::from_utf8(ALPN).unwrap())),
             ("SERVER_NAME", format!("`{}`", crate::tls::SERVER_NAME)),
             ("HANDSHAKE_FRAME_LIMIT", HANDSHAKE_FRAME_LIMIT.to_string()),
@@ -762,6 +842,7 @@ mod vectors {
             ("MAX_HEADERS", crate::config::MAX_HEADERS.to_string()),
             ("MAX_BLOCKS_PER_REQUEST", crate::config::MAX_BLOCKS_PER_REQUEST.to_string()),
             ("MAX_TXS_PER_MESSAGE", crate::config::MAX_TXS_PER_MESSAGE.to_string()),
+            ("MAX_TX_IDS_PER_MESSAGE", crate::config::MAX_TX_IDS_PER_MESSAGE.to_string()),
             ("BAN_THRESHOLD", BAN_THRESHOLD.to_string()),
             ("handshake_timeout", secs(cfg.handshake_timeout)),
             ("keep_alive", secs(cfg.keep_alive)),

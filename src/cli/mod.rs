@@ -154,6 +154,10 @@ pub struct NodeArgs {
     /// machine works; other 127.x addresses always count as distinct hosts].
     #[arg(long, env = "CAIRN_EXEMPT_LOOPBACK", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
     pub exempt_loopback: Option<bool>,
+    /// Relay blocks only: announce no transactions to peers and fetch none from their
+    /// announcements (RPC submissions still enter the mempool and are farmed).
+    #[arg(long, env = "CAIRN_BLOCKS_ONLY")]
+    pub blocks_only: bool,
 }
 
 /// `cairn devnet` flags. While it runs, stdin takes commands (`help` lists them): stop N,

@@ -24,6 +24,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
         farm: a.farm,
         farm_threads: a.farm_threads,
         exempt_loopback: a.exempt_loopback,
+        blocks_only: a.blocks_only,
     })?;
     let node = Node::start(config).await?;
     tokio::select! {

@@ -130,8 +130,8 @@ async fn mempools_reconcile_when_peers_connect() {
 }
 
 /// Honest relaying at load is never punished: 10,000 transfers to fresh addresses taken at
-/// one end of a line of three nodes reach every mempool (relayed in batches), with no ban, no
-/// misbehaviour point and no dropped link.
+/// one end of a line of three nodes reach every mempool (announced by ID in batches and
+/// fetched), with no ban, no misbehaviour point and no dropped link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_of_nodes_relays_a_burst_without_punishing_anyone() {
     let t = tempfile::tempdir().unwrap();
@@ -177,6 +177,11 @@ async fn a_line_of_nodes_relays_a_burst_without_punishing_anyone() {
         assert!(n.p2p().bans().is_empty(), "{name} banned someone");
         assert_eq!(metric(&m, "cairn_p2p_disconnections_total "), 0, "{name} dropped a link");
         assert!(!m.contains("cairn_p2p_misbehaviour_total{"), "{name} held something against an honest peer: {m}");
+    }
+    // Relayed by announcement: B and C fetched each transaction they lacked by ID.
+    for (name, n) in [("B", &b), ("C", &c)] {
+        let m = Rpc::new(format!("http://{}", n.rpc_addr())).http_text("/metrics").await;
+        assert!(metric(&m, "cairn_p2p_transactions_requested_total ") >= 10_000, "{name} did not fetch by announcement: {m}");
     }
     // (A and C may also have found each other through peer exchange.)
     assert_eq!(b.p2p().peer_count(), 2, "B kept both links");

@@ -8,6 +8,7 @@ mod devnet;
 mod hostile;
 mod intake;
 mod p2p;
+mod relay;
 mod restart;
 mod rpc;
 mod support;

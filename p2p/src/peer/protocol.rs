@@ -10,9 +10,9 @@
 //! - the heartbeat: a `Ping` every beat while none is out, a `GetStatus` every beat (a missed
 //!   announcement is caught up there), and the ping timeout;
 //! - the per-peer rate limit (a token bucket driven by the injected time);
-//! - request tracking: which `Peers`, `Status`, `Headers`, `Blocks`/`NotFound` and `BlockData`
-//!   answers we asked for (answers are not charged against the rate limit, an unsolicited
-//!   `Peers` is held against the peer, a `BlockData` is matched to its `GetBlock`);
+//! - request tracking: which `Peers`, `Status`, `Headers`, `Blocks`/`NotFound`, `BlockTxs`
+//!   and `BlockData` answers we asked for (answers are not charged against the rate limit, an
+//!   unsolicited `Peers` is held against the peer, a `BlockData` is matched to its `GetBlock`);
 //! - the count limits of every message, checked before anything is forwarded;
 //! - the judgement of the peer, always as a [`Misbehaviour`] from the one table.
 //!
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_chain::Hash;
 
-use crate::config::{MAX_BLOCKS_PER_REQUEST, MAX_HEADERS, MAX_LOCATOR, MAX_PEERS_PER_MESSAGE, MAX_TXS_PER_MESSAGE, P2pConfig};
+use crate::config::{MAX_BLOCKS_PER_REQUEST, MAX_HEADERS, MAX_LOCATOR, MAX_PEERS_PER_MESSAGE, MAX_TX_IDS_PER_MESSAGE, MAX_TXS_PER_MESSAGE, P2pConfig};
 use crate::ratelimit::TokenBucket;
 use crate::verdict::Misbehaviour;
 use crate::wire::{BlockId, Message, PeerAddress, WireError};
@@ -64,6 +64,9 @@ pub struct ProtocolConfig {
     pub msg_burst: u32,
     /// Least time between two `GetPeers` of the peer that we answer.
     pub get_peers_min_interval: Duration,
+    /// Most transactions in a block (the chain's rule): bounds `compact_block`,
+    /// `get_block_txs` and `block_txs`.
+    pub max_block_txs: usize,
 }
 
 impl From<&P2pConfig> for ProtocolConfig {
@@ -74,6 +77,8 @@ impl From<&P2pConfig> for ProtocolConfig {
             msg_rate: c.msg_rate,
             msg_burst: c.msg_burst,
             get_peers_min_interval: c.get_peers_min_interval,
+            // The chain's rule; the shell sets it from the chain (`ChainInfo::max_block_txs`).
+            max_block_txs: 10_000,
         }
     }
 }
@@ -95,6 +100,16 @@ pub enum Serve {
     Blocks(Vec<Hash>),
     /// Answer with our tip (`Status`).
     Status,
+    /// Answer with `Transactions` holding those of these mempool transactions we have (at
+    /// most [`MAX_TX_IDS_PER_MESSAGE`] asked).
+    Txs(Vec<Hash>),
+    /// Answer with `BlockTxs`: a block's transactions at these indexes.
+    BlockTxs {
+        /// The block.
+        hash: Hash,
+        /// The indexes asked (at most the chain's `max_block_txs`).
+        indexes: Vec<u32>,
+    },
 }
 
 /// Chain messages for the sync task (the shell decodes and forwards them). Counts are already
@@ -123,6 +138,23 @@ pub enum ToSync {
     Blocks(Vec<Bytes>),
     /// Blocks asked for that the peer lacks (at most [`MAX_BLOCKS_PER_REQUEST`]).
     NotFound(Vec<Hash>),
+    /// A new block as header and short IDs (the short IDs within the chain's
+    /// `max_block_txs`, whole 8-byte entries not yet checked).
+    CompactBlock {
+        /// The canonical header.
+        header: Bytes,
+        /// The short IDs' salt.
+        nonce: u64,
+        /// The short IDs, 8 bytes each.
+        short_ids: Bytes,
+    },
+    /// Transactions of a block we are rebuilding (at most the chain's `max_block_txs`).
+    BlockTxs {
+        /// The block.
+        hash: Hash,
+        /// Canonical transactions.
+        txs: Vec<Bytes>,
+    },
     /// A single block; `requested`: the `GetBlock` it answers, if we had one outstanding
     /// (answers come in order on the one stream).
     BlockData {
@@ -155,6 +187,9 @@ pub enum Action {
     Sync(ToSync),
     /// Transactions (canonical encodings, at most [`MAX_TXS_PER_MESSAGE`]) for the mempool.
     Transactions(Vec<Bytes>),
+    /// Transaction IDs the peer announced (at most [`MAX_TX_IDS_PER_MESSAGE`]), for the
+    /// relay task to fetch those we lack.
+    Announced(Vec<Hash>),
     /// Addresses the peer gave in answer to our `GetPeers`, for the address book.
     Learn(Vec<PeerAddress>),
     /// Answer a `GetPeers`: the shell asks the peer manager for addresses and sends `Peers`.
@@ -176,6 +211,8 @@ struct Asked {
     headers: u32,
     /// `GetBlocks` → one `Blocks` or `NotFound`.
     blocks: u32,
+    /// `GetBlockTxs` → one `BlockTxs`.
+    block_txs: u32,
 }
 
 /// One more unanswered request, up to [`MAX_UNANSWERED`].
@@ -185,7 +222,16 @@ fn ask(n: &mut u32) {
 
 /// Whether the sender expects an answer it pairs with this message (so it is never dropped).
 fn is_request(m: &Message) -> bool {
-    matches!(m, Message::Ping(_) | Message::GetPeers | Message::GetStatus | Message::GetBlock(_) | Message::GetHeaders { .. } | Message::GetBlocks(_))
+    matches!(
+        m,
+        Message::Ping(_)
+            | Message::GetPeers
+            | Message::GetStatus
+            | Message::GetBlock(_)
+            | Message::GetHeaders { .. }
+            | Message::GetBlocks(_)
+            | Message::GetBlockTxs { .. }
+    )
 }
 
 /// Takes one unanswered request; whether there was one.
@@ -260,7 +306,7 @@ impl PeerProtocol {
             return Vec::new();
         }
         if self.charged(&msg) && !self.bucket.take(now) {
-            if matches!(msg, Message::NewBlock { .. } | Message::Transactions(_)) {
+            if matches!(msg, Message::NewBlock { .. } | Message::CompactBlock { .. } | Message::Transactions(_) | Message::TxIds(_)) {
                 // Gossip over the rate is load, not abuse: an honest relayer under a burst must
                 // never be penalised. It is dropped (the mempool and tips catch up through
                 // later gossip and sync); a flood costs the flooder its bandwidth only.
@@ -365,6 +411,37 @@ impl PeerProtocol {
                 }
                 vec![Action::Transactions(list)]
             }
+            Message::TxIds(ids) => {
+                if ids.len() > MAX_TX_IDS_PER_MESSAGE {
+                    return self.violation(Misbehaviour::OversizedMessage);
+                }
+                vec![Action::Announced(ids)]
+            }
+            Message::GetTxs(ids) => {
+                if ids.len() > MAX_TX_IDS_PER_MESSAGE {
+                    return self.violation(Misbehaviour::OversizedMessage);
+                }
+                vec![Action::Serve(Serve::Txs(ids))]
+            }
+            Message::CompactBlock { header, nonce, short_ids } => {
+                if short_ids.len() > self.cfg.max_block_txs.saturating_mul(cairn_chain::compact::SHORT_ID_LEN) {
+                    return self.violation(Misbehaviour::OversizedMessage);
+                }
+                vec![Action::Sync(ToSync::CompactBlock { header, nonce, short_ids })]
+            }
+            Message::GetBlockTxs { hash, indexes } => {
+                if indexes.len() > self.cfg.max_block_txs {
+                    return self.violation(Misbehaviour::OversizedMessage);
+                }
+                vec![Action::Serve(Serve::BlockTxs { hash, indexes })]
+            }
+            Message::BlockTxs { hash, txs } => {
+                if txs.len() > self.cfg.max_block_txs {
+                    return self.violation(Misbehaviour::OversizedMessage);
+                }
+                answer(&mut self.asked.block_txs);
+                vec![Action::Sync(ToSync::BlockTxs { hash, txs })]
+            }
             Message::Hello(_) | Message::HelloAck => self.violation(Misbehaviour::SecondHandshake),
             Message::Reject { reason, detail } => {
                 let detail: String = detail.chars().take(MAX_REJECT_DETAIL).collect();
@@ -404,6 +481,7 @@ impl PeerProtocol {
             Message::GetStatus => ask(&mut self.asked.status),
             Message::GetHeaders { .. } => ask(&mut self.asked.headers),
             Message::GetBlocks(_) => ask(&mut self.asked.blocks),
+            Message::GetBlockTxs { .. } => ask(&mut self.asked.block_txs),
             Message::GetBlock(id) => {
                 if self.get_blocks.len() >= MAX_OUTSTANDING_GET_BLOCK {
                     self.get_blocks.pop_front();
@@ -466,6 +544,7 @@ impl PeerProtocol {
             Message::Headers(_) => self.asked.headers == 0,
             Message::Blocks(_) | Message::NotFound(_) => self.asked.blocks == 0,
             Message::BlockData(_) => self.get_blocks.is_empty(),
+            Message::BlockTxs { .. } => self.asked.block_txs == 0,
             Message::Hello(_) | Message::HelloAck | Message::Reject { .. } => false,
             Message::Ping(_)
             | Message::GetPeers
@@ -474,7 +553,11 @@ impl PeerProtocol {
             | Message::GetBlock(_)
             | Message::GetHeaders { .. }
             | Message::GetBlocks(_)
-            | Message::Transactions(_) => true,
+            | Message::Transactions(_)
+            | Message::TxIds(_)
+            | Message::GetTxs(_)
+            | Message::CompactBlock { .. }
+            | Message::GetBlockTxs { .. } => true,
         }
     }
 
@@ -498,7 +581,14 @@ mod tests {
     const PING_WAIT: Duration = Duration::from_secs(30);
 
     fn cfg() -> ProtocolConfig {
-        ProtocolConfig { ping_interval: BEAT, ping_timeout: PING_WAIT, msg_rate: 10, msg_burst: 5, get_peers_min_interval: Duration::from_secs(5) }
+        ProtocolConfig {
+            ping_interval: BEAT,
+            ping_timeout: PING_WAIT,
+            msg_rate: 10,
+            msg_burst: 5,
+            get_peers_min_interval: Duration::from_secs(5),
+            max_block_txs: 100,
+        }
     }
 
     fn inbound(t0: Instant) -> PeerProtocol {
@@ -634,13 +724,55 @@ mod tests {
         assert_eq!(p.on_message(Message::Blocks(blobs(2)), t0), vec![Action::Sync(ToSync::Blocks(blobs(2)))]);
         assert_eq!(p.on_message(Message::NotFound(hashes(2)), t0), vec![Action::Sync(ToSync::NotFound(hashes(2)))]);
         assert_eq!(p.on_message(Message::Transactions(blobs(4)), t0), vec![Action::Transactions(blobs(4))]);
+        assert_eq!(p.on_message(Message::TxIds(hashes(3)), t0), vec![Action::Announced(hashes(3))]);
+        assert_eq!(p.on_message(Message::GetTxs(hashes(2)), t0), vec![Action::Serve(Serve::Txs(hashes(2)))]);
+        let (header, short_ids) = (Bytes::from_static(b"h"), Bytes::from_static(b"12345678"));
+        assert_eq!(
+            p.on_message(Message::CompactBlock { header: header.clone(), nonce: 5, short_ids: short_ids.clone() }, t0),
+            vec![Action::Sync(ToSync::CompactBlock { header, nonce: 5, short_ids })]
+        );
+        assert_eq!(
+            p.on_message(Message::GetBlockTxs { hash: best_hash, indexes: vec![1, 4] }, t0),
+            vec![Action::Serve(Serve::BlockTxs { hash: best_hash, indexes: vec![1, 4] })]
+        );
+    }
+
+    #[test]
+    fn announcements_over_the_rate_are_dropped_unjudged_and_block_txs_answers_are_free() {
+        let t0 = Instant::now();
+        let mut p = inbound(t0);
+        for _ in 0..5 {
+            p.on_message(Message::Ping(1), t0);
+        }
+        let gossip = [
+            Message::TxIds(hashes(1)),
+            Message::Transactions(blobs(1)),
+            Message::CompactBlock { header: Bytes::new(), nonce: 0, short_ids: Bytes::new() },
+            Message::NewBlock { height: 1, hash: Hash::ZERO },
+        ];
+        for m in gossip {
+            let kind = m.kind();
+            assert_eq!(p.on_message(m, t0), vec![], "{kind} over the rate: dropped, not judged");
+        }
+        // A GetBlockTxs is a request: answered even over the rate (answers pair in order).
+        assert_eq!(
+            p.on_message(Message::GetBlockTxs { hash: Hash::ZERO, indexes: vec![0] }, t0),
+            vec![Action::Misbehaved(Misbehaviour::RateLimited), Action::Serve(Serve::BlockTxs { hash: Hash::ZERO, indexes: vec![0] })]
+        );
+        // The answer to our own GetBlockTxs costs nothing; an unasked one is judged.
+        p.on_send(&Message::GetBlockTxs { hash: Hash::ZERO, indexes: vec![0] });
+        assert_eq!(
+            p.on_message(Message::BlockTxs { hash: Hash::ZERO, txs: blobs(1) }, t0),
+            vec![Action::Sync(ToSync::BlockTxs { hash: Hash::ZERO, txs: blobs(1) })]
+        );
+        assert_eq!(p.on_message(Message::BlockTxs { hash: Hash::ZERO, txs: blobs(1) }, t0), vec![Action::Misbehaved(Misbehaviour::RateLimited)]);
     }
 
     #[test]
     fn every_count_limit_closes_one_over_and_passes_at_the_limit() {
         /// Builds the message with `n` items.
         type Make = fn(usize) -> Message;
-        let limits: [(Make, usize); 7] = [
+        let limits: [(Make, usize); 12] = [
             (|n| Message::Peers(addrs(n)), MAX_PEERS_PER_MESSAGE),
             (|n| Message::Headers(blobs(n)), MAX_HEADERS),
             (|n| Message::Blocks(blobs(n)), MAX_BLOCKS_PER_REQUEST),
@@ -648,6 +780,12 @@ mod tests {
             (|n| Message::GetBlocks(hashes(n)), MAX_BLOCKS_PER_REQUEST),
             (|n| Message::GetHeaders { locator: hashes(n), max: 1 }, MAX_LOCATOR),
             (|n| Message::Transactions(blobs(n)), MAX_TXS_PER_MESSAGE),
+            (|n| Message::TxIds(hashes(n)), MAX_TX_IDS_PER_MESSAGE),
+            (|n| Message::GetTxs(hashes(n)), MAX_TX_IDS_PER_MESSAGE),
+            // The chain's max_block_txs (100 in these tests) bounds the compact block messages.
+            (|n| Message::CompactBlock { header: Bytes::new(), nonce: 0, short_ids: Bytes::from(vec![0; 8 * n]) }, 100),
+            (|n| Message::GetBlockTxs { hash: Hash::ZERO, indexes: vec![0; n] }, 100),
+            (|n| Message::BlockTxs { hash: Hash::ZERO, txs: blobs(n) }, 100),
         ];
         for (make, limit) in limits {
             let t0 = Instant::now();

@@ -15,12 +15,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cairn_chain::compact::CompactBlock;
 use cairn_chain::{Block, Header, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{Direction, ManagerMsg, PeerCmd, PeerStats, Registration, Standing, SyncMsg, TxSeen};
-use crate::config::FRAME_OVERHEAD;
+use crate::channels::{Direction, ManagerMsg, PeerCmd, PeerStats, Registration, RelayMsg, Standing, SyncMsg};
 use crate::config::MAX_HEADERS;
+use crate::config::{FRAME_OVERHEAD, MAX_TXS_PER_MESSAGE};
 use crate::ctx::{Ctx, now_ms};
 use crate::identity::NodeId;
 use crate::peer::protocol::{Action, Close, PeerProtocol, ProtocolConfig, Serve, ToSync};
@@ -92,7 +93,8 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
     if !ctx.sync.send(up).await {
         return;
     }
-    let (proto, first) = PeerProtocol::new(ProtocolConfig::from(&ctx.cfg), direction == Direction::Outbound, Instant::now(), rand::random());
+    let cfg = ProtocolConfig { max_block_txs: ctx.chain.max_block_txs(), ..ProtocolConfig::from(&ctx.cfg) };
+    let (proto, first) = PeerProtocol::new(cfg, direction == Direction::Outbound, Instant::now(), rand::random());
     let mut t = PeerTask { ctx: ctx.clone(), id, wire, cancel, stats, proto };
     let mut actions = first;
     let end = loop {
@@ -190,6 +192,11 @@ impl PeerTask {
                 Action::Serve(s) => self.serve(s).await,
                 Action::Sync(m) => self.sync(m).await,
                 Action::Transactions(list) => self.transactions(list).await,
+                Action::Announced(ids) => {
+                    // Dropped when the relay is behind: load, not the peer's fault.
+                    let _ = self.ctx.relay.try_send(RelayMsg::Announced { ids, from: self.id });
+                    Ok(())
+                }
                 Action::Learn(list) => {
                     let addrs = list.into_iter().map(|p| p.addr).collect();
                     self.guarded(self.ctx.manager.send(ManagerMsg::Learned(addrs))).await;
@@ -265,6 +272,23 @@ impl PeerTask {
                 }
                 Message::Blocks(out)
             }
+            Serve::Txs(ids) => {
+                // What we no longer have (confirmed, evicted) is left out; nothing to say.
+                let Some(txs) = self.guarded(chain.pending_by_ids(ids)).await else { return Err(End::Cancelled) };
+                for chunk in txs.chunks(MAX_TXS_PER_MESSAGE) {
+                    self.send(&Message::Transactions(chunk.iter().map(|tx| Bytes::from(tx.encode())).collect())).await?;
+                }
+                return Ok(());
+            }
+            Serve::BlockTxs { hash, indexes } => {
+                let Some(block) = self.guarded(chain.block(hash)).await else { return Err(End::Cancelled) };
+                // All the asked transactions, or none (we lack the block, or an index is past
+                // its end): the asker then fetches the whole block.
+                let txs = block
+                    .and_then(|b| indexes.iter().map(|i| b.transactions.get(*i as usize).map(|tx| Bytes::from(tx.encode()))).collect::<Option<Vec<_>>>())
+                    .unwrap_or_default();
+                Message::BlockTxs { hash, txs }
+            }
         };
         self.send(&answer).await
     }
@@ -323,21 +347,29 @@ impl PeerTask {
                 }
                 self.to_sync(SyncMsg::Blocks { id, blocks }).await
             }
+            ToSync::CompactBlock { header, nonce, short_ids } => {
+                let (Ok(header), Ok(short_ids)) = (Header::decode(&header), CompactBlock::decode_short_ids(&short_ids, chain.max_block_txs())) else {
+                    return Err(End::Violation(Misbehaviour::UndecodableChainData));
+                };
+                if !self.header_taken(&header, "compact block")? {
+                    return Ok(());
+                }
+                self.stats.best_height.fetch_max(header.height, Ordering::Relaxed);
+                self.to_sync(SyncMsg::Compact { id, compact: Box::new(CompactBlock { header, nonce, short_ids }) }).await
+            }
+            ToSync::BlockTxs { hash, txs } => {
+                let mut decoded = Vec::with_capacity(txs.len());
+                for bytes in &txs {
+                    let Ok(tx) = Transaction::decode(bytes) else { return Err(End::Violation(Misbehaviour::UndecodableChainData)) };
+                    decoded.push(tx);
+                }
+                self.to_sync(SyncMsg::BlockTxs { id, hash, txs: decoded }).await
+            }
             ToSync::BlockData { block, requested } => {
                 let Ok(b) = Block::decode(&block, chain.max_block_txs()) else { return Err(End::Violation(Misbehaviour::UndecodableChainData)) };
                 let hash = b.hash();
-                if let Err(e) = chain.check_header(&b.header) {
-                    return match block_verdict(&e, true) {
-                        Verdict::Punish(kind) => {
-                            tracing::warn!(target: "p2p::sync", peer = %id, %hash, code = e.code(), "peer sent an invalid block: {e}");
-                            Err(End::Violation(kind))
-                        }
-                        Verdict::NotYetValid | Verdict::Blameless => {
-                            // Dropped unstored; offered again after our clock passes it, taken.
-                            tracing::info!(target: "p2p::sync", peer = %id, %hash, "block not taken yet: {e}");
-                            Ok(())
-                        }
-                    };
+                if !self.header_taken(&b.header, "block")? {
+                    return Ok(());
                 }
                 let asked = match requested {
                     Some(BlockId::Hash(h)) => h == hash,
@@ -350,6 +382,24 @@ impl PeerTask {
                     return Ok(());
                 }
                 self.to_sync(SyncMsg::Block { id, block: Box::new(b) }).await
+            }
+        }
+    }
+
+    /// Checks what a block's header shows alone: `Err` if it is invalid (the peer is judged),
+    /// `Ok(false)` if it is not valid yet (dropped unstored and unpunished: offered again
+    /// after our clock passes it, it is taken).
+    fn header_taken(&self, header: &Header, what: &str) -> Result<bool, End> {
+        let Err(e) = self.ctx.chain.check_header(header) else { return Ok(true) };
+        let (id, hash) = (self.id, header.hash());
+        match block_verdict(&e, true) {
+            Verdict::Punish(kind) => {
+                tracing::warn!(target: "p2p::sync", peer = %id, %hash, code = e.code(), "peer sent an invalid {what}: {e}");
+                Err(End::Violation(kind))
+            }
+            Verdict::NotYetValid | Verdict::Blameless => {
+                tracing::info!(target: "p2p::sync", peer = %id, %hash, "{what} not taken yet: {e}");
+                Ok(false)
             }
         }
     }
@@ -375,7 +425,7 @@ impl PeerTask {
             let undecodable = match &next {
                 Some(bytes) => match Transaction::decode(bytes) {
                     Ok(tx) => {
-                        let _ = self.ctx.relay.try_send(TxSeen { txid: tx.id(), from: self.id });
+                        let _ = self.ctx.relay.try_send(RelayMsg::Seen { txid: tx.id(), from: self.id });
                         run.push(tx);
                         false
                     }

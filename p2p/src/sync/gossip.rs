@@ -1,23 +1,36 @@
-//! Transaction gossip: every transaction newly accepted into the mempool is relayed to every
-//! peer but the one it came from, in batches: per peer, queued transactions go out as one
-//! `transactions` message every [`RELAY_FLUSH`], or as soon as [`MAX_TXS_PER_MESSAGE`] are
-//! queued, so relaying thousands a second costs a peer a handful of messages a second (far
-//! inside its rate budget). (Tips are announced by the sync task, which knows who sent each
-//! block.)
+//! Transaction relay by announcement (Bitcoin's inv/getdata, Ethereum's
+//! `NewPooledTransactionHashes`): a transaction newly accepted into the mempool is announced by
+//! ID to every peer but the one it came from, and a peer fetches only the transactions it
+//! lacks. (Tips are announced by the sync task, which knows who sent each block.)
 //!
-//! The relay task owns the map of transaction sources. Peer tasks tell it who sent a
-//! transaction ([`TxSeen`]) before they submit it, so the note is queued before the mempool
-//! can announce the transaction, and the task reads notes first (`biased`).
+//! # Announcing
+//! Per peer, new IDs are queued and go out as one `tx_ids` message every [`RELAY_FLUSH`], or
+//! as soon as [`MAX_TX_IDS_PER_MESSAGE`] are queued, so relaying thousands of transactions a
+//! second costs a peer a handful of messages a second, far inside its rate budget. A peer
+//! that connects is sent the IDs of our whole mempool (up to [`RECONCILE_MAX`]), so mempools
+//! reconcile after a partition or a reconnect.
+//!
+//! # Fetching
+//! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad), and
+//! [`TxRequests`] which of those are not already asked of another peer; the rest is asked of
+//! the announcer in one `get_txs`. An ID in flight from one peer remembers one other
+//! announcer, asked in turn if the first does not deliver within [`TX_REQUEST_TIMEOUT`] or
+//! leaves.
+//!
+//! The relay task owns the request table, the per-peer queues and the map of transaction
+//! sources. Peer tasks tell it who sent a transaction ([`RelayMsg::Seen`]) before they submit
+//! it, so the note is queued before the mempool can announce the transaction, and the task
+//! reads notes first (`biased`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use cairn_chain::Hash;
 use tokio::sync::{mpsc, watch};
 
-use crate::channels::{PeerCmd, Snapshot, TxSeen};
-use crate::config::MAX_TXS_PER_MESSAGE;
+use crate::channels::{PeerCmd, RelayMsg, Snapshot};
+use crate::config::MAX_TX_IDS_PER_MESSAGE;
 use crate::ctx::Ctx;
 use crate::identity::NodeId;
 use crate::wire::Message;
@@ -25,11 +38,20 @@ use crate::wire::Message;
 /// How many block/transaction sources are remembered (to skip them when relaying).
 const SOURCES: usize = 8192;
 
-/// Most pending transactions sent to a peer that just connected (the mempool's default size).
+/// Most pending transactions announced to a peer that just connected (the mempool's default
+/// size).
 pub(crate) const RECONCILE_MAX: usize = 20_000;
 
-/// How long a transaction waits for company before its batch goes out.
-pub(crate) const RELAY_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long an ID waits for company before its announcement goes out.
+pub(crate) const RELAY_FLUSH: Duration = Duration::from_millis(100);
+
+/// How long a peer has to deliver transactions asked of it before another announcer is asked.
+pub(crate) const TX_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most transactions asked and not yet received (about ten seconds of a heavy load): beyond
+/// it, announcements are not fetched (the transactions come with the next reconciliation or
+/// the block that confirms them).
+pub(crate) const MAX_IN_FLIGHT: usize = 100_000;
 
 /// A bounded map that forgets its oldest entries.
 pub(crate) struct Recent<V> {
@@ -59,38 +81,155 @@ impl<V> Recent<V> {
     }
 }
 
-/// Relays every transaction newly accepted into the mempool to every peer but its source.
+/// One transaction asked of a peer.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    peer: NodeId,
+    since: Instant,
+    /// Another peer that announced it, asked if `peer` does not deliver.
+    alt: Option<NodeId>,
+}
+
+/// Transactions asked of peers and not yet received: each is asked of one peer at a time.
+/// Sans-IO: the relay task feeds it announcements, arrivals, departures and the time.
+#[derive(Default)]
+pub(crate) struct TxRequests {
+    in_flight: HashMap<Hash, InFlight>,
+    /// Request times, oldest first, for expiry (stale entries are skipped).
+    order: VecDeque<(Instant, Hash)>,
+}
+
+impl TxRequests {
+    /// `from` announced `ids` we lack: returns those to ask it for now. IDs already asked of
+    /// another peer take `from` as their second source instead. Nothing beyond
+    /// [`MAX_IN_FLIGHT`].
+    pub(crate) fn announced(&mut self, from: NodeId, ids: Vec<Hash>, now: Instant) -> Vec<Hash> {
+        let mut ask = Vec::new();
+        for id in ids {
+            let room = self.in_flight.len() < MAX_IN_FLIGHT;
+            match self.in_flight.get_mut(&id) {
+                Some(f) if f.peer != from && f.alt.is_none() => f.alt = Some(from),
+                Some(_) => {}
+                None if room => {
+                    self.in_flight.insert(id, InFlight { peer: from, since: now, alt: None });
+                    self.order.push_back((now, id));
+                    ask.push(id);
+                }
+                None => {}
+            }
+        }
+        ask
+    }
+
+    /// A transaction arrived (from anyone): no longer wanted.
+    pub(crate) fn received(&mut self, id: &Hash) {
+        self.in_flight.remove(id);
+    }
+
+    /// Forgets requests that could not be sent.
+    pub(crate) fn forget(&mut self, ids: &[Hash]) {
+        for id in ids {
+            self.in_flight.remove(id);
+        }
+    }
+
+    /// Requests older than [`TX_REQUEST_TIMEOUT`]: those with a second source move to it
+    /// (returned, by peer, to be asked now); the others are dropped.
+    pub(crate) fn expire(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+        let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
+        while let Some((since, id)) = self.order.front().copied() {
+            if now.saturating_duration_since(since) < TX_REQUEST_TIMEOUT {
+                break;
+            }
+            self.order.pop_front();
+            let Some(f) = self.in_flight.get(&id).copied() else { continue };
+            if f.since != since {
+                continue; // re-asked since; its newer entry is further back
+            }
+            self.move_to_alt(id, f, now, &mut reask);
+        }
+        reask
+    }
+
+    /// A peer left: what it was asked moves to the second sources (returned, by peer).
+    pub(crate) fn peer_gone(&mut self, peer: &NodeId, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+        let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
+        let theirs: Vec<(Hash, InFlight)> = self.in_flight.iter().filter(|(_, f)| f.peer == *peer).map(|(id, f)| (*id, *f)).collect();
+        for (id, f) in theirs {
+            self.move_to_alt(id, f, now, &mut reask);
+        }
+        for f in self.in_flight.values_mut() {
+            if f.alt == Some(*peer) {
+                f.alt = None;
+            }
+        }
+        reask
+    }
+
+    fn move_to_alt(&mut self, id: Hash, f: InFlight, now: Instant, reask: &mut HashMap<NodeId, Vec<Hash>>) {
+        match f.alt {
+            Some(alt) => {
+                self.in_flight.insert(id, InFlight { peer: alt, since: now, alt: None });
+                self.order.push_back((now, id));
+                reask.entry(alt).or_default().push(id);
+            }
+            None => {
+                self.in_flight.remove(&id);
+            }
+        }
+    }
+
+    /// Transactions asked and not yet received.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+/// Relays every transaction newly accepted into the mempool by announcing its ID to every
+/// peer but its source, and fetches what peers announce and we lack.
 ///
-/// Bounds: at most [`MAX_TXS_PER_MESSAGE`] queued per peer (a full batch goes out at once),
-/// for the peers in the table. A batch that finds the peer's inbox more than half full is
-/// dropped (best effort: gossip never crowds out sync requests; the peer's mempool catches up
-/// from later gossip and blocks).
-///
-/// Reconciliation: a peer that joins gets our whole mempool (up to [`RECONCILE_MAX`], in
-/// batches), so a transaction accepted anywhere reaches every mempool even across a partition
-/// or a reconnect (what the peer already has it drops as a duplicate).
-pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<TxSeen>, mut peers: watch::Receiver<Arc<Snapshot>>) {
+/// Bounds: at most [`MAX_TX_IDS_PER_MESSAGE`] IDs queued per peer (a full announcement goes
+/// out at once), for the peers in the table; [`MAX_IN_FLIGHT`] requests. An announcement that
+/// finds the peer's inbox more than half full is dropped (best effort: gossip never crowds
+/// out sync requests; the peer's mempool catches up at the next reconciliation and from
+/// blocks), as is a `get_txs` that finds it full.
+pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<RelayMsg>, mut peers: watch::Receiver<Arc<Snapshot>>) {
     let Some(mut txs) = ctx.chain.new_transactions() else { return };
     let mut sources: Recent<NodeId> = Recent::default();
-    let mut connected: std::collections::HashSet<NodeId> = std::collections::HashSet::new();
-    let mut queued: HashMap<NodeId, Vec<Bytes>> = HashMap::new();
+    let mut connected: HashSet<NodeId> = HashSet::new();
+    let mut queued: HashMap<NodeId, Vec<Hash>> = HashMap::new();
+    let mut requests = TxRequests::default();
     let mut flush = tokio::time::interval(RELAY_FLUSH);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let tx = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return,
-            note = seen.recv() => match note {
-                Some(n) => {
-                    sources.insert(n.txid, n.from);
-                    continue;
+            note = notes.recv() => {
+                match note {
+                    Some(RelayMsg::Seen { txid, from }) => {
+                        requests.received(&txid);
+                        sources.insert(txid, from);
+                    }
+                    Some(RelayMsg::Announced { ids, from }) => {
+                        let lacking = ctx.chain.lacking_txs(ids).await;
+                        let ask = requests.announced(from, lacking, Instant::now());
+                        ctx.metrics.txs_requested(ask.len());
+                        let snapshot = peers.borrow().clone();
+                        ask_for(&snapshot, &from, ask, &mut requests);
+                    }
+                    None => return,
                 }
-                None => return,
-            },
+                continue;
+            }
             _ = flush.tick() => {
                 let snapshot = peers.borrow().clone();
                 for (id, batch) in queued.drain() {
-                    send_batch(&snapshot, &id, batch);
+                    announce(&snapshot, &id, batch);
+                }
+                for (peer, ids) in requests.expire(Instant::now()) {
+                    ask_for(&snapshot, &peer, ids, &mut requests);
                 }
                 continue;
             }
@@ -99,18 +238,21 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<T
                     return;
                 }
                 let snapshot = peers.borrow_and_update().clone();
-                let now: std::collections::HashSet<NodeId> = snapshot.inboxes.iter().map(|(id, _)| *id).collect();
+                let now: HashSet<NodeId> = snapshot.inboxes.iter().map(|(id, _)| *id).collect();
                 let joined: Vec<NodeId> = now.difference(&connected).copied().collect();
+                for left in connected.difference(&now) {
+                    queued.remove(left);
+                    for (peer, ids) in requests.peer_gone(left, Instant::now()) {
+                        ask_for(&snapshot, &peer, ids, &mut requests);
+                    }
+                }
                 connected = now;
                 if !joined.is_empty() {
-                    let pending = ctx.chain.pending_transactions(RECONCILE_MAX).await;
-                    if !pending.is_empty() {
-                        let encoded: Vec<Bytes> = pending.iter().map(|tx| Bytes::from(tx.encode())).collect();
-                        for id in &joined {
-                            tracing::debug!(target: "p2p::gossip", peer = %id, txs = encoded.len(), "sending our mempool to a new peer");
-                            for batch in encoded.chunks(MAX_TXS_PER_MESSAGE) {
-                                send_batch(&snapshot, id, batch.to_vec());
-                            }
+                    let pending = ctx.chain.pending_ids(RECONCILE_MAX).await;
+                    for id in &joined {
+                        tracing::debug!(target: "p2p::gossip", peer = %id, txs = pending.len(), "announcing our mempool to a new peer");
+                        for batch in pending.chunks(MAX_TX_IDS_PER_MESSAGE) {
+                            announce(&snapshot, id, batch.to_vec());
                         }
                     }
                 }
@@ -125,33 +267,114 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut seen: mpsc::Receiver<T
                 Err(_) => return,
             },
         };
-        let source = sources.get(&tx.id()).copied();
-        let bytes = Bytes::from(tx.encode());
+        let txid = tx.id();
+        let source = sources.get(&txid).copied();
         let snapshot = peers.borrow().clone();
         for (id, _) in &snapshot.inboxes {
             if Some(*id) == source {
                 continue;
             }
             let q = queued.entry(*id).or_default();
-            q.push(bytes.clone());
-            if q.len() >= MAX_TXS_PER_MESSAGE
+            q.push(txid);
+            if q.len() >= MAX_TX_IDS_PER_MESSAGE
                 && let Some(batch) = queued.remove(id)
             {
-                send_batch(&snapshot, id, batch);
+                announce(&snapshot, id, batch);
             }
         }
     }
 }
 
-/// Sends one peer its batch, if it is still connected and its inbox has room.
-fn send_batch(snapshot: &Snapshot, id: &NodeId, batch: Vec<Bytes>) {
-    if batch.is_empty() {
+/// Sends one peer an announcement, if it is still connected and its inbox has room.
+fn announce(snapshot: &Snapshot, id: &NodeId, ids: Vec<Hash>) {
+    if ids.is_empty() {
         return;
     }
     if let Some((_, inbox)) = snapshot.inboxes.iter().find(|(p, _)| p == id) {
         // Gossip uses at most half of an inbox, so sync requests always find room.
         if inbox.capacity() > crate::config::PEER_INBOX / 2 {
-            let _ = inbox.try_send(PeerCmd::Send(Message::Transactions(batch)));
+            let _ = inbox.try_send(PeerCmd::Send(Message::TxIds(ids)));
         }
+    }
+}
+
+/// Asks a peer for transactions; what cannot be sent is forgotten (another announcement may
+/// bring it).
+fn ask_for(snapshot: &Snapshot, id: &NodeId, ids: Vec<Hash>, requests: &mut TxRequests) {
+    if ids.is_empty() {
+        return;
+    }
+    let inbox = snapshot.inboxes.iter().find(|(p, _)| p == id).map(|(_, inbox)| inbox);
+    for chunk in ids.chunks(MAX_TX_IDS_PER_MESSAGE) {
+        let sent = inbox.is_some_and(|i| i.try_send(PeerCmd::Send(Message::GetTxs(chunk.to_vec()))).is_ok());
+        if !sent {
+            requests.forget(chunk);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(b: u8) -> NodeId {
+        cairn_chain::PublicKey([b; 32])
+    }
+
+    fn ids(range: std::ops::Range<u8>) -> Vec<Hash> {
+        range.map(|b| Hash([b; 32])).collect()
+    }
+
+    #[test]
+    fn each_transaction_is_asked_of_one_peer_at_a_time() {
+        let t0 = Instant::now();
+        let mut r = TxRequests::default();
+        let (a, b, c) = (node(1), node(2), node(3));
+        assert_eq!(r.announced(a, ids(0..4), t0), ids(0..4));
+        // B announces two of them and two new ones: only the new ones are asked of B.
+        assert_eq!(r.announced(b, ids(2..6), t0), ids(4..6));
+        assert_eq!(r.announced(c, ids(0..6), t0), vec![], "all in flight already");
+        r.received(&Hash([0; 32]));
+        assert_eq!(r.len(), 5);
+        // A delivers nothing in time: what B also announced moves to B, the rest is dropped.
+        let reask = r.expire(t0 + TX_REQUEST_TIMEOUT);
+        // 1 had C as its second source (B's announcement did not cover it), 2 and 3 had B;
+        // B's own requests (4, 5) had C.
+        assert_eq!(reask.get(&b).map(Vec::len), Some(2));
+        assert_eq!(reask.get(&c).map(Vec::len), Some(3));
+        assert_eq!(r.len(), 5);
+        // Not expired again before their new deadline.
+        assert!(r.expire(t0 + TX_REQUEST_TIMEOUT + Duration::from_millis(1)).is_empty());
+        // The second sources fail too: with no third source, nothing is left.
+        assert!(r.expire(t0 + TX_REQUEST_TIMEOUT * 2).is_empty());
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn a_peer_that_leaves_hands_its_requests_to_the_second_source() {
+        let t0 = Instant::now();
+        let mut r = TxRequests::default();
+        let (a, b) = (node(1), node(2));
+        r.announced(a, ids(0..3), t0);
+        r.announced(b, ids(1..2), t0);
+        let reask = r.peer_gone(&a, t0);
+        assert_eq!(reask.get(&b), Some(&ids(1..2)));
+        assert_eq!(r.len(), 1);
+        // B leaving too drops it.
+        assert!(r.peer_gone(&b, t0).is_empty());
+        assert_eq!(r.len(), 0);
+        // Forgotten requests (the inbox was full) can be asked again.
+        assert_eq!(r.announced(a, ids(0..2), t0), ids(0..2));
+        r.forget(&ids(0..2));
+        assert_eq!(r.announced(b, ids(0..2), t0), ids(0..2));
+    }
+
+    #[test]
+    fn requests_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = TxRequests::default();
+        let many: Vec<Hash> = (0..MAX_IN_FLIGHT as u64 + 10).map(|i| Hash::digest(&i.to_le_bytes())).collect();
+        assert_eq!(r.announced(node(1), many, t0).len(), MAX_IN_FLIGHT);
+        assert_eq!(r.len(), MAX_IN_FLIGHT);
     }
 }

@@ -22,6 +22,7 @@
 //! peers that send most). The schedule, orphan pool and source maps are bounded (see their
 //! modules).
 
+mod compact;
 pub mod download;
 mod gossip;
 pub(crate) mod import;
@@ -41,6 +42,7 @@ use crate::channels::{PeerCmd, PeerStats, Standing, SyncMsg, SyncStatus};
 use crate::ctx::Ctx;
 use crate::identity::NodeId;
 use crate::ports::Submitted;
+use crate::sync::compact::Rebuilding;
 use crate::sync::download::{Claim, Download, HeadersFrom, HeadersRejected};
 use crate::sync::import::{Import, Progress};
 use crate::sync::orphans::Orphans;
@@ -74,6 +76,10 @@ struct Sync {
     import: Import,
     /// Who sent us which block (not to announce it back).
     block_sources: Recent<NodeId>,
+    /// Compact blocks waiting for missing transactions.
+    rebuilding: Rebuilding,
+    /// The tip we last announced (a new tip on top of it goes out as a compact block).
+    announced: Option<Hash>,
     peers: HashMap<NodeId, SyncPeer>,
     status: watch::Sender<SyncStatus>,
 }
@@ -88,6 +94,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<SyncMsg>, status: 
         progress: Progress::default(),
         import: Import::default(),
         block_sources: Recent::default(),
+        rebuilding: Rebuilding::default(),
+        announced: Some(ctx.chain.tip().hash),
         peers: HashMap::new(),
         status,
     };
@@ -109,7 +117,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<SyncMsg>, status: 
             // messages must not starve them.
             _ = tick.tick() => s.tick(),
             changed = async { tips.as_mut()?.changed().await.ok() }, if tips.is_some() => match changed {
-                Some(()) => s.announce_tip(),
+                Some(()) => s.announce_tip().await,
                 None => tips = None,
             },
             msg = rx.recv() => match msg {
@@ -152,6 +160,7 @@ impl Sync {
                 // Only the connection that is gone: a replacement may have come up already.
                 if self.peers.get(&id).is_some_and(|p| p.conn == conn) {
                     self.peers.remove(&id);
+                    self.rebuilding.peer_gone(&id);
                     let dropped = self.download.remove_peer(&id);
                     if dropped > 0 {
                         tracing::info!(target: "p2p::sync", peer = %id, dropped, "peer left; dropped the blocks only it had shown");
@@ -194,7 +203,74 @@ impl Sync {
             },
             SyncMsg::NotFound { id, hashes } => self.download.on_not_found(&id, &hashes),
             SyncMsg::Block { id, block } => self.take_block(id, *block).await,
+            SyncMsg::Compact { id, compact } => self.take_compact(id, *compact).await,
+            SyncMsg::BlockTxs { id, hash, txs } => {
+                let Some(mut waiting) = self.rebuilding.take(&hash, &id) else {
+                    return; // late (fetched whole meanwhile) or not asked: ignored
+                };
+                match waiting.partial.fill(txs).and_then(|()| waiting.partial.finish()) {
+                    Ok(Some(block)) => {
+                        self.ctx.metrics.compact_block("fetched_missing");
+                        self.take_block(id, block).await;
+                    }
+                    Ok(None) | Err(_) => self.fetch_whole(id, hash),
+                }
+            }
         }
+    }
+
+    /// A new block announced as header and short IDs: rebuilt from the mempool, its missing
+    /// transactions asked of the sender, or — when that cannot work — the whole block fetched.
+    async fn take_compact(&mut self, id: NodeId, compact: cairn_chain::compact::CompactBlock) {
+        let (height, hash) = (compact.header.height, compact.header.hash());
+        self.progress.target(height);
+        self.download.announced(&id, &hash);
+        if self.rebuilding.contains(&hash) {
+            return; // another peer's copy is on its way
+        }
+        if self.ctx.chain.has_block(hash).await {
+            self.ctx.metrics.duplicate_block();
+            return;
+        }
+        if self.download.wanted() > 0 && height <= self.download.last_height().unwrap_or(0) {
+            return; // the catch-up sync fetches it
+        }
+        if self.ctx.chain.total_work_of(compact.header.prev_hash).await.is_none() {
+            // Its parent is unknown: the whole block, which the orphan pool holds while the
+            // sender shows the headers between.
+            self.send(&id, Message::GetBlock(BlockId::Hash(hash)));
+            return;
+        }
+        let Some(partial) = self.ctx.chain.rebuild(compact).await else {
+            self.fetch_whole(id, hash);
+            return;
+        };
+        match partial.finish() {
+            Ok(Some(block)) => {
+                self.ctx.metrics.compact_block("rebuilt");
+                self.take_block(id, block).await;
+            }
+            Ok(None) => {
+                let indexes = partial.missing();
+                tracing::debug!(target: "p2p::sync", peer = %id, %hash, missing = indexes.len(), "compact block: fetching missing transactions");
+                if let Some((pushed, peer)) = self.rebuilding.wait(hash, id, partial, Instant::now()) {
+                    self.fetch_whole(peer, pushed);
+                }
+                if !self.send(&id, Message::GetBlockTxs { hash, indexes }) {
+                    self.rebuilding.take(&hash, &id);
+                }
+            }
+            // Short IDs that matched the wrong transactions: bad luck or a liar, which cannot be
+            // told apart, so nobody is blamed.
+            Err(_) => self.fetch_whole(id, hash),
+        }
+    }
+
+    /// Asks `id` for a whole block after its compact form could not be rebuilt.
+    fn fetch_whole(&mut self, id: NodeId, hash: Hash) {
+        tracing::debug!(target: "p2p::sync", peer = %id, %hash, "compact block not rebuilt; fetching the whole block");
+        self.ctx.metrics.compact_block("fell_back");
+        self.send(&id, Message::GetBlock(BlockId::Hash(hash)));
     }
 
     /// Judges a peer through the manager; returns whether it is still welcome.
@@ -357,8 +433,11 @@ impl Sync {
         }
     }
 
-    /// Looks for stalled peers.
+    /// Looks for stalled peers and compact blocks waiting too long.
     fn tick(&mut self) {
+        for (hash, peer) in self.rebuilding.expire(Instant::now()) {
+            self.fetch_whole(peer, hash);
+        }
         let tip = self.ctx.chain.tip().total_work;
         let peers = &self.peers;
         let stalls = self.download.tick(Instant::now(), |id| peers.iter().any(|(o, p)| o != id && p.work > tip));
@@ -437,20 +516,38 @@ impl Sync {
         }
     }
 
-    /// Announces a new tip to every peer but the one it came from.
-    fn announce_tip(&mut self) {
+    /// Announces a new tip to every peer but the one it came from: as a compact block when
+    /// it extends the tip announced before and no catch-up import is running (the live
+    /// chain), else as `new_block` (after a reorg or a sync run the peers fetch what they lack
+    /// by headers and whole blocks).
+    async fn announce_tip(&mut self) {
         // A new header epoch only once a sync is over (nothing wanted, nothing importing):
         // mid-import the tip lags what is already on its way in.
-        if !self.import.is_busy() {
+        let importing = self.import.is_busy();
+        if !importing {
             self.download.tip_moved();
         }
         let tip = self.ctx.chain.tip();
         let source = self.block_sources.get(&tip.hash).copied();
+        let previous = self.announced.replace(tip.hash);
+        let mut message = Message::NewBlock { height: tip.height, hash: tip.hash };
+        if !importing
+            && previous.is_some()
+            && self.peers.keys().any(|id| Some(*id) != source)
+            && let Some(c) = self.ctx.chain.compact_block(tip.hash, rand::random()).await
+            && Some(c.header.prev_hash) == previous
+        {
+            message = Message::CompactBlock {
+                header: bytes::Bytes::copy_from_slice(&c.header.encode()),
+                nonce: c.nonce,
+                short_ids: bytes::Bytes::from(c.encode_short_ids()),
+            };
+        }
         for (id, p) in &self.peers {
             if Some(*id) != source {
                 // A full inbox drops the announcement: gossip is best effort, the heartbeat's
                 // status catches up.
-                let _ = p.inbox.try_send(PeerCmd::Send(Message::NewBlock { height: tip.height, hash: tip.hash }));
+                let _ = p.inbox.try_send(PeerCmd::Send(message.clone()));
             }
         }
     }

@@ -395,3 +395,51 @@ async fn a_handshake_violation_that_bans_closes_with_banned() {
     assert!(n.p2p().bans().iter().any(|b| b.target == cairn_p2p::ports::BanTarget::Node(identity.node_id())));
     n.shutdown().await;
 }
+
+/// A compact block that does not rebuild costs its sender nothing: short IDs matching nothing
+/// are fetched by index, an answer whose transactions do not give the Merkle root (here: the
+/// right count, the wrong transactions) makes the node fetch the whole block, which it then
+/// takes. No point is held against the sender; an over-long announcement is still a violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_block_that_does_not_rebuild_is_fetched_whole_unpunished() {
+    let t = tempfile::tempdir().unwrap();
+    let n = start(&t.path().join("n"), vec![]).await;
+    let mut header = n.chain().template(Address([0xbb; 32])).await.unwrap().header;
+    header.timestamp = header.timestamp.max(now_ms());
+    let txs: Vec<Transaction> = (0..3).map(|i| Transaction::signed(&dev(5), devnet_genesis(), Address([i as u8 + 1; 32]), 7, 1, i)).collect();
+    let block = mined(header, txs.clone());
+    let hash = block.hash();
+    let mut p = RawPeer::connect(&n).await;
+    registered(&n, &p).await;
+    // Short IDs from another salt than the one sent: nothing in the (empty) mempool could match
+    // anyway, so every slot is asked for.
+    let compact = cairn_chain::compact::CompactBlock::of(&block, 1);
+    p.frame(&encode(&Message::CompactBlock {
+        header: Bytes::copy_from_slice(&block.header.encode()),
+        nonce: 2,
+        short_ids: Bytes::from(compact.encode_short_ids()),
+    }))
+    .await;
+    let indexes = p
+        .next_where(10, |m| match m {
+            Message::GetBlockTxs { hash: h, indexes } if *h == hash => Some(indexes.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(indexes, vec![0, 1, 2]);
+    // Three transactions, but not the block's.
+    let wrong: Vec<Bytes> = (0..3).map(|i| Bytes::from(Transaction::signed(&dev(6), devnet_genesis(), Address([9; 32]), 1, 1, i).encode())).collect();
+    p.frame(&encode(&Message::BlockTxs { hash, txs: wrong })).await;
+    p.next_where(10, |m| matches!(m, Message::GetBlock(BlockId::Hash(h)) if *h == hash).then_some(())).await;
+    p.frame(&encode(&Message::BlockData(Some(Bytes::from(block.encode()))))).await;
+    wait_for("the whole block taken", 10, || async { (n.chain().tip().hash == hash).then_some(()) }).await;
+    assert_eq!(n.p2p().score(&p.id), 0, "the sender of a compact block that did not rebuild was punished");
+    let m = Rpc::new(format!("http://{}", n.rpc_addr())).http_text("/metrics").await;
+    assert_eq!(metric(&m, "cairn_p2p_compact_blocks_total{outcome=\"fell_back\"} "), 1);
+    // An announcement of more IDs than the limit breaks the protocol.
+    let ids: Vec<Hash> = (0..cairn_p2p::config::MAX_TX_IDS_PER_MESSAGE as u64 + 1).map(|i| Hash::digest(&i.to_le_bytes())).collect();
+    p.frame(&encode(&Message::TxIds(ids))).await;
+    p.closed_within(10).await;
+    assert_eq!(p.close_code().map(|(_, why)| why), Some("banned: oversized_message".into()));
+    n.shutdown().await;
+}

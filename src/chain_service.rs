@@ -148,6 +148,8 @@ enum Command {
     Pending(TxId, Reply<Option<Transaction>>),
     /// Up to N pending transactions, by sender then nonce.
     PendingAll(usize, Reply<Vec<Transaction>>),
+    /// How many transactions are pending, and the first N by sender then nonce.
+    MempoolView(usize, Reply<(usize, Vec<Transaction>)>),
     /// IDs of up to N pending transactions, by sender then nonce (announced to a new peer:
     /// reconciliation).
     PendingIds(usize, Reply<Vec<TxId>>),
@@ -471,6 +473,10 @@ impl ChainHandle {
         self.ask(|r| Command::PendingAll(max, r)).await
     }
 
+    /// How many transactions are pending, and the first `max` (by sender, then nonce).
+    pub async fn mempool(&self, max: usize) -> Result<(usize, Vec<Transaction>), ServiceError> {
+        self.ask(|r| Command::MempoolView(max, r)).await
+    }
     /// IDs of up to `max` pending transactions.
     pub async fn pending_ids(&self, max: usize) -> Result<Vec<TxId>, ServiceError> {
         self.ask(|r| Command::PendingIds(max, r)).await
@@ -608,6 +614,9 @@ impl Worker {
                 }
                 Command::PendingAll(max, reply) => {
                     let _ = reply.send(self.mempool.iter().take(max).cloned().collect());
+                }
+                Command::MempoolView(max, reply) => {
+                    let _ = reply.send((self.mempool.len(), self.mempool.iter().take(max).cloned().collect()));
                 }
                 Command::PendingIds(max, reply) => {
                     let _ = reply.send(self.mempool.ids().take(max).copied().collect());

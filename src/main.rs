@@ -16,7 +16,7 @@ fn main() {
     // Colours only for a terminal (a log file or a pipe gets plain text) and never under NO_COLOR.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if cli.log_format == "json" {
+    if cli.log_format == cairn::cli::LogFormat::Json {
         logs.json().init();
     } else {
         logs.init();

@@ -1,5 +1,6 @@
 //! The `cairn` command line (DESIGN §5). `main.rs` parses [`Cli`] and calls [`run`].
 
+mod chain_cmd;
 mod client;
 mod devnet_cmd;
 mod farm_cmd;
@@ -18,11 +19,20 @@ pub use client::RpcClient;
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about)]
 pub struct Cli {
-    /// Log format: `text` or `json`.
-    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (to stderr).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The commands.
@@ -34,12 +44,80 @@ pub enum Command {
     Devnet(DevnetArgs),
     /// Farm blocks against a node's RPC (an outside farmer).
     Farm(FarmArgs),
-    /// Make a new key; prints its address.
+    /// The node's chain, tip and peers.
+    Status {
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// A block, by height or hash.
+    Block {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// A height (digits) or a block hash (64 hex).
+        id: String,
+    },
+    /// A transaction by ID, and where it is (pending, or its block).
+    Tx {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// The transaction ID.
+        txid: String,
+    },
+    /// An address's balance (its nonce and pending count on stderr).
+    Balance {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// The address.
+        address: String,
+    },
+    /// Sign a transfer with a key file (or dev:N) and send it; prints the txid.
+    Send {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+    /// Pending transactions.
+    Mempool {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// How many to list (at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Have the node farm blocks now; prints their hashes.
+    FarmNow {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// How many blocks.
+        #[arg(default_value_t = 1)]
+        count: u64,
+        /// Address paid the rewards [default: dev account 0's].
+        #[arg(long)]
+        farmer: Option<String>,
+    },
+    /// Make a new key; prints its address once the key is safe.
     Keygen {
-        /// Write the secret key here (owner-only); without it the secret is printed.
+        /// Write the secret key here (owner-only) before printing anything; without it the
+        /// secret is printed.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace an existing file at --out.
+        #[arg(long, requires = "out")]
+        force: bool,
     },
+    /// Key files.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `cairn man > cairn.1`.
+    Man,
     /// Balances and transfers.
     Wallet {
         #[command(subcommand)]
@@ -78,6 +156,33 @@ pub enum Command {
         /// Node ID, IP address or CIDR network, as `cairn bans` shows it.
         target: String,
     },
+}
+
+/// `cairn key` commands.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Print the address of a key file (or dev:N).
+    Show {
+        /// The key file, or dev:N.
+        file: String,
+    },
+}
+
+/// A transfer to sign and send.
+#[derive(clap::Args, Debug)]
+pub struct TransferArgs {
+    /// Secret key file, or dev:N for the N-th prefunded devnet account.
+    #[arg(long)]
+    pub key: String,
+    /// Recipient address.
+    #[arg(long)]
+    pub to: String,
+    /// Amount.
+    #[arg(long)]
+    pub amount: u64,
+    /// Fee.
+    #[arg(long, default_value_t = 1)]
+    pub fee: u64,
 }
 
 /// How to reach a node's RPC, and how to print its answer.
@@ -231,24 +336,23 @@ pub enum WalletCommand {
         /// The address.
         address: String,
     },
-    /// Send a transfer; prints the txid.
+    /// Send a transfer; prints the txid (as `cairn send`).
     Send {
         /// The node's RPC URL.
         #[arg(long, env = "CAIRN_RPC")]
         rpc: String,
-        /// Secret key file, or dev:N for the N-th prefunded devnet account.
-        #[arg(long)]
-        key: String,
-        /// Recipient address.
-        #[arg(long)]
-        to: String,
-        /// Amount.
-        #[arg(long)]
-        amount: u64,
-        /// Fee [default: 1].
-        #[arg(long, default_value_t = 1)]
-        fee: u64,
+        #[command(flatten)]
+        transfer: TransferArgs,
     },
+}
+
+/// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Runs a parsed command.
@@ -257,9 +361,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node_cmd::run(args).await,
         Command::Devnet(args) => devnet_cmd::run(args).await,
         Command::Farm(args) => farm_cmd::run(args).await,
-        Command::Keygen { out } => wallet_cmd::keygen(out),
+        Command::Status { rpc } => chain_cmd::status(&rpc).await,
+        Command::Block { rpc, id } => chain_cmd::block(&rpc, &id).await,
+        Command::Tx { rpc, txid } => chain_cmd::tx(&rpc, &txid).await,
+        Command::Balance { rpc, address } => chain_cmd::balance(&rpc, &address).await,
+        Command::Send { rpc, transfer } => {
+            let txid = wallet_cmd::send(&rpc.rpc, &transfer).await?;
+            if rpc.json {
+                return peers_cmd::print_json(&serde_json::json!({ "txid": txid }));
+            }
+            println!("{txid}");
+            Ok(())
+        }
+        Command::Mempool { rpc, limit } => chain_cmd::mempool(&rpc, limit).await,
+        Command::FarmNow { rpc, count, farmer } => chain_cmd::farm_now(&rpc, count, farmer.as_deref()).await,
+        Command::Keygen { out, force } => wallet_cmd::keygen(out, force),
+        Command::Key { command: KeyCommand::Show { file } } => wallet_cmd::show(&file),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "cairn", &mut out);
+            print_bytes(&out)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+            print_bytes(&out)
+        }
         Command::Wallet { command: WalletCommand::Balance { rpc, address } } => wallet_cmd::balance(&rpc, &address).await,
-        Command::Wallet { command: WalletCommand::Send { rpc, key, to, amount, fee } } => wallet_cmd::send(&rpc, &key, &to, amount, fee).await,
+        Command::Wallet { command: WalletCommand::Send { rpc, transfer } } => {
+            println!("{}", wallet_cmd::send(&rpc, &transfer).await?);
+            Ok(())
+        }
         Command::Peers { rpc, command } => peers_cmd::peers(&rpc, command).await,
         Command::Bans { rpc } => peers_cmd::bans(&rpc).await,
         Command::Ban { rpc, target, duration, reason } => peers_cmd::ban(&rpc, &target, duration.as_deref(), reason.as_deref()).await,

@@ -92,7 +92,7 @@ pub async fn unban(rpc: &RpcArgs, target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v).context("printing JSON")?);
     Ok(())
 }

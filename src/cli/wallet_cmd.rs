@@ -7,19 +7,52 @@ use cairn_chain::{Address, ChainSpec, Hash, Keypair, Transaction};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::RpcClient;
+use super::{RpcClient, TransferArgs};
 use crate::rpc::views::TxView;
 
-pub fn keygen(out: Option<PathBuf>) -> anyhow::Result<()> {
+/// `cairn keygen [--out FILE [--force]]`: the key is written (and synced) before its address
+/// is printed, so `ME=$(cairn keygen --out me.key)` never captures the address of a lost key.
+/// An existing file is kept unless `--force`; then the new key replaces it atomically.
+pub fn keygen(out: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
     let key = Keypair::generate();
-    println!("{}", key.address());
+    let secret = hex::encode(key.seed());
     match out {
         Some(path) => {
-            cairn_p2p::identity::write_secret(&path, &hex::encode(key.seed())).with_context(|| format!("writing key file {}", path.display()))?;
+            write_key(&path, &secret, force)?;
+            println!("{}", key.address());
             eprintln!("secret key written to {} (owner-only)", path.display());
         }
-        None => println!("secret: {}", hex::encode(key.seed())),
+        None => {
+            println!("{}", key.address());
+            println!("secret: {secret}");
+        }
     }
+    Ok(())
+}
+
+fn write_key(path: &std::path::Path, secret: &str, force: bool) -> anyhow::Result<()> {
+    let shown = path.display();
+    if !force {
+        if path.exists() {
+            bail!("{shown} exists; nothing was written (--force replaces it)");
+        }
+        return cairn_p2p::identity::write_secret(path, secret).map_err(|e| {
+            // Never leave a half-written key behind.
+            let _ = std::fs::remove_file(path);
+            anyhow!("writing key file {shown}: {e}")
+        });
+    }
+    let tmp = path.with_file_name(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("key"), std::process::id()));
+    let written = cairn_p2p::identity::write_secret(&tmp, secret).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow!("writing key file {shown}: {e}")
+    })
+}
+
+/// `cairn key show FILE`: the address of a key file (or dev:N).
+pub fn show(file: &str) -> anyhow::Result<()> {
+    println!("{}", load_key(file)?.address());
     Ok(())
 }
 
@@ -48,9 +81,11 @@ pub async fn balance(rpc: &str, address: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn send(rpc: &str, key: &str, to: &str, amount: u64, fee: u64) -> anyhow::Result<()> {
-    let key = load_key(key)?;
-    let to: Address = to.parse().map_err(|e| anyhow!("--to: malformed address: {e}"))?;
+/// Signs a transfer with the sender's next nonce and sends it; returns the txid.
+pub async fn send(rpc: &str, t: &TransferArgs) -> anyhow::Result<String> {
+    let key = load_key(&t.key)?;
+    let to: Address = t.to.trim().parse().map_err(|e| anyhow!("--to: malformed address: {e}"))?;
+    let (amount, fee) = (t.amount, t.fee);
     let client = RpcClient::new(rpc)?;
     let status: Value = client.get("/status").await?;
     let chain: Hash = status["genesis_hash"].as_str().unwrap_or_default().parse().map_err(|_| anyhow!("node status has no genesis_hash"))?;
@@ -60,6 +95,5 @@ pub async fn send(rpc: &str, key: &str, to: &str, amount: u64, fee: u64) -> anyh
     }
     let tx = Transaction::signed(&key, chain, to, amount, fee, acct.next_nonce);
     let r: Value = client.post("/txs", &TxView::from(&tx)).await?;
-    println!("{}", r["txid"].as_str().unwrap_or_default());
-    Ok(())
+    Ok(r["txid"].as_str().unwrap_or_default().to_string())
 }

@@ -58,6 +58,7 @@ pub fn router(state: RpcState) -> Router {
         .route("/accounts/{address}", get(txs::account))
         .route("/txs", post(txs::submit))
         .route("/txs/{txid}", get(txs::lookup))
+        .route("/mempool", get(txs::mempool))
         .route("/p2p/peers", get(p2p::list).post(p2p::add))
         .route("/p2p/peers/{node_id}", delete(p2p::remove))
         .route("/p2p/bans", get(p2p::bans).post(p2p::ban))

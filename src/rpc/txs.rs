@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::RpcState;
 use super::error::ApiError;
-use super::extract::{JsonBody, PathParam, parse_hex};
+use super::extract::{JsonBody, PathParam, Query, parse_hex};
 use super::views::TxView;
 use crate::chain_service::MAX_TX_BATCH;
 use crate::chain_service::TxStatus;
@@ -70,6 +70,25 @@ pub async fn submit(State(s): State<RpcState>, JsonBody(body): JsonBody<Value, M
 
 fn error_json(e: &ApiError) -> Value {
     json!({"error": {"code": e.code(), "message": e.message()}})
+}
+
+/// Most transactions `GET /mempool` lists.
+pub const MAX_MEMPOOL_LIST: usize = 1000;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /mempool?limit=N`: how many transactions are pending, and the first N (default 100, at
+/// most [`MAX_MEMPOOL_LIST`]), each sender's in nonce order.
+pub async fn mempool(State(s): State<RpcState>, Query(q): Query<MempoolQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(MAX_MEMPOOL_LIST);
+    let (count, txs) = s.chain.mempool(limit).await?;
+    let views: Vec<TxView> = txs.iter().map(TxView::from).collect();
+    Ok(Json(json!({"count": count, "transactions": views})))
 }
 
 /// `GET /txs/{txid}`: the transaction and where it is.

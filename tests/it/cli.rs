@@ -220,3 +220,70 @@ async fn peer_and_ban_commands() {
         let _ = c.wait();
     }
 }
+
+/// Every chain read and action from the command line, readable and `--json`, reaching the
+/// node by URL, `HOST:PORT` or `CAIRN_RPC`; `keygen` never prints the address of a key it did
+/// not write; `key show` reads a key file back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_commands_read_and_act_through_the_rpc() {
+    let n = start_node().await;
+    let url = n.rpc.base.clone();
+    let hostport = url.trim_start_matches("http://").to_string();
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    };
+    let json = |o: Output| -> serde_json::Value { serde_json::from_str(&ok(o)).expect("--json prints JSON") };
+
+    // Farm by HOST:PORT, read status through CAIRN_RPC.
+    let hashes = ok(run(cairn().args(["farm-now", "2", "--rpc", &hostport])));
+    assert_eq!(hashes.lines().count(), 2);
+    let status = ok(run(cairn().arg("status").env("CAIRN_RPC", &url)));
+    assert!(status.contains("height    2"), "{status}");
+    assert_eq!(json(run(cairn().args(["status", "--json"]).env("CAIRN_RPC", &hostport)))["height"], 2);
+
+    // Send, see it pending in the mempool and as a transaction; farm it; read its block.
+    let to = Keypair::generate().address().to_string();
+    let txid = ok(run(cairn().args(["send", "--rpc", &url, "--key", "dev:2", "--to", &to, "--amount", "42"])));
+    assert_eq!(txid.len(), 64);
+    let mempool = ok(run(cairn().args(["mempool", "--rpc", &url])));
+    assert!(mempool.starts_with("1 pending") && mempool.contains(&txid), "{mempool}");
+    let pending = json(run(cairn().args(["tx", &txid, "--json", "--rpc", &url])));
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["transaction"]["from"], dev(2).address().to_string(), "from is the sender's address");
+    assert_eq!(pending["transaction"]["public_key"], hex::encode(dev(2).public().as_bytes()));
+    ok(run(cairn().args(["farm-now", "--rpc", &url])));
+    let tx = ok(run(cairn().args(["tx", &txid, "--rpc", &url])));
+    assert!(tx.contains("confirmed") && tx.contains(&format!("from      {}", dev(2).address())), "{tx}");
+    let block = ok(run(cairn().args(["block", "3", "--rpc", &url])));
+    assert!(block.contains("txs       1") && block.contains(&txid), "{block}");
+    assert_eq!(json(run(cairn().args(["block", "3", "--json", "--rpc", &url])))["header"]["height"], 3);
+    assert_eq!(ok(run(cairn().args(["balance", &to, "--rpc", &url]))), "42");
+    assert_eq!(json(run(cairn().args(["balance", &to, "--json", "--rpc", &url])))["balance"], 42);
+    assert_eq!(json(run(cairn().args(["mempool", "--json", "--rpc", &url])))["count"], 0);
+
+    // Mistakes are one-line errors.
+    assert!(error_line(&run(cairn().args(["block", "999", "--rpc", &url]))).contains("not_found"));
+    assert!(error_line(&run(cairn().args(["balance", "zz", "--rpc", &url]))).contains("malformed address"));
+    assert!(!run(cairn().args(["--log-format", "yaml", "status"])).status.success(), "an unknown log format is refused");
+
+    // keygen writes first, refuses to overwrite, and then prints nothing on stdout.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("me.key");
+    let me = ok(run(cairn().args(["keygen", "--out"]).arg(&key)));
+    assert_eq!(ok(run(cairn().args(["key", "show"]).arg(&key))), me);
+    let again = run(cairn().args(["keygen", "--out"]).arg(&key));
+    assert!(!again.status.success() && again.stdout.is_empty(), "no address for a key that was not written");
+    assert!(error_line(&again).contains("exists"));
+    assert_eq!(ok(run(cairn().args(["key", "show"]).arg(&key))), me, "the key is untouched");
+    let lost = run(cairn().args(["keygen", "--out"]).arg(dir.path().join("missing/dir/k.key")));
+    assert!(!lost.status.success() && lost.stdout.is_empty());
+    let replaced = ok(run(cairn().args(["keygen", "--force", "--out"]).arg(&key)));
+    assert_ne!(replaced, me);
+    assert_eq!(ok(run(cairn().args(["key", "show"]).arg(&key))), replaced);
+
+    // Completions and the man page come from the same definitions.
+    assert!(ok(run(cairn().args(["completions", "bash"]))).contains("farm-now"));
+    assert!(ok(run(cairn().arg("man"))).contains(".TH cairn"));
+    n.node.shutdown().await;
+}

@@ -209,3 +209,34 @@ async fn pending_transactions_survive_a_restart() {
     assert_eq!(rpc.balance(&Address([9; 32])).await, (1..=12).sum::<u64>());
     node.shutdown().await;
 }
+
+/// Transactions show `from` as the sender's address and the key as `public_key`; a client may
+/// send either form (the round-1 one has the key in `from`), and a `from` that is not the
+/// key's address is refused. `GET /mempool` counts and lists what is pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_name_the_sender_by_address() {
+    let n = start_node().await;
+    let k = dev(7);
+    let tx = |nonce: u64| cairn_chain::Transaction::signed(&k, devnet_genesis(), cairn_chain::Address([3; 32]), 5, 1, nonce);
+    let shown = tx_json(&tx(0));
+    assert_eq!(shown["from"], k.address().to_string());
+    assert_eq!(shown["public_key"], hex::encode(k.public().as_bytes()));
+    assert_eq!(n.rpc.post("/txs", &shown).await.0, 202, "the form the node shows is accepted");
+    // The round-1 form: the key in `from`, no `public_key`.
+    let mut old = tx_json(&tx(1));
+    old["from"] = old["public_key"].take();
+    old.as_object_mut().unwrap().remove("public_key");
+    assert_eq!(n.rpc.post("/txs", &old).await.0, 202, "{old}");
+    // A `from` that is not the key's address.
+    let mut wrong = tx_json(&tx(2));
+    wrong["from"] = serde_json::json!(cairn_chain::Address([9; 32]).to_string());
+    let (s, v) = n.rpc.post("/txs", &wrong).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+    let (s, v) = n.rpc.get("/mempool?limit=1").await;
+    assert_eq!(s, 200);
+    assert_eq!(v["count"], 2);
+    assert_eq!(v["transactions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["transactions"][0]["nonce"], 0, "each sender's in nonce order");
+    assert_eq!(n.rpc.get("/mempool?limit=x").await.0, 400);
+    n.node.shutdown().await;
+}

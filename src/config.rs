@@ -102,6 +102,8 @@ pub struct FileConfig {
     pub exempt_loopback: Option<bool>,
     /// Relay blocks only: announce and fetch no transactions [default: false].
     pub blocks_only: Option<bool>,
+    /// The RPC's bearer token [default: none; beyond loopback a cookie file is made].
+    pub rpc_token: Option<String>,
 }
 
 /// `seed_peers.toml`.
@@ -162,6 +164,9 @@ pub struct NodeConfig {
     pub p2p: P2pConfig,
     /// Seed peers.
     pub seeds: Vec<String>,
+    /// The RPC's bearer token; `None`: a cookie beyond loopback, open on loopback
+    /// ([`crate::rpc::auth`]).
+    pub rpc_token: Option<String>,
 }
 
 impl NodeConfig {
@@ -192,6 +197,7 @@ impl NodeConfig {
                 ..P2pConfig::default()
             },
             seeds: Vec::new(),
+            rpc_token: None,
         }
     }
 }
@@ -225,6 +231,8 @@ pub struct Overrides {
     pub exempt_loopback: Option<bool>,
     /// `--blocks-only`.
     pub blocks_only: bool,
+    /// `--rpc-token`.
+    pub rpc_token: Option<String>,
 }
 
 /// Builds the node config: flags/env override the file, the file overrides defaults.
@@ -300,6 +308,7 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         p2p,
         seeds,
         chain,
+        rpc_token: o.rpc_token.or(file.rpc_token).filter(|t| !t.is_empty()),
     })
 }
 

@@ -76,6 +76,7 @@ pub struct Node {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     span: Span,
+    auth: Arc<crate::rpc::auth::RpcAuth>,
 }
 
 impl Node {
@@ -140,9 +141,18 @@ impl Node {
         let p2p_addr = p2p.local_addr();
         let host = if p2p_addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { p2p_addr.ip() };
 
+        let auth = match crate::rpc::auth::RpcAuth::setup(&config.data_dir, rpc_addr, config.rpc_token.clone()) {
+            Ok(a) => Arc::new(a),
+            Err(source) => {
+                p2p.shutdown().await;
+                chain.stop().await;
+                return Err(NodeError::DataDir { path: config.data_dir.join(crate::rpc::auth::COOKIE_FILE), source });
+            }
+        };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let state = RpcState {
+            auth: auth.clone(),
             chain: chain.clone(),
             p2p: p2p.clone(),
             metrics: metrics.clone(),
@@ -167,7 +177,14 @@ impl Node {
         tracing::info!(target: "node", %node_id, chain = %config.chain.chain_id, genesis = %chain.genesis(), height = tip.height, best = %tip.hash, "node started");
         tracing::info!(target: "node", "node ID {node_id}; peers connect with --peers {node_id}@{host}:{}", p2p_addr.port());
         tracing::info!(target: "rpc", "RPC listening on http://{rpc_addr}");
-        Ok(Node { chain, p2p, rpc_addr, node_id, metrics, shutdown, tasks, span })
+        if !rpc_addr.ip().is_loopback() {
+            let token = match auth.cookie() {
+                Some(c) => format!("the token is in {} (cat it, or `cairn --data-dir {}` reads it)", c.display(), config.data_dir.display()),
+                None => "the token is the configured rpc_token".into(),
+            };
+            tracing::warn!(target: "rpc", "the RPC is exposed beyond loopback on {rpc_addr}: every request but /health needs `Authorization: Bearer <token>`; {token}");
+        }
+        Ok(Node { chain, p2p, rpc_addr, node_id, metrics, shutdown, tasks, span, auth })
     }
 
     /// The p2p service.
@@ -209,6 +226,7 @@ impl Node {
             self.tasks.close();
             self.tasks.wait().await;
             self.p2p.shutdown().await;
+            self.auth.remove_cookie();
             let Node { chain, .. } = self;
             chain.stop().await;
             tracing::info!(target: "node", "node stopped");

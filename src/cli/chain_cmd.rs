@@ -8,12 +8,12 @@ use anyhow::anyhow;
 use cairn_chain::{Address, ChainSpec};
 use serde_json::{Value, json};
 
+use super::RpcArgs;
 use super::peers_cmd::print_json;
-use super::{RpcArgs, RpcClient};
 
 /// `cairn status`.
 pub async fn status(rpc: &RpcArgs) -> anyhow::Result<()> {
-    let v: Value = RpcClient::new(&rpc.rpc)?.get("/status").await?;
+    let v: Value = rpc.client()?.get("/status").await?;
     if rpc.json {
         return print_json(&v);
     }
@@ -37,7 +37,7 @@ fn status_text(v: &Value) -> String {
 
 /// `cairn block <height|hash>`.
 pub async fn block(rpc: &RpcArgs, id: &str) -> anyhow::Result<()> {
-    let v: Value = RpcClient::new(&rpc.rpc)?.get(&format!("/blocks/{}", id.trim())).await?;
+    let v: Value = rpc.client()?.get(&format!("/blocks/{}", id.trim())).await?;
     if rpc.json {
         return print_json(&v);
     }
@@ -78,7 +78,7 @@ fn tx_line(tx: &Value) -> String {
 
 /// `cairn tx <txid>`.
 pub async fn tx(rpc: &RpcArgs, txid: &str) -> anyhow::Result<()> {
-    let v: Value = RpcClient::new(&rpc.rpc)?.get(&format!("/txs/{}", txid.trim())).await?;
+    let v: Value = rpc.client()?.get(&format!("/txs/{}", txid.trim())).await?;
     if rpc.json {
         return print_json(&v);
     }
@@ -105,7 +105,7 @@ pub async fn tx(rpc: &RpcArgs, txid: &str) -> anyhow::Result<()> {
 /// `cairn balance <address>`.
 pub async fn balance(rpc: &RpcArgs, address: &str) -> anyhow::Result<()> {
     let address: Address = address.trim().parse().map_err(|e| anyhow!("malformed address {address:?}: {e}"))?;
-    let v: Value = RpcClient::new(&rpc.rpc)?.get(&format!("/accounts/{address}")).await?;
+    let v: Value = rpc.client()?.get(&format!("/accounts/{address}")).await?;
     if rpc.json {
         return print_json(&v);
     }
@@ -117,7 +117,7 @@ pub async fn balance(rpc: &RpcArgs, address: &str) -> anyhow::Result<()> {
 
 /// `cairn mempool [--limit N]`.
 pub async fn mempool(rpc: &RpcArgs, limit: usize) -> anyhow::Result<()> {
-    let v: Value = RpcClient::new(&rpc.rpc)?.get(&format!("/mempool?limit={limit}")).await?;
+    let v: Value = rpc.client()?.get(&format!("/mempool?limit={limit}")).await?;
     if rpc.json {
         return print_json(&v);
     }
@@ -136,7 +136,7 @@ pub async fn farm_now(rpc: &RpcArgs, count: u64, farmer: Option<&str>) -> anyhow
         Some(a) => a.trim().parse().map_err(|e| anyhow!("--farmer: malformed address {a:?}: {e}"))?,
         None => ChainSpec::devnet().dev_key(0).map(|k| k.address()).ok_or_else(|| anyhow!("no dev account 0"))?,
     };
-    let v: Value = RpcClient::new(&rpc.rpc)?.post("/farm/blocks", &json!({"count": count, "farmer": farmer})).await?;
+    let v: Value = rpc.client()?.post("/farm/blocks", &json!({"count": count, "farmer": farmer})).await?;
     if rpc.json {
         return print_json(&v);
     }

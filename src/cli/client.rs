@@ -10,6 +10,7 @@ use serde_json::Value;
 pub struct RpcClient {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl RpcClient {
@@ -18,7 +19,24 @@ impl RpcClient {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
         let base = base.trim().trim_end_matches('/');
         let base = if base.contains("://") { base.to_string() } else { format!("http://{base}") };
-        Ok(RpcClient { base, http })
+        // `cairn farm` and `cairn wallet` take the token from the environment only.
+        let token = std::env::var("CAIRN_RPC_TOKEN").ok().filter(|t| !t.is_empty());
+        Ok(RpcClient { base, http, token })
+    }
+
+    /// Sends `token` as the bearer token (`None` keeps the environment's, if any).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        if token.is_some() {
+            self.token = token;
+        }
+        self
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
     }
 
     async fn answer<T: DeserializeOwned>(&self, what: &str, resp: reqwest::Response) -> anyhow::Result<T> {
@@ -35,21 +53,21 @@ impl RpcClient {
     /// GET `path`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self.http.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let resp = self.authorized(self.http.get(&url)).send().await.with_context(|| format!("cannot reach {url}"))?;
         self.answer(&format!("GET {path}"), resp).await
     }
 
     /// DELETE `path`.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self.http.delete(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let resp = self.authorized(self.http.delete(&url)).send().await.with_context(|| format!("cannot reach {url}"))?;
         self.answer(&format!("DELETE {path}"), resp).await
     }
 
     /// POST `body` as JSON to `path`.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self.http.post(&url).json(body).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let resp = self.authorized(self.http.post(&url).json(body)).send().await.with_context(|| format!("cannot reach {url}"))?;
         self.answer(&format!("POST {path}"), resp).await
     }
 }

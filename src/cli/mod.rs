@@ -194,6 +194,32 @@ pub struct RpcArgs {
     /// Print the RPC's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Bearer token for an RPC that requires one [default: read from the node's .cookie].
+    #[arg(long, global = true, env = "CAIRN_RPC_TOKEN", hide_env_values = true)]
+    pub rpc_token: Option<String>,
+    /// The node's data dir, to read its RPC cookie from [default: ./cairn-data if it has one].
+    #[arg(long, global = true, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl RpcArgs {
+    /// A client for the node, with the token (given, or the data dir's cookie) if any.
+    pub fn client(&self) -> anyhow::Result<RpcClient> {
+        let token = match &self.rpc_token {
+            Some(t) => Some(t.clone()),
+            None => {
+                let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
+                let cookie = dir.join(crate::rpc::auth::COOKIE_FILE);
+                match std::fs::read_to_string(&cookie) {
+                    Ok(t) => Some(t.trim().to_string()),
+                    // No cookie: an open (loopback) RPC; naming a data dir without one is a mistake.
+                    Err(e) if self.data_dir.is_some() => anyhow::bail!("reading the RPC cookie {}: {e}", cookie.display()),
+                    Err(_) => None,
+                }
+            }
+        };
+        Ok(RpcClient::new(&self.rpc)?.with_token(token))
+    }
 }
 
 /// `cairn peers` commands.
@@ -263,6 +289,11 @@ pub struct NodeArgs {
     /// announcements (RPC submissions still enter the mempool and are farmed).
     #[arg(long, env = "CAIRN_BLOCKS_ONLY")]
     pub blocks_only: bool,
+    /// Bearer token the RPC requires [default: none on loopback; beyond it (--rpc-bind) a
+    /// random one in DATA_DIR/.cookie]. Prefer the env var or the config file to the flag
+    /// (other users can read a process's arguments).
+    #[arg(long, env = "CAIRN_RPC_TOKEN", hide_env_values = true)]
+    pub rpc_token: Option<String>,
 }
 
 /// `cairn devnet` flags. While it runs, stdin takes commands (`help` lists them): stop N,
@@ -366,7 +397,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tx { rpc, txid } => chain_cmd::tx(&rpc, &txid).await,
         Command::Balance { rpc, address } => chain_cmd::balance(&rpc, &address).await,
         Command::Send { rpc, transfer } => {
-            let txid = wallet_cmd::send(&rpc.rpc, &transfer).await?;
+            let txid = wallet_cmd::send(&rpc.client()?, &transfer).await?;
             if rpc.json {
                 return peers_cmd::print_json(&serde_json::json!({ "txid": txid }));
             }
@@ -389,7 +420,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Wallet { command: WalletCommand::Balance { rpc, address } } => wallet_cmd::balance(&rpc, &address).await,
         Command::Wallet { command: WalletCommand::Send { rpc, transfer } } => {
-            println!("{}", wallet_cmd::send(&rpc, &transfer).await?);
+            println!("{}", wallet_cmd::send(&RpcClient::new(&rpc)?, &transfer).await?);
             Ok(())
         }
         Command::Peers { rpc, command } => peers_cmd::peers(&rpc, command).await,

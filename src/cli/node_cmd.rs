@@ -25,6 +25,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
         farm_threads: a.farm_threads,
         exempt_loopback: a.exempt_loopback,
         blocks_only: a.blocks_only,
+        rpc_token: a.rpc_token,
     })?;
     let node = Node::start(config).await?;
     tokio::select! {

@@ -5,12 +5,11 @@
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::RpcClient;
 use super::{PeersCommand, RpcArgs};
 
 /// `cairn peers [list|add|remove|addresses]`.
 pub async fn peers(rpc: &RpcArgs, command: Option<PeersCommand>) -> anyhow::Result<()> {
-    let client = RpcClient::new(&rpc.rpc)?;
+    let client = rpc.client()?;
     match command.unwrap_or(PeersCommand::List) {
         PeersCommand::List => {
             let v: Value = client.get("/p2p/peers").await?;
@@ -46,7 +45,7 @@ pub async fn peers(rpc: &RpcArgs, command: Option<PeersCommand>) -> anyhow::Resu
 
 /// `cairn bans`.
 pub async fn bans(rpc: &RpcArgs) -> anyhow::Result<()> {
-    let v: Value = RpcClient::new(&rpc.rpc)?.get("/p2p/bans").await?;
+    let v: Value = rpc.client()?.get("/p2p/bans").await?;
     if rpc.json {
         return print_json(&v);
     }
@@ -69,7 +68,7 @@ pub async fn ban(rpc: &RpcArgs, target: &str, duration: Option<&str>, reason: Op
     if let Some(r) = reason {
         body["reason"] = json!(r);
     }
-    let v: Value = RpcClient::new(&rpc.rpc)?.post("/p2p/bans", &body).await?;
+    let v: Value = rpc.client()?.post("/p2p/bans", &body).await?;
     if rpc.json {
         return print_json(&v);
     }
@@ -84,7 +83,7 @@ pub async fn ban(rpc: &RpcArgs, target: &str, duration: Option<&str>, reason: Op
 pub async fn unban(rpc: &RpcArgs, target: &str) -> anyhow::Result<()> {
     // A CIDR's `/` travels as `%2F` in the path.
     let path = format!("/p2p/bans/{}", target.trim().replace('/', "%2F"));
-    let v: Value = RpcClient::new(&rpc.rpc)?.delete(&path).await?;
+    let v: Value = rpc.client()?.delete(&path).await?;
     if rpc.json {
         return print_json(&v);
     }

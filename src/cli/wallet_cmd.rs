@@ -82,11 +82,10 @@ pub async fn balance(rpc: &str, address: &str) -> anyhow::Result<()> {
 }
 
 /// Signs a transfer with the sender's next nonce and sends it; returns the txid.
-pub async fn send(rpc: &str, t: &TransferArgs) -> anyhow::Result<String> {
+pub async fn send(client: &RpcClient, t: &TransferArgs) -> anyhow::Result<String> {
     let key = load_key(&t.key)?;
     let to: Address = t.to.trim().parse().map_err(|e| anyhow!("--to: malformed address: {e}"))?;
     let (amount, fee) = (t.amount, t.fee);
-    let client = RpcClient::new(rpc)?;
     let status: Value = client.get("/status").await?;
     let chain: Hash = status["genesis_hash"].as_str().unwrap_or_default().parse().map_err(|_| anyhow!("node status has no genesis_hash"))?;
     let acct: AccountView = client.get(&format!("/accounts/{}", key.address())).await?;

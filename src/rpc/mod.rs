@@ -1,6 +1,7 @@
 //! The HTTP + JSON RPC (DESIGN §5): routes, shared state and the request-counting layer.
 //! Handlers live by topic in [`chain`], [`txs`], [`farm`] and [`p2p`].
 
+pub mod auth;
 mod chain;
 pub mod error;
 mod extract;
@@ -38,6 +39,8 @@ pub struct RpcState {
     pub farm_threads: usize,
     /// Node shutdown: long RPC work (farming) stops with it.
     pub shutdown: CancellationToken,
+    /// What requests must carry ([`auth`]).
+    pub auth: Arc<auth::RpcAuth>,
 }
 
 /// Largest body accepted for a block (a full block in JSON is ~3.5 KiB per 10 transactions).
@@ -66,6 +69,7 @@ pub fn router(state: RpcState) -> Router {
         .route("/p2p/addresses", get(p2p::addresses))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
 }

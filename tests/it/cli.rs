@@ -287,3 +287,40 @@ async fn chain_commands_read_and_act_through_the_rpc() {
     assert!(ok(run(cairn().arg("man"))).contains(".TH cairn"));
     n.node.shutdown().await;
 }
+
+/// An RPC bound beyond loopback refuses requests without the bearer token (the cookie the node
+/// writes in its data dir), takes them with it, leaves `/health` open, and the CLI reads the
+/// cookie from `--data-dir`; the cookie is gone after shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exposed_rpc_needs_the_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut c = NodeConfig::for_tests(data.clone());
+    c.rpc_addr = "0.0.0.0:0".parse().unwrap();
+    let node = cairn::Node::start(c).await.expect("node starts");
+    let url = format!("http://127.0.0.1:{}", node.rpc_addr().port());
+    let cookie = std::fs::read_to_string(data.join(".cookie")).expect("a cookie in the data dir");
+    let http = reqwest::Client::new();
+    let status = |auth: Option<String>, path: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let mut req = http.get(format!("{url}{path}"));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status(None, "/status").await, 401);
+    assert_eq!(status(Some("Bearer wrong".into()), "/status").await, 401);
+    assert_eq!(status(Some(format!("Bearer {}", cookie.trim())), "/status").await, 200);
+    assert_eq!(status(None, "/health").await, 200, "probes need no token");
+    let refused = run(cairn().args(["status", "--rpc", &url]).current_dir(dir.path()).env_remove("CAIRN_RPC_TOKEN"));
+    assert!(error_line(&refused).contains("unauthorized"));
+    let out = run(cairn().args(["status", "--rpc", &url, "--data-dir"]).arg(&data).env_remove("CAIRN_RPC_TOKEN"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(cairn().args(["status", "--rpc", &url]).env("CAIRN_RPC_TOKEN", cookie.trim()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    node.shutdown().await;
+    assert!(!data.join(".cookie").exists(), "the cookie is removed at shutdown");
+}

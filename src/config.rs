@@ -115,7 +115,7 @@ struct SeedFile {
 
 /// Parses a seed list; `name` labels errors.
 pub fn parse_seeds(text: &str, name: &Path) -> Result<Vec<String>, ConfigError> {
-    let f: SeedFile = toml::from_str(text).map_err(|e| ConfigError::Parse { path: name.into(), message: e.to_string().trim().replace('\n', " ") })?;
+    let f: SeedFile = toml::from_str(text).map_err(|e| ConfigError::Parse { path: name.into(), message: cairn_chain::spec::toml_error(text, &e) })?;
     for s in &f.seeds {
         cairn_p2p::service::parse_peer(s).map_err(|e| ConfigError::Parse { path: name.into(), message: e.to_string() })?;
     }
@@ -127,7 +127,7 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
         let mut cfg: FileConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string().trim().replace('\n', " ") })?;
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: cairn_chain::spec::toml_error(&text, &e) })?;
         if let Some(name) = &cfg.name {
             cairn_p2p::validate_name(name).map_err(|e| ConfigError::Parse { path: path.into(), message: format!("name: {e}") })?;
         }

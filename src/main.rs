@@ -6,7 +6,10 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = cairn::cli::Cli::parse();
+    let cli = match cairn::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => cairn::cli::exit_on_parse_error(e),
+    };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
     // The node's span (its name on every line) whatever RUST_LOG selects.
     let filter = match format!("{}=error", cairn::node::SPAN_TARGET).parse::<tracing_subscriber::filter::Directive>() {
@@ -29,7 +32,7 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(cairn::cli::run(cli)) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cairn::cli::one_line(&e));
         std::process::exit(1);
     }
 }

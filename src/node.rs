@@ -84,7 +84,27 @@ impl Node {
     /// farmer if configured. Returns once the RPC is listening.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let span = node_span(config.p2p.name.as_deref());
-        Self::start_in_span(config, span.clone()).instrument(span).await
+        // A start that fails leaves nothing behind that it created: not the data dir, not a
+        // node key, not a database (what existed before stays untouched).
+        let dir = config.data_dir.clone();
+        let created = [dir.clone(), dir.join(cairn_p2p::identity::KEY_FILE), dir.join("db")].map(|p| (!p.exists()).then_some(p));
+        let started = Self::start_in_span(config, span.clone()).instrument(span).await;
+        if started.is_err() {
+            match &created[0] {
+                Some(d) => {
+                    let _ = std::fs::remove_dir_all(d);
+                }
+                None => {
+                    if let Some(key) = &created[1] {
+                        let _ = std::fs::remove_file(key);
+                    }
+                    if let Some(db) = &created[2] {
+                        let _ = std::fs::remove_dir_all(db);
+                    }
+                }
+            }
+        }
+        started
     }
 
     async fn start_in_span(config: NodeConfig, span: Span) -> Result<Node, NodeError> {

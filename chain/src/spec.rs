@@ -132,7 +132,7 @@ impl ChainSpec {
 
     /// Parses and checks spec text; `name` labels errors.
     pub fn parse(text: &str, name: &str) -> Result<ChainSpec, SpecError> {
-        let spec: ChainSpec = toml::from_str(text).map_err(|e| SpecError::Parse { path: name.into(), message: e.to_string().trim().replace('\n', " ") })?;
+        let spec: ChainSpec = toml::from_str(text).map_err(|e| SpecError::Parse { path: name.into(), message: toml_error(text, &e) })?;
         spec.check().map_err(|message| SpecError::Invalid { path: name.into(), message })?;
         Ok(spec)
     }
@@ -230,6 +230,16 @@ impl ChainSpec {
             transactions: Vec::new(),
         }
     }
+}
+
+/// A TOML error on one line: `line L, column C: what` (the position of its first byte, both
+/// counted from 1), instead of the multi-line caret diagram.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else { return e.message().trim().to_string() };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", e.message().trim())
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ impl Refusal {
     }
 }
 
-/// Checks a remote `Hello` (from node `remote_id`) against ours.
+/// Checks a remote `Hello` (from node `remote_id`) against ours. The refusal's detail is read
+/// on both sides (our log, the peer's error), so it names the nodes by role, never "here".
 pub fn check(local: &Hello, local_id: &NodeId, remote: &Hello, remote_id: &NodeId) -> Result<(), Refusal> {
     if local_id == remote_id {
         return Err(Refusal::new(RejectReason::SelfConnection, format!("connected to own node ID {local_id}")));
@@ -36,17 +37,20 @@ pub fn check(local: &Hello, local_id: &NodeId, remote: &Hello, remote_id: &NodeI
     if local.protocol_version != remote.protocol_version {
         return Err(Refusal::new(
             RejectReason::IncompatibleVersion,
-            format!("protocol version {} here, {} there", local.protocol_version, remote.protocol_version),
+            format!("the refusing node speaks protocol version {}, the refused node {}", local.protocol_version, remote.protocol_version),
         ));
     }
     if local.chain_id != remote.chain_id {
         return Err(Refusal::new(
             RejectReason::WrongChain,
-            format!("chain '{}' here, '{}' there", local.chain_id, remote.chain_id.chars().take(64).collect::<String>()),
+            format!("the refusing node is on chain '{}', the refused node on '{}'", local.chain_id, remote.chain_id.chars().take(64).collect::<String>()),
         ));
     }
     if local.genesis != remote.genesis {
-        return Err(Refusal::new(RejectReason::WrongGenesis, format!("genesis {} here, {} there", local.genesis, remote.genesis)));
+        return Err(Refusal::new(
+            RejectReason::WrongGenesis,
+            format!("the refusing node's genesis is {}, the refused node's {}", local.genesis, remote.genesis),
+        ));
     }
     Ok(())
 }

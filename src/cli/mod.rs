@@ -377,6 +377,47 @@ pub enum WalletCommand {
     },
 }
 
+/// An error and its causes on one line, each said once: a cause whose text its context already
+/// quotes (an OS error inside "cannot listen …: <OS error>") is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text.trim());
+    }
+    line
+}
+
+/// Exits on a command-line error. A bad value that came from a `CAIRN_*` variable (not from
+/// the flag itself) is reported under the variable's name.
+pub fn exit_on_parse_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation)
+        && let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+        && let Some(long) = arg.split_whitespace().next().and_then(|a| a.strip_prefix("--"))
+        && !std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+        && let Some(var) = env_of(&<Cli as clap::CommandFactory>::command(), long)
+        && let Some(value) = std::env::var_os(&var)
+    {
+        let detail = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+        eprintln!("error: invalid value {:?} in {var} (for --{long}){detail}", value.to_string_lossy());
+        std::process::exit(2);
+    }
+    e.exit()
+}
+
+/// The environment variable of flag `--long`, in any subcommand.
+fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+    let here = cmd.get_arguments().find(|a| a.get_long() == Some(long)).and_then(|a| a.get_env()).map(|v| v.to_string_lossy().into_owned());
+    here.or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+}
+
 /// Writes generated text to stdout; a reader that stops early (`| head`) is not an error.
 fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;

@@ -90,8 +90,11 @@ async fn startup_errors_are_one_line_and_sigterm_is_clean() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "rpc_port = \"high\"\n").unwrap();
     let e = error_line(&run(cairn().args(["node", "--config"]).arg(&bad)));
-    assert!(e.contains("bad.toml") && e.contains("rpc_port"), "{e}");
+    assert!(e.contains("bad.toml") && e.contains("line 1, column 12") && e.contains("expected u16"), "{e}");
     assert!(!run(cairn().args(["node", "--bogus-flag"])).status.success());
+    // A bad value from the environment names the variable, not the flag.
+    let e = error_line(&run(cairn().arg("node").env("CAIRN_RPC_PORT", "high")));
+    assert!(e.contains("CAIRN_RPC_PORT") && e.contains("\"high\""), "{e}");
 
     // A node runs; a second on the same RPC port fails to start; SIGTERM stops the first cleanly.
     let (mut child, url) = spawn_node(&data, &[]);
@@ -99,6 +102,8 @@ async fn startup_errors_are_one_line_and_sigterm_is_clean() {
     let other = dir.path().join("other");
     let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", &port, "--data-dir"]).arg(&other)));
     assert!(e.contains(&port) && e.contains("RPC"), "{e}");
+    assert_eq!(e.matches("os error").count(), 1, "the OS error is said once: {e}");
+    assert!(!other.exists(), "a failed start leaves no data dir behind");
     // The same data dir while it is in use.
     let e = error_line(&run(cairn().args(["node", "--no-mdns", "--p2p-port", "0", "--rpc-port", "0", "--data-dir"]).arg(&data)));
     assert!(e.contains("in use"), "{e}");

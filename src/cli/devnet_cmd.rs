@@ -1,6 +1,6 @@
 //! `cairn devnet`: wires stdin and signals to [`crate::devnet::run`].
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, IsTerminal, Read};
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
@@ -48,9 +48,13 @@ pub async fn run(a: DevnetArgs) -> anyhow::Result<()> {
 
 /// Reads stdin lines on a thread of its own (a blocking read on the runtime's blocking pool
 /// could not be cancelled and would hold up exit). EOF closes the channel: the devnet keeps
-/// running without commands.
+/// running without commands. On a terminal the line is edited with rustyline (arrows, history).
 fn read_stdin() -> anyhow::Result<mpsc::Receiver<String>> {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        std::thread::Builder::new().name("devnet-prompt".into()).spawn(move || edit_lines(tx)).context("starting the prompt")?;
+        return Ok(rx);
+    }
     std::thread::Builder::new()
         .name("devnet-stdin".into())
         .spawn(move || {
@@ -81,4 +85,33 @@ fn read_stdin() -> anyhow::Result<mpsc::Receiver<String>> {
         })
         .context("starting the stdin reader")?;
     Ok(rx)
+}
+
+/// The prompt on a terminal: line editing and an in-memory history. The terminal is in raw
+/// mode while a line is edited, so Ctrl-C arrives as a key, not a signal: it is raised as
+/// SIGINT, which stops the devnet as the signal would.
+fn edit_lines(tx: mpsc::Sender<String>) {
+    use rustyline::error::ReadlineError;
+    let Ok(mut editor) = rustyline::DefaultEditor::new() else {
+        eprintln!("error: no line editor on this terminal; commands are not read");
+        return;
+    };
+    loop {
+        match editor.readline("") {
+            Ok(line) if line.len() > MAX_LINE => eprintln!("error: command line longer than {MAX_LINE} bytes, ignored"),
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                if tx.blocking_send(line).is_err() {
+                    return;
+                }
+            }
+            Err(ReadlineError::Interrupted) => {
+                // SAFETY: raise(3) sends a signal to this process; the tokio handler takes it.
+                unsafe { libc::raise(libc::SIGINT) };
+            }
+            Err(_) => return, // Ctrl-D, or the terminal went away
+        }
+    }
 }

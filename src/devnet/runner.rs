@@ -174,6 +174,10 @@ impl Devnet {
             _ => String::new(),
         };
         self.screen.say(&format!("{farming}{load}"));
+        let accounts = status::accounts(&self.spec);
+        if !accounts.is_empty() {
+            self.screen.say(&accounts.join("\n"));
+        }
         let rows = self.rows();
         self.screen.say(&status::addresses(&rows).join("\n"));
         self.screen.say("type help for the commands (stop N, start N, add, partition 1 / 2 3, heal, status, quit); Ctrl-C stops the devnet");
@@ -283,7 +287,7 @@ impl Devnet {
             }),
             partition: self.partition.as_ref().map(Partition::to_string),
         };
-        (status::panel(&rows, &net), status::line(&rows, &net))
+        (status::panel(&rows, &net, super::screen::width()), status::line(&rows, &net))
     }
 
     /// Counts the new best-chain blocks and their transactions, then shows the status.

@@ -153,6 +153,11 @@ impl Screen {
     }
 }
 
+/// Columns of the terminal on stdout (200 when it is not one: nothing is cut).
+pub fn width() -> usize {
+    terminal_size().map_or(200, |(_, cols)| cols)
+}
+
 /// (rows, columns) of the terminal on stdout.
 fn terminal_size() -> Option<(usize, usize)> {
     let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };

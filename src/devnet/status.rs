@@ -154,34 +154,63 @@ fn summary(rows: &[Row], net: &Network) -> String {
     s
 }
 
-/// The live panel: a summary line, a header, one line per node, a hint.
-pub fn panel(rows: &[Row], net: &Network) -> Vec<String> {
-    let mut out = vec![
-        summary(rows, net),
-        format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  RPC", "node", "height", "best", "peers", "sync", "mempool", "group", "P2P"),
-    ];
-    for r in rows {
-        let group = r.group.map_or_else(|| "-".to_string(), |g| g.to_string());
-        let line = match &r.live {
-            Some(l) => format!(
-                "{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  {}",
-                r.number,
-                l.height,
-                short(&l.best),
-                l.peers,
-                if l.syncing { "syncing" } else { "-" },
-                l.mempool,
-                group,
-                r.p2p.to_string(),
-                r.rpc
-            ),
-            None => {
-                format!("{:>4}  {:>8}  {:<8}  {:>5}  {:<7}  {:>7}  {:>5}  {:<21}  {}", r.number, "-", "stopped", "-", "-", "-", group, r.p2p.to_string(), r.rpc)
-            }
-        };
-        out.push(line);
+/// A column of the panel: its header, width, alignment and cell.
+struct Column {
+    header: &'static str,
+    width: usize,
+    right: bool,
+    cell: fn(&Row) -> String,
+}
+
+/// A running node's cell, `-` while it is stopped.
+fn live_cell(r: &Row, f: fn(&Live) -> String) -> String {
+    r.live.as_ref().map_or_else(|| "-".to_string(), f)
+}
+
+/// The panel's columns in display order, with the order they are kept in when the terminal is
+/// narrow (lower first): node, height, peers, mempool, best, sync, RPC, group, P2P.
+fn columns() -> [(u8, Column); 9] {
+    [
+        (0, Column { header: "node", width: 4, right: true, cell: |r| r.number.to_string() }),
+        (1, Column { header: "height", width: 8, right: true, cell: |r| live_cell(r, |l| l.height.to_string()) }),
+        (4, Column { header: "best", width: 8, right: false, cell: |r| r.live.as_ref().map_or_else(|| "stopped".to_string(), |l| short(&l.best)) }),
+        (2, Column { header: "peers", width: 5, right: true, cell: |r| live_cell(r, |l| l.peers.to_string()) }),
+        (5, Column { header: "sync", width: 7, right: false, cell: |r| live_cell(r, |l| if l.syncing { "syncing".into() } else { "-".into() }) }),
+        (3, Column { header: "mempool", width: 7, right: true, cell: |r| live_cell(r, |l| l.mempool.to_string()) }),
+        (7, Column { header: "group", width: 5, right: true, cell: |r| r.group.map_or_else(|| "-".to_string(), |g| g.to_string()) }),
+        (8, Column { header: "P2P", width: 21, right: false, cell: |r| r.p2p.to_string() }),
+        (6, Column { header: "RPC", width: 22, right: false, cell: |r| r.rpc.clone() }),
+    ]
+}
+
+/// The live panel for a terminal `width` columns wide: a summary line, a header, one line per
+/// node, a hint. Columns that do not fit are dropped, least useful first (P2P, group, RPC,
+/// sync, …); the summary and the hint are cut at the edge.
+pub fn panel(rows: &[Row], net: &Network, width: usize) -> Vec<String> {
+    let mut cols = columns();
+    cols.sort_by_key(|(keep, _)| *keep);
+    // Take columns by priority while they fit (two spaces between columns).
+    let mut used = 0;
+    let mut kept: Vec<u8> = Vec::new();
+    for (keep, c) in &cols {
+        let need = if kept.is_empty() { c.width } else { c.width + 2 };
+        if used + need <= width || kept.is_empty() {
+            used += need;
+            kept.push(*keep);
+        }
     }
-    out.push("commands: status, stop N, start N, add, partition 1 / 2 3, heal, help, quit; Ctrl-C stops".to_string());
+    let shown: Vec<Column> = columns().into_iter().filter(|(keep, _)| kept.contains(keep)).map(|(_, c)| c).collect();
+    let render = |cells: Vec<String>| -> String {
+        let parts: Vec<String> =
+            shown.iter().zip(cells).map(|(c, v)| if c.right { format!("{v:>w$}", w = c.width) } else { format!("{v:<w$}", w = c.width) }).collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let cut = |l: String| -> String { l.chars().take(width).collect() };
+    let mut out = vec![cut(summary(rows, net)), render(shown.iter().map(|c| c.header.to_string()).collect())];
+    for r in rows {
+        out.push(render(shown.iter().map(|c| (c.cell)(r)).collect()));
+    }
+    out.push(cut("commands: status, stop N, start N, add, partition 1 / 2 3, heal, help, quit; Ctrl-C stops".to_string()));
     out
 }
 
@@ -202,6 +231,25 @@ pub fn line(rows: &[Row], net: &Network) -> String {
         }
     }
     s
+}
+
+/// The table of prefunded dev accounts printed at start (as anvil prints its accounts): the
+/// `--key dev:N` name, the address and the genesis balance. Empty if the spec has none.
+pub fn accounts(spec: &cairn_chain::ChainSpec) -> Vec<String> {
+    let Some(dev) = &spec.dev_accounts else { return Vec::new() };
+    let mut out = vec![
+        format!("dev accounts (keys from the seed published in the chain spec: never hold value with them)"),
+        format!("{:<7}  {:<64}  balance", "key", "address"),
+    ];
+    for i in 0..dev.count.min(16) {
+        if let Some(k) = spec.dev_key(i) {
+            out.push(format!("{:<7}  {}  {}", format!("dev:{i}"), k.address(), dev.balance));
+        }
+    }
+    if dev.count > 16 {
+        out.push(format!("… and {} more (dev:16 to dev:{})", dev.count - 16, dev.count - 1));
+    }
+    out
 }
 
 /// The table printed at start and by `status`: node, full node ID, P2P address, RPC URL.
@@ -254,10 +302,33 @@ mod tests {
 
     #[test]
     fn panel_has_a_line_per_node() {
-        let p = panel(&[row(1, true), row(2, false)], &Network { partition: Some("1 / 2".into()), ..Default::default() });
+        let net = Network { partition: Some("1 / 2".into()), ..Default::default() };
+        let p = panel(&[row(1, true), row(2, false)], &net, 200);
         assert_eq!(p.len(), 5);
         assert!(p[0].ends_with("| partition 1 / 2"), "{}", p[0]);
         assert!(p[3].contains("stopped") && p[3].contains("http://127.0.0.1:40005"), "{}", p[3]);
+        assert!(p[1].contains("P2P") && p[1].contains("group"), "{}", p[1]);
+    }
+
+    #[test]
+    fn the_dev_accounts_are_listed_with_their_keys() {
+        let a = accounts(&cairn_chain::ChainSpec::devnet());
+        assert_eq!(a.len(), 2 + 16);
+        let dev0 = cairn_chain::ChainSpec::devnet().dev_key(0).unwrap().address().to_string();
+        assert!(a[2].starts_with("dev:0") && a[2].contains(&dev0), "{}", a[2]);
+    }
+
+    #[test]
+    fn a_narrow_terminal_drops_columns_by_priority() {
+        let rows = [row(1, true), row(2, false)];
+        for width in [40, 60, 80, 100] {
+            let p = panel(&rows, &Network::default(), width);
+            assert!(p.iter().all(|l| l.chars().count() <= width), "{width}: {p:#?}");
+            assert!(p[1].starts_with("node    height") && p[1].contains("peers") && p[1].contains("mempool"), "{width}: {}", p[1]);
+        }
+        let p80 = panel(&rows, &Network::default(), 80);
+        assert!(p80[1].contains("RPC") && !p80[1].contains("P2P"), "80 columns keep the RPC URL, drop P2P: {}", p80[1]);
+        assert!(p80[2].contains("http://127.0.0.1:40003"), "{}", p80[2]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `Chain` is synchronous and owns the only write path to the store; the node runs it on one
 //! dedicated thread.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::block::{Block, HEADER_VERSION, Header, merkle_root};
 use crate::error::{BlockError, TxError};
@@ -23,6 +23,10 @@ pub const MEDIAN_TIME_SPAN: usize = 11;
 
 /// How many hashes of invalid blocks are remembered, so a peer resending them costs nothing.
 const INVALID_CACHE: usize = 10_000;
+
+/// Most headers [`Chain`] keeps of the best chain's end (a spec's retarget window beyond this
+/// is read from the store).
+const MAX_WINDOW: usize = 4096;
 
 /// What accepting a block did.
 #[derive(Debug)]
@@ -86,6 +90,10 @@ pub struct Chain {
     genesis: Hash,
     store: Store,
     tip: HeaderRecord,
+    /// The best chain's newest headers, oldest first, ending with the tip (at most
+    /// [`Chain::window_len`]): the median-time and retarget rules of a block on the tip read
+    /// them here instead of from the store (11 reads and hashes a block in a sync).
+    recent_best: VecDeque<HeaderRecord>,
     invalid: BoundedSet,
     sigcache: Option<std::sync::Arc<SigCache>>,
 }
@@ -111,7 +119,26 @@ impl Chain {
             }
         };
         let tip = store.header(&tip_hash)?.ok_or_else(|| StoreError::Missing(format!("tip header {tip_hash}")))?;
-        Ok(Chain { spec, genesis, store, tip, invalid: BoundedSet::new(INVALID_CACHE), sigcache: None })
+        let mut chain = Chain { spec, genesis, store, tip, recent_best: VecDeque::new(), invalid: BoundedSet::new(INVALID_CACHE), sigcache: None };
+        chain.reload_recent()?;
+        Ok(chain)
+    }
+
+    /// How many headers [`Chain::recent_best`] keeps: what the header rules of a child of the
+    /// tip read.
+    fn window_len(&self) -> usize {
+        let retarget = if self.spec.fixed_target { 0 } else { usize::try_from(self.spec.retarget_window).unwrap_or(usize::MAX) };
+        MEDIAN_TIME_SPAN.max(retarget.saturating_add(1)).min(MAX_WINDOW)
+    }
+
+    /// Reads the tip's window of headers from the store (at open and after a reorg).
+    fn reload_recent(&mut self) -> Result<(), StoreError> {
+        self.recent_best.clear();
+        let n = self.window_len();
+        let mut headers = self.recent(&self.tip.clone(), n)?;
+        headers.reverse();
+        self.recent_best.extend(headers);
+        Ok(())
     }
 
     /// Skips, in blocks, the signatures the mempool verified (see [`SigCache`]).
@@ -138,7 +165,12 @@ impl Chain {
 
     /// `rec` and up to `n - 1` of its ancestors, newest first.
     fn recent(&self, rec: &HeaderRecord, n: usize) -> Result<Vec<HeaderRecord>, StoreError> {
-        let mut out = vec![rec.clone()];
+        let mut out = Vec::with_capacity(n.min(MAX_WINDOW));
+        if self.recent_best.back().is_some_and(|t| t.hash == rec.hash) {
+            out.extend(self.recent_best.iter().rev().take(n).cloned());
+        } else {
+            out.push(rec.clone());
+        }
         while out.len() < n {
             let last = &out[out.len() - 1];
             if last.header.height == 0 {
@@ -285,7 +317,11 @@ impl Chain {
         if block.header.height.saturating_add(max_depth) <= self.tip.header.height {
             return Err(BlockError::ReorgTooDeep { depth: self.tip.header.height - block.header.height + 1, max: max_depth });
         }
-        let parent = self.store.header(&block.header.prev_hash)?.ok_or(BlockError::UnknownParent(block.header.prev_hash))?;
+        let parent = if block.header.prev_hash == self.tip.hash {
+            self.tip.clone()
+        } else {
+            self.store.header(&block.header.prev_hash)?.ok_or(BlockError::UnknownParent(block.header.prev_hash))?
+        };
         if let Err(e) = self.check_contextual(&parent, &block.header, now_ms) {
             if !matches!(e, BlockError::TimestampInFuture { .. } | BlockError::Store(_)) {
                 self.invalid.insert(hash);
@@ -419,7 +455,16 @@ impl Chain {
         }
         b.set_tip(&new_tip.hash);
         self.store.write(b)?;
+        let extends = undone.is_empty() && new_tip.header.prev_hash == self.tip.hash;
         self.tip = new_tip;
+        if extends {
+            self.recent_best.push_back(self.tip.clone());
+            while self.recent_best.len() > self.window_len() {
+                self.recent_best.pop_front();
+            }
+        } else {
+            self.reload_recent()?;
+        }
         Ok(Outcome::Connected { applied, undone })
     }
 }

@@ -182,6 +182,8 @@ const MEMTABLE_BYTES: usize = 4 << 20;
 /// The block cache shared by every column family: data blocks, and the index and filter
 /// partitions of every table (see [`cf_options`]).
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
+/// Level-0 tables of a column family that start a compaction into level 1 (RocksDB: 4).
+const L0_COMPACTION_TRIGGER: i32 = 8;
 /// Read-ahead per input table of a compaction.
 const COMPACTION_READAHEAD: usize = 256 << 10;
 /// Write-ahead log size past which the column families holding its oldest records flush.
@@ -211,6 +213,9 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
     o.set_block_based_table_factory(&table);
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_write_buffer_size(MEMTABLE_BYTES);
+    // Small memtables flush small level-0 tables; compacting them into level 1 rewrites the
+    // level-1 tables they overlap (all of them, for random keys), so wait for more of them.
+    o.set_level_zero_file_num_compaction_trigger(L0_COMPACTION_TRIGGER);
     if [CF_BODIES, CF_UNDO].contains(&name) {
         // Large values written once under random keys (block hashes): kept in blob files, so
         // compaction, which rewrites the randomly keyed tables again and again as the chain

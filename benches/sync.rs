@@ -19,7 +19,9 @@
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/cairn/target cargo bench --bench sync` (release profile;
 //! prints figures, asserts nothing about timing). `SYNC_N=blocks SYNC_T=txs_per_block` replace
 //! the two default sync runs with a single one (`SYNC_N=20000 SYNC_T=50`: the memory curve of a
-//! 10x longer chain); `SYNC_PROPAGATION=0` skips part 3.
+//! 10x longer chain); `SYNC_PROPAGATION=0` skips part 3. `SYNC_CACHE=dir` builds each chain once
+//! into `dir` and copies it for later runs (so before/after runs, e.g. with `CAIRN_BIN` set to
+//! an older build, sync the same chain); `SYNC_VERIFY=0` then skips part 2 and its signing.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -189,7 +191,31 @@ async fn bench_sync(workload: Workload, n: usize, t: usize) -> (f64, Vec<Transac
     let data_a = dir.path().join("a").join("data");
     let built = Instant::now();
     let db = data_a.join("db");
-    let txs = tokio::task::spawn_blocking(move || build_chain(&db, &spec, workload, n, t)).await.unwrap();
+    let txs = match std::env::var_os("SYNC_CACHE") {
+        // A chain built once and copied for every run: before/after runs sync the same chain.
+        Some(cache) => {
+            let cached = Path::new(&cache).join(format!("{workload:?}-{n}x{t}"));
+            let spec2 = spec.clone();
+            tokio::task::spawn_blocking(move || {
+                if !cached.exists() {
+                    let tmp = cached.with_extension("tmp");
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    build_chain(&tmp, &spec2, workload, n, t);
+                    std::fs::rename(&tmp, &cached).unwrap();
+                }
+                std::fs::create_dir_all(&data_a).unwrap();
+                let ok = std::process::Command::new("cp").arg("-a").arg(&cached).arg(&db).status().unwrap().success();
+                assert!(ok, "copying the cached chain failed");
+                let genesis = spec2.genesis().hash();
+                let verify = std::env::var("SYNC_VERIFY").as_deref() != Ok("0");
+                if verify { workload_blocks(&spec2, genesis, workload, n, t).into_iter().flatten().collect() } else { Vec::new() }
+            })
+            .await
+            .unwrap()
+        }
+        None => tokio::task::spawn_blocking(move || build_chain(&db, &spec, workload, n, t)).await.unwrap(),
+    };
+    let data_a = dir.path().join("a").join("data");
     println!("built {n} blocks x {t} tx ({workload:?} workload) in {:.2} s", built.elapsed().as_secs_f64());
     let a = Node::start(NodeConfig::for_tests(data_a)).await.unwrap();
     let tip = a.chain().tip();
@@ -235,7 +261,11 @@ async fn bench_sync(workload: Workload, n: usize, t: usize) -> (f64, Vec<Transac
 type Item = (PublicKey, Vec<u8>, SignatureBytes);
 
 fn verify_all(items: &[Item]) {
-    for c in items.chunks(50) {
+    verify_chunks(items, 50);
+}
+
+fn verify_chunks(items: &[Item], size: usize) {
+    for c in items.chunks(size) {
         assert!(cairn_chain::signature::verify_batch(c.iter().map(|(k, m, s)| (k, &m[..], s))));
     }
 }
@@ -255,6 +285,10 @@ fn bench_verify(txs: &[Transaction]) -> f64 {
     });
     let two = n / start.elapsed().as_secs_f64();
     println!("raw ed25519 verify_batch (chunks of 50) over {} signatures: 1 thread {one:.0} sig/s, 2 threads {two:.0} sig/s", items.len());
+    // The batches a sync verifies: across the blocks of a check chunk (chain::check_blocks).
+    let start = Instant::now();
+    verify_chunks(&items, 4096);
+    println!("  1 thread, chunks of 4096 (cross-block batches): {:.0} sig/s", n / start.elapsed().as_secs_f64());
     two
 }
 

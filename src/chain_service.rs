@@ -363,7 +363,8 @@ impl ChainHandle {
             let chunk: Vec<Block> = rest.by_ref().take(per).collect();
             let (spec, genesis, cache) = (self.spec.clone(), self.genesis, self.sigcache.clone());
             chunks.push(tokio::task::spawn_blocking(move || {
-                chunk.into_iter().map(|b| CheckedBlock::check_with(&spec, &genesis, b, Some(&cache))).collect::<Vec<_>>()
+                // Signatures verified in batches across the chunk's blocks.
+                cairn_chain::check_blocks(&spec, &genesis, chunk, Some(&cache))
             }));
         }
         let mut out = Vec::new();

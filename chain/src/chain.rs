@@ -4,7 +4,7 @@
 //! `Chain` is synchronous and owns the only write path to the store; the node runs it on one
 //! dedicated thread.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::block::{Block, HEADER_VERSION, Header, merkle_root};
 use crate::error::{BlockError, TxError};
@@ -23,6 +23,10 @@ pub const MEDIAN_TIME_SPAN: usize = 11;
 
 /// How many hashes of invalid blocks are remembered, so a peer resending them costs nothing.
 const INVALID_CACHE: usize = 10_000;
+
+/// Most headers [`Chain`] keeps of the best chain's end (a spec's retarget window beyond this
+/// is read from the store).
+const MAX_WINDOW: usize = 4096;
 
 /// What accepting a block did.
 #[derive(Debug)]
@@ -86,6 +90,10 @@ pub struct Chain {
     genesis: Hash,
     store: Store,
     tip: HeaderRecord,
+    /// The best chain's newest headers, oldest first, ending with the tip (at most
+    /// [`Chain::window_len`]): the median-time and retarget rules of a block on the tip read
+    /// them here instead of from the store (11 reads and hashes a block in a sync).
+    recent_best: VecDeque<HeaderRecord>,
     invalid: BoundedSet,
     sigcache: Option<std::sync::Arc<SigCache>>,
 }
@@ -111,7 +119,26 @@ impl Chain {
             }
         };
         let tip = store.header(&tip_hash)?.ok_or_else(|| StoreError::Missing(format!("tip header {tip_hash}")))?;
-        Ok(Chain { spec, genesis, store, tip, invalid: BoundedSet::new(INVALID_CACHE), sigcache: None })
+        let mut chain = Chain { spec, genesis, store, tip, recent_best: VecDeque::new(), invalid: BoundedSet::new(INVALID_CACHE), sigcache: None };
+        chain.reload_recent()?;
+        Ok(chain)
+    }
+
+    /// How many headers [`Chain::recent_best`] keeps: what the header rules of a child of the
+    /// tip read.
+    fn window_len(&self) -> usize {
+        let retarget = if self.spec.fixed_target { 0 } else { usize::try_from(self.spec.retarget_window).unwrap_or(usize::MAX) };
+        MEDIAN_TIME_SPAN.max(retarget.saturating_add(1)).min(MAX_WINDOW)
+    }
+
+    /// Reads the tip's window of headers from the store (at open and after a reorg).
+    fn reload_recent(&mut self) -> Result<(), StoreError> {
+        self.recent_best.clear();
+        let n = self.window_len();
+        let mut headers = self.recent(&self.tip.clone(), n)?;
+        headers.reverse();
+        self.recent_best.extend(headers);
+        Ok(())
     }
 
     /// Skips, in blocks, the signatures the mempool verified (see [`SigCache`]).
@@ -138,7 +165,12 @@ impl Chain {
 
     /// `rec` and up to `n - 1` of its ancestors, newest first.
     fn recent(&self, rec: &HeaderRecord, n: usize) -> Result<Vec<HeaderRecord>, StoreError> {
-        let mut out = vec![rec.clone()];
+        let mut out = Vec::with_capacity(n.min(MAX_WINDOW));
+        if self.recent_best.back().is_some_and(|t| t.hash == rec.hash) {
+            out.extend(self.recent_best.iter().rev().take(n).cloned());
+        } else {
+            out.push(rec.clone());
+        }
         while out.len() < n {
             let last = &out[out.len() - 1];
             if last.header.height == 0 {
@@ -285,7 +317,11 @@ impl Chain {
         if block.header.height.saturating_add(max_depth) <= self.tip.header.height {
             return Err(BlockError::ReorgTooDeep { depth: self.tip.header.height - block.header.height + 1, max: max_depth });
         }
-        let parent = self.store.header(&block.header.prev_hash)?.ok_or(BlockError::UnknownParent(block.header.prev_hash))?;
+        let parent = if block.header.prev_hash == self.tip.hash {
+            self.tip.clone()
+        } else {
+            self.store.header(&block.header.prev_hash)?.ok_or(BlockError::UnknownParent(block.header.prev_hash))?
+        };
         if let Err(e) = self.check_contextual(&parent, &block.header, now_ms) {
             if !matches!(e, BlockError::TimestampInFuture { .. } | BlockError::Store(_)) {
                 self.invalid.insert(hash);
@@ -419,7 +455,16 @@ impl Chain {
         }
         b.set_tip(&new_tip.hash);
         self.store.write(b)?;
+        let extends = undone.is_empty() && new_tip.header.prev_hash == self.tip.hash;
         self.tip = new_tip;
+        if extends {
+            self.recent_best.push_back(self.tip.clone());
+            while self.recent_best.len() > self.window_len() {
+                self.recent_best.pop_front();
+            }
+        } else {
+            self.reload_recent()?;
+        }
         Ok(Outcome::Connected { applied, undone })
     }
 }
@@ -457,6 +502,28 @@ pub fn check_stateless(spec: &ChainSpec, genesis: &Hash, block: &Block) -> Resul
 /// when it entered the mempool) is not verified again. The cache only saves work: the answer is
 /// the same with or without it.
 pub fn check_stateless_with(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<(), BlockError> {
+    let todo = check_structure(spec, genesis, block, cache)?;
+    if todo.signatures.is_empty() || verify_all(&[(block, &todo)]) {
+        return Ok(());
+    }
+    find_bad_signature(block, &todo)
+}
+
+/// Signatures to verify in one batch across blocks: past this many, a run of blocks is split
+/// into several batches. Large batches share the work per signature (one multiscalar
+/// multiplication, each distinct key decompressed once, Pippenger's method past ~190 points);
+/// beyond a few thousand the gain is small and the batch's memory (~200 B a signature) is not.
+const CROSS_BLOCK_BATCH: usize = 4096;
+
+/// What [`check_structure`] left for the signature check: block positions to verify (those
+/// not vouched for by the cache) and the block's transaction IDs.
+struct SignatureWork {
+    signatures: Vec<usize>,
+    ids: Vec<crate::tx::TxId>,
+}
+
+/// Every check of [`check_stateless_with`] but the signatures, which it returns to verify.
+fn check_structure(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<SignatureWork, BlockError> {
     let h = &block.header;
     if h.version != HEADER_VERSION {
         return Err(BlockError::BadVersion(h.version));
@@ -489,26 +556,79 @@ pub fn check_stateless_with(spec: &ChainSpec, genesis: &Hash, block: &Block, cac
         }
     }
     if block.transactions.is_empty() {
-        return Ok(());
+        return Ok(SignatureWork { signatures: Vec::new(), ids });
     }
     let cached = cache.map_or_else(|| vec![false; ids.len()], |c| c.take(&ids));
-    let todo: Vec<usize> = (0..ids.len()).filter(|i| !cached[*i]).collect();
-    if todo.is_empty() {
-        return Ok(());
+    let signatures: Vec<usize> = (0..ids.len()).filter(|i| !cached[*i]).collect();
+    if let Some(c) = cache
+        && !signatures.is_empty()
+    {
+        c.count_verified(signatures.len());
     }
-    if let Some(c) = cache {
-        c.count_verified(todo.len());
-    }
-    let msgs: Vec<Vec<u8>> = todo.iter().map(|i| block.transactions[*i].signing_message()).collect();
-    let items = todo.iter().zip(&msgs).map(|(i, m)| (&block.transactions[*i].from, m.as_slice(), &block.transactions[*i].signature));
-    if !crate::signature::verify_batch(items) {
-        // The rule is the same on both paths, so the single check finds the culprit.
-        for (index, m) in todo.iter().copied().zip(&msgs) {
-            let tx = &block.transactions[index];
-            if !crate::signature::verify(&tx.from, m, &tx.signature) {
-                return Err(BlockError::Transaction { index, id: ids[index], error: TxError::BadSignature });
-            }
+    Ok(SignatureWork { signatures, ids })
+}
+
+/// Verifies the listed signatures of every block as one batch: `true` only if all are valid.
+fn verify_all(work: &[(&Block, &SignatureWork)]) -> bool {
+    let msgs: Vec<(&Transaction, Vec<u8>)> =
+        work.iter().flat_map(|(b, w)| w.signatures.iter().map(|i| &b.transactions[*i])).map(|tx| (tx, tx.signing_message())).collect();
+    crate::signature::verify_batch(msgs.iter().map(|(tx, m)| (&tx.from, m.as_slice(), &tx.signature)))
+}
+
+/// The first transaction of `block` (among `todo`) whose signature is invalid, as the block's
+/// error; `Ok` if there is none (the rule is the same on the batch and single paths, so after
+/// a failed batch there is one).
+fn find_bad_signature(block: &Block, todo: &SignatureWork) -> Result<(), BlockError> {
+    for &index in &todo.signatures {
+        let tx = &block.transactions[index];
+        if !crate::signature::verify(&tx.from, &tx.signing_message(), &tx.signature) {
+            return Err(BlockError::Transaction { index, id: todo.ids[index], error: TxError::BadSignature });
         }
     }
     Ok(())
+}
+
+/// [`CheckedBlock::check_with`] of many blocks, with their signatures verified in batches
+/// across blocks (up to [`CROSS_BLOCK_BATCH`] signatures each). The results are exactly those
+/// of checking each block alone: a failed batch is checked again block by block.
+pub fn check_blocks(spec: &ChainSpec, genesis: &Hash, blocks: Vec<Block>, cache: Option<&SigCache>) -> Vec<CheckResult> {
+    let mut out: Vec<CheckResult> = Vec::with_capacity(blocks.len());
+    // Blocks whose structure passed, waiting for their signatures: (position in `out`, work).
+    let mut pending: Vec<(usize, SignatureWork)> = Vec::new();
+    let mut pending_sigs = 0;
+    let mut blocks = blocks.into_iter().peekable();
+    while let Some(block) = blocks.next() {
+        let hash = block.hash();
+        match check_structure(spec, genesis, &block, cache) {
+            Ok(work) => {
+                pending_sigs += work.signatures.len();
+                pending.push((out.len(), work));
+                out.push(Ok(CheckedBlock { block, hash, genesis: *genesis }));
+            }
+            Err(e) => out.push(Err(Box::new((hash, e)))),
+        }
+        if pending_sigs >= CROSS_BLOCK_BATCH || blocks.peek().is_none() {
+            settle_signatures(&mut out, std::mem::take(&mut pending));
+            pending_sigs = 0;
+        }
+    }
+    out
+}
+
+/// Verifies the signatures of the `pending` blocks of `out` in one batch; if it fails, block
+/// by block, turning each block with a bad signature into its error.
+fn settle_signatures(out: &mut [CheckResult], pending: Vec<(usize, SignatureWork)>) {
+    let all: Vec<(&Block, &SignatureWork)> = pending.iter().filter_map(|(i, w)| out[*i].as_ref().ok().map(|c| (&c.block, w))).collect();
+    if all.iter().all(|(_, w)| w.signatures.is_empty()) || verify_all(&all) {
+        return;
+    }
+    for (i, work) in &pending {
+        let failed = match &out[*i] {
+            Ok(c) if !verify_all(&[(&c.block, work)]) => find_bad_signature(&c.block, work).err().map(|e| (c.hash, e)),
+            _ => None,
+        };
+        if let Some(failed) = failed {
+            out[*i] = Err(Box::new(failed));
+        }
+    }
 }

@@ -27,7 +27,7 @@ pub mod store;
 pub mod tx;
 
 pub use block::{Block, Header};
-pub use chain::{Chain, CheckResult, CheckedBlock, Outcome, check_header_alone, check_stateless, check_stateless_with};
+pub use chain::{Chain, CheckResult, CheckedBlock, Outcome, check_blocks, check_header_alone, check_stateless, check_stateless_with};
 pub use error::{BlockError, Fault, TxError};
 pub use hash::Hash;
 pub use keys::{Address, Keypair, PublicKey};

@@ -242,6 +242,11 @@ impl Mempool {
         senders.sort_unstable();
         senders.dedup();
         for sender in senders {
+            // A sender with nothing queued has nothing stale: no state read (a catch-up sync
+            // would read every sender of every block for nothing).
+            if !self.by_sender.contains_key(&sender) {
+                continue;
+            }
             let nonce = state.account(&sender)?.nonce;
             let stale: Vec<TxId> = self.by_sender.get(&sender).map(|q| q.range(..nonce).map(|(_, id)| *id).collect()).unwrap_or_default();
             for id in stale {

@@ -232,14 +232,16 @@ impl ChainSpec {
     }
 }
 
-/// A TOML error on one line: `line L, column C: what` (the position of its first byte, both
-/// counted from 1), instead of the multi-line caret diagram.
+/// A TOML error on one line: ``line L, column C (`the line`): what`` (the position of its
+/// first byte, both counted from 1), instead of the multi-line caret diagram.
 pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let Some(span) = e.span() else { return e.message().trim().to_string() };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {}", e.message().trim())
+    // The line itself (cut), as the caret diagram would show it.
+    let source: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
+    format!("line {line}, column {column} (`{source}`): {}", e.message().trim())
 }
 
 #[cfg(test)]

@@ -275,3 +275,33 @@ fn checked_blocks_connect_only_on_the_chain_they_were_checked_for() {
     let failed = cairn_chain::CheckedBlock::check(&spec, &t.genesis(), bad).unwrap_err();
     assert_eq!(failed.1.code(), "bad_merkle_root");
 }
+
+/// Checking many blocks at once (signatures batched across blocks) gives each block exactly
+/// the answer it gets alone: a bad signature condemns only its block, at its index, and the
+/// blocks around it still pass.
+#[test]
+fn blocks_checked_together_get_the_answers_they_get_alone() {
+    let t = TestChain::new(test_spec());
+    let spec = t.chain.spec().clone();
+    let g = t.genesis();
+    let to = |i: u8| Address([i; 32]);
+    let good = |skip: u64| t.make_block(farmer(), vec![t.transfer(&dev(0), to(1), 5, skip), t.transfer(&dev(1), to(2), 5, skip)]);
+    let mut bad_sig = good(1);
+    bad_sig.transactions[1].signature.0[40] ^= 1;
+    let bad_sig = reseal(bad_sig);
+    let mut bad_root = good(2);
+    bad_root.header.tx_root = Hash([3; 32]);
+    let bad_root = mine_only(bad_root);
+    let blocks = vec![good(0), bad_sig, good(3), bad_root, t.make_block(farmer(), vec![]), good(4)];
+    let summary = |r: &cairn_chain::CheckResult| r.as_ref().map(|c| c.hash()).map_err(|f| (f.0, f.1.code(), format!("{:?}", f.1)));
+    let alone: Vec<_> = blocks.iter().map(|b| summary(&cairn_chain::CheckedBlock::check(&spec, &g, b.clone()))).collect();
+    let together: Vec<_> = cairn_chain::check_blocks(&spec, &g, blocks.clone(), None).iter().map(summary).collect();
+    assert_eq!(together, alone);
+    let bad = alone[1].as_ref().unwrap_err();
+    assert!(bad.1 == "bad_signature" && bad.2.contains("index: 1"), "{bad:?}");
+    assert_eq!(alone[3].as_ref().unwrap_err().1, "bad_merkle_root");
+    assert_eq!(alone.iter().filter(|r| r.is_ok()).count(), 4);
+    // All valid: every block passes in one batch.
+    let valid: Vec<_> = [0, 2, 4, 5].iter().map(|i| blocks[*i].clone()).collect();
+    assert!(cairn_chain::check_blocks(&spec, &g, valid, None).iter().all(|r| r.is_ok()));
+}

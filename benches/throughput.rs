@@ -150,13 +150,16 @@ async fn farming() {
     let genesis = spec.genesis().hash();
     let node = Node::start();
     let senders = fund(&node, &spec, genesis).await;
-    let blocks = 200u64;
+    // `THROUGHPUT_BLOCKS` farms more (e.g. a longer run under a profiler).
+    let blocks: u64 = std::env::var("THROUGHPUT_BLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    // `THROUGHPUT_TXS` queues fewer (0: the fixed cost of a block).
+    let per_block: usize = std::env::var("THROUGHPUT_TXS").ok().and_then(|v| v.parse().ok()).unwrap_or(50).min(50);
     let mut farm_secs = 0.0;
     let mut farm_cpu = 0.0;
     let mut next = vec![0u64; SENDERS];
     for b in 0..blocks {
         // 50 transfers from 50 senders (alternating halves), queued before the block.
-        for j in 0..50 {
+        for j in 0..per_block {
             let i = (b as usize % 2) * 50 + j;
             let tx = Transaction::signed(&senders[i], genesis, Keypair::generate().address(), 1, 1, next[i]);
             next[i] += 1;
@@ -169,7 +172,7 @@ async fn farming() {
         farm_cpu += cpu_secs(node.child.id()) - cpu;
     }
     println!(
-        "farming: {blocks} blocks with 50 queued transfers each in {farm_secs:.2} s of farm calls = {:.0} blocks/s; node CPU {:.2} ms a block",
+        "farming: {blocks} blocks with {per_block} queued transfers each in {farm_secs:.2} s of farm calls = {:.0} blocks/s; node CPU {:.2} ms a block",
         blocks as f64 / farm_secs,
         farm_cpu * 1000.0 / blocks as f64
     );

@@ -8,11 +8,22 @@
 //!    blocks/s and the node's CPU time per block (from `/proc`, 10 ms ticks summed over the
 //!    200 calls).
 //!
+//! 3. network: three `cairn node` processes on the load-test spec (`config/loadtest.toml`)
+//!    in a triangle, the first farming at the block time; for `THROUGHPUT_SECS` (default 30)
+//!    this process signs transfers to fresh addresses on all cores and posts them as arrays
+//!    of 1000 through `POST /txs`, spread over the three nodes (each sender always to the
+//!    same node, so its nonces arrive in order). Then it waits (with a deadline) for the
+//!    mempools to drain and prints confirmed tx/s, mempool sizes, bans, misbehaviour and
+//!    dropped links, whether the nodes share one tip and whether every accepted transfer was
+//!    confirmed.
+//!
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/cairn/target cargo bench --bench throughput` (prints
 //! figures, asserts only correctness). `CAIRN_BIN=path/to/cairn` runs another build of the
 //! node (an older one for "before" figures; it must speak single `POST /txs` only:
-//! `THROUGHPUT_ARRAYS=0`). `THROUGHPUT_ONLY=intake|farming` runs one part.
+//! `THROUGHPUT_ARRAYS=0`). `THROUGHPUT_ONLY=intake|farming|network` runs one part.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use cairn_chain::{Address, ChainSpec, Hash, Keypair, Transaction};
@@ -150,13 +161,16 @@ async fn farming() {
     let genesis = spec.genesis().hash();
     let node = Node::start();
     let senders = fund(&node, &spec, genesis).await;
-    let blocks = 200u64;
+    // `THROUGHPUT_BLOCKS` farms more (e.g. a longer run under a profiler).
+    let blocks: u64 = std::env::var("THROUGHPUT_BLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    // `THROUGHPUT_TXS` queues fewer (0: the fixed cost of a block).
+    let per_block: usize = std::env::var("THROUGHPUT_TXS").ok().and_then(|v| v.parse().ok()).unwrap_or(50).min(50);
     let mut farm_secs = 0.0;
     let mut farm_cpu = 0.0;
     let mut next = vec![0u64; SENDERS];
     for b in 0..blocks {
         // 50 transfers from 50 senders (alternating halves), queued before the block.
-        for j in 0..50 {
+        for j in 0..per_block {
             let i = (b as usize % 2) * 50 + j;
             let tx = Transaction::signed(&senders[i], genesis, Keypair::generate().address(), 1, 1, next[i]);
             next[i] += 1;
@@ -169,7 +183,7 @@ async fn farming() {
         farm_cpu += cpu_secs(node.child.id()) - cpu;
     }
     println!(
-        "farming: {blocks} blocks with 50 queued transfers each in {farm_secs:.2} s of farm calls = {:.0} blocks/s; node CPU {:.2} ms a block",
+        "farming: {blocks} blocks with {per_block} queued transfers each in {farm_secs:.2} s of farm calls = {:.0} blocks/s; node CPU {:.2} ms a block",
         blocks as f64 / farm_secs,
         farm_cpu * 1000.0 / blocks as f64
     );
@@ -178,15 +192,266 @@ async fn farming() {
 #[tokio::main]
 async fn main() {
     let arrays = std::env::var("THROUGHPUT_ARRAYS").map_or(true, |v| v != "0");
-    // `THROUGHPUT_ONLY=intake|farming` runs one part (e.g. under a profiler).
+    // `THROUGHPUT_ONLY=intake|farming|network` runs one part (e.g. under a profiler).
     let only = std::env::var("THROUGHPUT_ONLY").unwrap_or_default();
-    if only != "farming" {
+    if only.is_empty() || only == "intake" {
         intake(false).await;
         if arrays {
             intake(true).await;
         }
     }
-    if only != "intake" {
+    if only.is_empty() || only == "farming" {
         farming().await;
     }
+    if only.is_empty() || only == "network" {
+        network().await;
+    }
+}
+
+/// Senders of the network load, per node: each sender's transfers go to one node only.
+const NET_SENDERS_PER_NODE: usize = 600;
+/// Transfers a poster signs and sends in one array.
+const NET_BATCH: usize = 1000;
+/// Posters per node (each with its own senders), so signing and posting overlap.
+const NET_POSTERS: usize = 2;
+
+/// A number from the Prometheus text, summed over its labelled lines (0 if absent).
+fn metric_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && (l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+struct NetNode {
+    child: std::process::Child,
+    url: String,
+    peer: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NetNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    match http.get(url).send().await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    match http.get(url).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Posts `txs` as one array; per transaction, whether it was accepted.
+async fn post_batch(http: &reqwest::Client, url: &str, txs: &[Transaction]) -> Vec<bool> {
+    let body = Value::Array(txs.iter().map(tx_json).collect());
+    let Ok(r) = http.post(format!("{url}/txs")).json(&body).send().await else { return vec![false; txs.len()] };
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    match v.as_array() {
+        Some(a) if a.len() == txs.len() => a.iter().map(|x| x["txid"].is_string()).collect(),
+        _ => vec![false; txs.len()],
+    }
+}
+
+async fn network() {
+    let secs: u64 = std::env::var("THROUGHPUT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let chain_path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/loadtest.toml");
+    let spec = ChainSpec::load(std::path::Path::new(chain_path)).expect("load-test spec");
+    let genesis = spec.genesis().hash();
+    let farmer = Address([0xfa; 32]).to_string();
+    // Room for a few blocks' worth of load in every mempool (the default is 20,000).
+    let start = |peers: Vec<String>, farm: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("node.toml");
+        std::fs::write(&config, "mempool_max_txs = 200000\n").unwrap();
+        let mut args: Vec<String> = vec!["--chain".into(), chain_path.into(), "--config".into(), config.display().to_string()];
+        if !peers.is_empty() {
+            args.extend(["--peers".into(), peers.join(",")]);
+        }
+        if farm {
+            args.extend(["--farm".into(), farmer.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (child, url, peer) = process::spawn_node_addrs(&dir.path().join("data"), &args);
+        NetNode { child, url, peer, _dir: dir }
+    };
+    let a = start(vec![], true);
+    let b = start(vec![a.peer.clone()], false);
+    let c = start(vec![a.peer.clone(), b.peer.clone()], false);
+    let nodes = [a, b, c];
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut ok = true;
+        for n in &nodes {
+            ok &= get_json(&http, &format!("{}/status", n.url)).await["peers"].as_u64().unwrap_or(0) >= 2;
+        }
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the triangle did not connect within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let links_before: u64 = {
+        let mut n = 0;
+        for node in &nodes {
+            n += metric_sum(&get_text(&http, &format!("{}/metrics", node.url)).await, "cairn_p2p_disconnections_total");
+        }
+        n
+    };
+
+    // Fund the senders from the dev accounts, through the farming node; start once confirmed.
+    let senders: Vec<Keypair> = (0..NET_SENDERS_PER_NODE * 3).map(|_| Keypair::generate()).collect();
+    let devs = spec.dev_accounts.as_ref().map_or(1, |d| d.count as usize);
+    let mut fund = Vec::new();
+    for (i, k) in senders.iter().enumerate() {
+        let d = i % devs;
+        fund.push(Transaction::signed(&spec.dev_key(d as u32).unwrap(), genesis, k.address(), 1_000_000_000, 1, (i / devs) as u64));
+    }
+    assert!(post_batch(&http, &nodes[0].url, &fund).await.iter().all(|ok| *ok), "funding accepted");
+    let funded_at = {
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let v = get_json(&http, &format!("{}/accounts/{}", nodes[0].url, senders[senders.len() - 1].address())).await;
+            if v["balance"].as_u64().unwrap_or(0) > 0 {
+                break get_json(&http, &format!("{}/status", nodes[0].url)).await["height"].as_u64().unwrap_or(0);
+            }
+            assert!(Instant::now() < deadline, "funding not confirmed within 60 s");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+
+    // The load: posters sign on the blocking pool (all cores) and post arrays until the end.
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let end = t0 + std::time::Duration::from_secs(secs);
+    let mut posters = Vec::new();
+    let per_poster = NET_SENDERS_PER_NODE / NET_POSTERS;
+    for (p, keys) in senders.chunks(per_poster).enumerate() {
+        let url = nodes[p / NET_POSTERS].url.clone();
+        let keys: Arc<Vec<Keypair>> = Arc::new(keys.to_vec());
+        let (http, accepted, refused) = (http.clone(), accepted.clone(), refused.clone());
+        posters.push(tokio::spawn(async move {
+            let mut next = vec![0u64; keys.len()];
+            let mut turn = 0usize;
+            while Instant::now() < end {
+                // Round robin over this poster's senders, nonces in order.
+                let mut plan = Vec::with_capacity(NET_BATCH);
+                for _ in 0..NET_BATCH {
+                    let s = turn % keys.len();
+                    turn += 1;
+                    plan.push((s, next[s]));
+                    next[s] += 1;
+                }
+                let k = keys.clone();
+                let (plan, txs) = tokio::task::spawn_blocking(move || {
+                    // A fresh address per transfer: the hash of (poster, sender, nonce), no key
+                    // generation (it would cost as much as the signature).
+                    let fresh = |s: usize, n: u64| Address(Hash::digest(&[p.to_le_bytes(), s.to_le_bytes(), n.to_le_bytes()].concat()).0);
+                    let txs = plan.iter().map(|(s, n)| Transaction::signed(&k[*s], genesis, fresh(*s, *n), 1, 1, *n)).collect::<Vec<_>>();
+                    (plan, txs)
+                })
+                .await
+                .unwrap();
+                let ok = post_batch(&http, &url, &txs).await;
+                let good = ok.iter().filter(|x| **x).count() as u64;
+                accepted.fetch_add(good, Ordering::Relaxed);
+                refused.fetch_add(txs.len() as u64 - good, Ordering::Relaxed);
+                // A refused transfer leaves a gap: that sender starts again from it.
+                for ((s, nonce), ok) in plan.iter().zip(&ok) {
+                    if !ok {
+                        next[*s] = next[*s].min(*nonce);
+                    }
+                }
+            }
+        }));
+    }
+    for p in posters {
+        p.await.unwrap();
+    }
+    let load_secs = t0.elapsed().as_secs_f64();
+    let accepted = accepted.load(Ordering::Relaxed);
+    let refused = refused.load(Ordering::Relaxed);
+
+    // Confirmed during the load, then drain: wait for empty mempools and one tip.
+    let count_confirmed = |upto: u64| {
+        let (http, url) = (http.clone(), nodes[0].url.clone());
+        async move {
+            let mut n = 0u64;
+            for h in funded_at + 1..=upto {
+                let v = get_json(&http, &format!("{url}/blocks/{h}")).await;
+                n += v["transactions"].as_array().map_or(0, |a| a.len() as u64);
+            }
+            n
+        }
+    };
+    let height_at_end = get_json(&http, &format!("{}/status", nodes[0].url)).await["height"].as_u64().unwrap_or(0);
+    let confirmed_in_load = count_confirmed(height_at_end).await;
+    let drain_deadline = Instant::now() + std::time::Duration::from_secs(120);
+    let mut mempools = [0u64; 3];
+    let mut tips: Vec<String> = Vec::new();
+    let mut heights = [0u64; 3];
+    let drained = loop {
+        for (i, n) in nodes.iter().enumerate() {
+            mempools[i] = metric_sum(&get_text(&http, &format!("{}/metrics", n.url)).await, "cairn_mempool_transactions");
+        }
+        tips.clear();
+        for (i, n) in nodes.iter().enumerate() {
+            let st = get_json(&http, &format!("{}/status", n.url)).await;
+            heights[i] = st["height"].as_u64().unwrap_or(0);
+            tips.push(st["best_hash"].as_str().unwrap_or("").to_string());
+        }
+        if mempools.iter().all(|m| *m == 0) && tips.iter().all(|t| *t == tips[0]) {
+            break true;
+        }
+        if Instant::now() > drain_deadline {
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let drain_secs = t0.elapsed().as_secs_f64();
+    let final_height = get_json(&http, &format!("{}/status", nodes[0].url)).await["height"].as_u64().unwrap_or(0);
+    let confirmed = count_confirmed(final_height).await;
+
+    let mut bans = 0;
+    let mut ban_list = 0;
+    let mut misbehaviour = 0;
+    let mut disconnections = 0u64;
+    let mut peers = Vec::new();
+    for n in &nodes {
+        let m = get_text(&http, &format!("{}/metrics", n.url)).await;
+        bans += metric_sum(&m, "cairn_p2p_bans_total");
+        misbehaviour += metric_sum(&m, "cairn_p2p_misbehaviour_total");
+        disconnections += metric_sum(&m, "cairn_p2p_disconnections_total");
+        ban_list += get_json(&http, &format!("{}/p2p/bans", n.url)).await["count"].as_u64().unwrap_or(0);
+        peers.push(get_json(&http, &format!("{}/p2p/peers", n.url)).await["count"].as_u64().unwrap_or(0));
+    }
+    let disconnections = disconnections.saturating_sub(links_before);
+    println!(
+        "network (3 nodes, triangle, load-test spec, {secs} s of load): {accepted} transfers accepted ({:.0} tx/s), {refused} refused; \
+         {confirmed_in_load} confirmed during the load = {:.0} confirmed tx/s; \
+         all {confirmed} confirmed {drain_secs:.1} s after the start = {:.0} confirmed tx/s",
+        accepted as f64 / load_secs,
+        confirmed_in_load as f64 / load_secs,
+        confirmed as f64 / drain_secs,
+    );
+    println!(
+        "network: after the load: mempools {mempools:?} {}; one tip: {} (heights {heights:?}); {confirmed} of {accepted} accepted confirmed ({}); \
+         peers {peers:?}; bans {bans} (listed {ban_list}), misbehaviour points {misbehaviour}, dropped links {disconnections} (since the triangle formed)",
+        if drained { "(drained)" } else { "(NOT drained within 120 s)" },
+        tips.iter().all(|t| *t == tips[0]),
+        if confirmed == accepted { "all" } else { "NOT all" },
+    );
 }

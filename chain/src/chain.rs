@@ -16,7 +16,7 @@ use crate::sigcache::SigCache;
 use crate::spec::ChainSpec;
 use crate::state::{Overlay, apply_block, undo_block};
 use crate::store::{HeaderRecord, Store, StoreError, TxLocation};
-use crate::tx::Transaction;
+use crate::tx::{Transaction, TxId};
 
 /// How many timestamps the median-time-past rule looks at.
 pub const MEDIAN_TIME_SPAN: usize = 11;
@@ -247,6 +247,13 @@ impl Chain {
     /// Accepts a block: validates it, stores it, and moves the tip if its chain has the most
     /// work. Nothing of an invalid block is stored.
     pub fn submit(&mut self, block: Block, now_ms: u64) -> Result<Outcome, BlockError> {
+        self.submit_with_pending(block, now_ms, &|_| false)
+    }
+
+    /// As [`Chain::submit`]; `pending` names transactions the caller knows are in the
+    /// persisted mempool (its in-memory pool mirrors it), so their records are deleted
+    /// without reading the store first. Only a shortcut: the others are looked up as always.
+    pub fn submit_with_pending(&mut self, block: Block, now_ms: u64, pending: &dyn Fn(&TxId) -> bool) -> Result<Outcome, BlockError> {
         let hash = block.hash();
         if let Some(known) = self.known(&hash)? {
             return known;
@@ -259,7 +266,7 @@ impl Chain {
                 return Err(e);
             }
         };
-        self.connect(checked, now_ms)
+        self.connect(checked, now_ms, pending)
     }
 
     /// Accepts a block whose stateless checks already passed: as [`Chain::submit`] without
@@ -272,7 +279,7 @@ impl Chain {
         if let Some(known) = self.known(&block.hash)? {
             return known;
         }
-        self.connect(block, now_ms)
+        self.connect(block, now_ms, &|_| false)
     }
 
     /// Remembers a block that failed [`check_stateless`] (here or on another thread), when
@@ -305,7 +312,7 @@ impl Chain {
     }
 
     /// Stores a checked block and moves the tip if its chain has the most work.
-    fn connect(&mut self, checked: CheckedBlock, now_ms: u64) -> Result<Outcome, BlockError> {
+    fn connect(&mut self, checked: CheckedBlock, now_ms: u64, pending: &dyn Fn(&TxId) -> bool) -> Result<Outcome, BlockError> {
         let CheckedBlock { block, hash, .. } = checked;
         if self.invalid.contains(&block.header.prev_hash) {
             // Has a valid proof, so caching it costs an attacker real work.
@@ -330,7 +337,7 @@ impl Chain {
         }
         let rec = HeaderRecord { hash, total_work: parent.total_work.saturating_add(block.header.target.work()), header: block.header.clone() };
         if rec.total_work > self.tip.total_work {
-            self.reorganize(rec, block)
+            self.reorganize(rec, block, pending)
         } else {
             let mut b = self.store.batch();
             b.put_block(&rec, &block.transactions);
@@ -347,7 +354,7 @@ impl Chain {
     /// chain back to the fork point and applies the branch, all in one overlay, then writes it
     /// all in one batch. If a branch block breaks a state rule, it and its descendants are
     /// forgotten and the tip stays.
-    fn reorganize(&mut self, new_tip: HeaderRecord, new_block: Block) -> Result<Outcome, BlockError> {
+    fn reorganize(&mut self, new_tip: HeaderRecord, new_block: Block, pending: &dyn Fn(&TxId) -> bool) -> Result<Outcome, BlockError> {
         let max_depth = self.spec.max_reorg_depth;
         let lowest = self.tip.header.height.saturating_sub(max_depth);
         // The branch, newest first, down to (not including) the fork point.
@@ -445,7 +452,7 @@ impl Chain {
             // Only a transaction the node holds leaves the persisted mempool: a tombstone for
             // each of the others (every transaction of a catch-up sync) would cost a memtable
             // insert and compaction work for nothing.
-            if self.store.has_mempool_tx(id)? {
+            if pending(id) || self.store.has_mempool_tx(id)? {
                 b.delete_mempool_tx(id);
             }
         }

@@ -228,33 +228,25 @@ impl Mempool {
     }
 
     /// Removes transactions a new block included, and any of the same senders' pending
-    /// transactions whose nonce the block used up. Returns the IDs removed.
-    pub fn remove_included(&mut self, included: &[Transaction], state: &dyn AccountSource) -> Result<Vec<TxId>, StoreError> {
-        let mut removed = Vec::new();
-        let mut senders = Vec::new();
+    /// transactions whose nonce the block used up. Returns the IDs of those others (the
+    /// included ones are the block's: its caller knows them). The block is valid, so each
+    /// sender's next nonce after it is one past its last transaction there: no state read.
+    pub fn remove_included(&mut self, included: &[Transaction]) -> Vec<TxId> {
+        let mut next: HashMap<Address, u64> = HashMap::new();
         for tx in included {
-            let id = tx.id();
-            if self.remove(&id).is_some() {
-                removed.push(id);
-            }
-            senders.push(tx.sender());
+            self.remove(&tx.id());
+            let n = next.entry(tx.sender()).or_default();
+            *n = (*n).max(tx.nonce.saturating_add(1));
         }
-        senders.sort_unstable();
-        senders.dedup();
-        for sender in senders {
-            // A sender with nothing queued has nothing stale: no state read (a catch-up sync
-            // would read every sender of every block for nothing).
-            if !self.by_sender.contains_key(&sender) {
-                continue;
-            }
-            let nonce = state.account(&sender)?.nonce;
+        let mut removed = Vec::new();
+        for (sender, nonce) in next {
             let stale: Vec<TxId> = self.by_sender.get(&sender).map(|q| q.range(..nonce).map(|(_, id)| *id).collect()).unwrap_or_default();
             for id in stale {
                 self.remove(&id);
                 removed.push(id);
             }
         }
-        Ok(removed)
+        removed
     }
 
     /// Takes transactions out (e.g. ones that could not be persisted), with any later nonces

@@ -95,9 +95,13 @@ fn inclusion_removes_included_and_stale() {
     // A block includes a different nonce-0 transaction and the pool's nonce-1 one is still good.
     let other0 = Transaction::signed(&k, t.genesis(), Address([2; 32]), 1, 1, 0);
     let b = t.extend(Address([0xfa; 32]), vec![other0]);
-    m.remove_included(&b.transactions, &t.store).unwrap();
-    assert!(m.get(&t0.id()).is_none(), "stale nonce dropped");
+    assert_eq!(m.remove_included(&b.transactions), vec![t0.id()], "the stale nonce-0 one is dropped and listed");
     assert_eq!(m.len(), 1);
+    // A block with the pool's own nonce-1 transaction takes it out without listing it.
+    let t1 = m.iter().next().unwrap().clone();
+    let b = t.extend(Address([0xfa; 32]), vec![t1.clone()]);
+    assert!(m.remove_included(&b.transactions).is_empty());
+    assert!(m.is_empty());
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod admission;
 mod cli;
 mod crash;
 mod devnet;
+mod farm;
 mod hostile;
 mod intake;
 mod p2p;

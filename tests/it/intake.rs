@@ -189,3 +189,46 @@ async fn a_line_of_nodes_relays_a_burst_without_punishing_anyone() {
         n.shutdown().await;
     }
 }
+
+/// A node on the load-test spec farms a block of 10,000 transfers and then keeps working:
+/// more intake, another block. (A stalling RocksDB memtable budget once froze the chain thread
+/// for good right after such a block: farming, intake and relay all stopped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_working_after_a_block_of_ten_thousand_transfers() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = cairn_chain::ChainSpec::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/loadtest.toml")).unwrap();
+    let genesis = spec.genesis().hash();
+    let mut c = cairn::config::NodeConfig::for_tests(t.path().join("n"));
+    c.chain = spec.clone();
+    let n = cairn::Node::start(c).await.expect("node starts");
+    let rpc = Rpc::new(format!("http://{}", n.rpc_addr()));
+    let farmer = Address([0xfa; 32]);
+    // 50 senders funded by the dev accounts, then 200 transfers each to fresh addresses.
+    let senders: Vec<Keypair> = (0..50).map(|_| Keypair::generate()).collect();
+    let funding: Vec<Value> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, k)| tx_json(&Transaction::signed(&spec.dev_key((i % 10) as u32).unwrap(), genesis, k.address(), 1_000_000, 1, (i / 10) as u64)))
+        .collect();
+    assert_eq!(rpc.post("/txs", &Value::Array(funding)).await.0, 200);
+    rpc.farm(1, &farmer).await;
+    let transfers = |from: u64, to: u64| -> Vec<Value> {
+        (from..to)
+            .flat_map(|nonce| senders.iter().map(move |k| tx_json(&Transaction::signed(k, genesis, Keypair::generate().address(), 1, 1, nonce))))
+            .collect()
+    };
+    for chunk in transfers(0, 200).chunks(5000) {
+        let (s, v) = rpc.post("/txs", &Value::Array(chunk.to_vec())).await;
+        assert!(s == 200 && v.as_array().unwrap().iter().all(|r| r["txid"].is_string()), "{s}");
+    }
+    rpc.farm(1, &farmer).await;
+    let tip = n.chain().block_at(2).await.unwrap().unwrap();
+    assert_eq!(tip.transactions.len(), 10_000);
+    // Still working: intake and another block, each within a deadline.
+    let more = tokio::time::timeout(std::time::Duration::from_secs(30), rpc.post("/txs", &Value::Array(transfers(200, 210)))).await;
+    assert_eq!(more.expect("intake answers after the big block").0, 200);
+    let next = tokio::time::timeout(std::time::Duration::from_secs(30), rpc.farm(1, &farmer)).await;
+    assert_eq!(next.expect("farming goes on after the big block").len(), 1);
+    assert_eq!(n.chain().block_at(3).await.unwrap().unwrap().transactions.len(), 500);
+    n.shutdown().await;
+}

@@ -171,7 +171,7 @@ pub struct TxLocation {
     pub index: u32,
 }
 
-/// Memory all memtables together may use (a hard budget: writes wait for a flush past it).
+/// Memory all memtables together may use before RocksDB flushes the largest.
 /// The largest tunable share of a syncing node's memory: 16 MiB kept a 20,000-block sync at
 /// ~70 MiB peak RSS, 8 MiB at ~63 MiB, for more flushes and compaction (~+20% CPU-seconds
 /// there, measured under load).
@@ -252,10 +252,10 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Memory stays bounded however long the chain grows: all memtables share one budget,
         // and one block cache holds the data blocks of every column family.
-        // A hard budget: past it, writes wait for a flush (by default the budget only starts
-        // flushes, and under a sync's steady writes memtables queued for flushing took the
-        // node ~8 MiB past it).
-        opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, true));
+        // The budget starts flushes; it does not stall writes. (A stalling budget, tried, froze
+        // a node for good after a 9,500-transaction block: writes waited for a flush that never
+        // came, and with them the chain thread, the farmer and intake.)
+        opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, false));
         // A column family written rarely (meta, peers) cannot pin old log files: past this,
         // RocksDB flushes it, so a crash replays a bounded log.
         opts.set_max_total_wal_size(MAX_WAL_BYTES);

@@ -42,7 +42,8 @@ pub enum Command {
     Node(NodeArgs),
     /// Run a whole local network in this process: nodes, a farmer, live status, commands.
     Devnet(DevnetArgs),
-    /// Farm blocks against a node's RPC (an outside farmer).
+    /// Farm blocks against a node's RPC (an outside farmer), at the chain's block time; a line
+    /// per block (height, hash, transactions, hash rate).
     Farm(FarmArgs),
     /// The node's chain, tip and peers.
     Status {
@@ -354,6 +355,9 @@ pub struct FarmArgs {
     /// Search threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Farm as fast as the node takes blocks, not at the chain's block time.
+    #[arg(long)]
+    pub no_pacing: bool,
 }
 
 /// `cairn wallet` commands.

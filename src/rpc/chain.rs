@@ -29,6 +29,7 @@ pub async fn status(State(s): State<RpcState>) -> Json<Value> {
     Json(json!({
         "chain_id": s.chain.spec().chain_id,
         "genesis_hash": s.chain.genesis(),
+        "block_time_ms": s.chain.spec().block_time_ms,
         "node_id": s.node_id,
         "name": s.p2p.name(),
         "version": env!("CARGO_PKG_VERSION"),

@@ -39,7 +39,7 @@ async fn keygen_wallet_and_outside_farmer() {
     }
 
     // The outside farmer includes them.
-    let out = run(cairn().args(["farm", "--rpc", &url, "--farmer", &me.to_string(), "--blocks", "3", "--threads", "2"]));
+    let out = run(cairn().args(["farm", "--rpc", &url, "--farmer", &me.to_string(), "--blocks", "3", "--threads", "2", "--no-pacing"]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout(&out).lines().count(), 3);
     assert_eq!(n.rpc.height().await, 3);
@@ -328,4 +328,44 @@ async fn an_exposed_rpc_needs_the_cookie() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     node.shutdown().await;
     assert!(!data.join(".cookie").exists(), "the cookie is removed at shutdown");
+}
+
+/// `cairn farm` farms at the chain's block time (2 s on the devnet), prints a line per block,
+/// and stops within a second of Ctrl-C (SIGINT), even while it waits between blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outside_farmer_is_paced_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let n = start_node().await;
+    let farmer = Keypair::generate().address().to_string();
+    let mut child = cairn()
+        .args(["farm", "--rpc", &n.rpc.base, "--farmer", &farmer, "--threads", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cairn farm");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send((std::time::Instant::now(), line));
+        }
+    });
+    let (t1, first) = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a first block");
+    let (t2, second) = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a second block");
+    assert!(first.starts_with("1 ") && first.contains("txs=0") && first.contains("hashrate="), "{first}");
+    assert!(second.starts_with("2 "), "{second}");
+    // Paced: about the 2 s block time apart (loosely: a loaded machine is late, never early).
+    assert!(t2 - t1 >= std::time::Duration::from_millis(1500), "blocks {:?} apart", t2 - t1);
+    // Ctrl-C while it waits for the next block: gone within a second.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "cairn farm still running 1 s after SIGINT");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+    n.node.shutdown().await;
 }

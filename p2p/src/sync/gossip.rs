@@ -48,6 +48,11 @@ pub(crate) const RELAY_FLUSH: Duration = Duration::from_millis(100);
 /// How long a peer has to deliver transactions asked of it before another announcer is asked.
 pub(crate) const TX_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Most IDs waiting to be announced to one peer (a busy peer's queue: its inbox more than half
+/// full): beyond it the oldest are dropped (that peer then learns of them at the next
+/// reconciliation or from the block that confirms them).
+pub(crate) const MAX_QUEUED_IDS: usize = 50_000;
+
 /// Most transactions asked and not yet received (about ten seconds of a heavy load): beyond
 /// it, announcements are not fetched (the transactions come with the next reconciliation or
 /// the block that confirms them).
@@ -126,13 +131,6 @@ impl TxRequests {
         self.in_flight.remove(id);
     }
 
-    /// Forgets requests that could not be sent.
-    pub(crate) fn forget(&mut self, ids: &[Hash]) {
-        for id in ids {
-            self.in_flight.remove(id);
-        }
-    }
-
     /// Requests older than [`TX_REQUEST_TIMEOUT`]: those with a second source move to it
     /// (returned, by peer, to be asked now); the others are dropped.
     pub(crate) fn expire(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
@@ -189,16 +187,18 @@ impl TxRequests {
 /// Relays every transaction newly accepted into the mempool by announcing its ID to every
 /// peer but its source, and fetches what peers announce and we lack.
 ///
-/// Bounds: at most [`MAX_TX_IDS_PER_MESSAGE`] IDs queued per peer (a full announcement goes
-/// out at once), for the peers in the table; [`MAX_IN_FLIGHT`] requests. An announcement that
-/// finds the peer's inbox more than half full is dropped (best effort: gossip never crowds
-/// out sync requests; the peer's mempool catches up at the next reconciliation and from
-/// blocks), as is a `get_txs` that finds it full.
+/// Bounds: at most [`MAX_QUEUED_IDS`] IDs queued per peer, for the peers in the table (a full
+/// announcement of [`MAX_TX_IDS_PER_MESSAGE`] goes out at once); [`MAX_IN_FLIGHT`] requests.
+/// Announcements wait in the queue while the peer's inbox is more than half full (gossip never
+/// crowds out sync requests), and go out once it drains; a `get_txs` that finds the inbox
+/// full is sent again at the next flush. Nothing is lost to a busy moment.
 pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<RelayMsg>, mut peers: watch::Receiver<Arc<Snapshot>>) {
     let Some(mut txs) = ctx.chain.new_transactions() else { return };
     let mut sources: Recent<NodeId> = Recent::default();
     let mut connected: HashSet<NodeId> = HashSet::new();
     let mut queued: HashMap<NodeId, Vec<Hash>> = HashMap::new();
+    // Requests that found the peer's inbox full, sent again at the next flush.
+    let mut retry: HashMap<NodeId, Vec<Hash>> = HashMap::new();
     let mut requests = TxRequests::default();
     let mut flush = tokio::time::interval(RELAY_FLUSH);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,7 +217,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                         let ask = requests.announced(from, lacking, Instant::now());
                         ctx.metrics.txs_requested(ask.len());
                         let snapshot = peers.borrow().clone();
-                        ask_for(&snapshot, &from, ask, &mut requests);
+                        ask_for(&snapshot, &from, ask, &mut retry);
                     }
                     None => return,
                 }
@@ -225,11 +225,16 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
             }
             _ = flush.tick() => {
                 let snapshot = peers.borrow().clone();
-                for (id, batch) in queued.drain() {
-                    announce(&snapshot, &id, batch);
+                for (id, q) in queued.iter_mut() {
+                    announce(&snapshot, id, q);
                 }
+                queued.retain(|_, q| !q.is_empty());
+                let mut again = std::mem::take(&mut retry);
                 for (peer, ids) in requests.expire(Instant::now()) {
-                    ask_for(&snapshot, &peer, ids, &mut requests);
+                    again.entry(peer).or_default().extend(ids);
+                }
+                for (peer, ids) in again {
+                    ask_for(&snapshot, &peer, ids, &mut retry);
                 }
                 continue;
             }
@@ -242,8 +247,9 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 let joined: Vec<NodeId> = now.difference(&connected).copied().collect();
                 for left in connected.difference(&now) {
                     queued.remove(left);
+                    retry.remove(left);
                     for (peer, ids) in requests.peer_gone(left, Instant::now()) {
-                        ask_for(&snapshot, &peer, ids, &mut requests);
+                        ask_for(&snapshot, &peer, ids, &mut retry);
                     }
                 }
                 connected = now;
@@ -251,9 +257,10 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                     let pending = ctx.chain.pending_ids(RECONCILE_MAX).await;
                     for id in &joined {
                         tracing::debug!(target: "p2p::gossip", peer = %id, txs = pending.len(), "announcing our mempool to a new peer");
-                        for batch in pending.chunks(MAX_TX_IDS_PER_MESSAGE) {
-                            announce(&snapshot, id, batch.to_vec());
-                        }
+                        let q = queued.entry(*id).or_default();
+                        q.splice(0..0, pending.iter().copied());
+                        cap(q);
+                        announce(&snapshot, id, q);
                     }
                 }
                 continue;
@@ -276,39 +283,50 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
             }
             let q = queued.entry(*id).or_default();
             q.push(txid);
-            if q.len() >= MAX_TX_IDS_PER_MESSAGE
-                && let Some(batch) = queued.remove(id)
-            {
-                announce(&snapshot, id, batch);
+            cap(q);
+            if q.len() >= MAX_TX_IDS_PER_MESSAGE {
+                announce(&snapshot, id, q);
             }
         }
     }
 }
 
-/// Sends one peer an announcement, if it is still connected and its inbox has room.
-fn announce(snapshot: &Snapshot, id: &NodeId, ids: Vec<Hash>) {
-    if ids.is_empty() {
-        return;
-    }
-    if let Some((_, inbox)) = snapshot.inboxes.iter().find(|(p, _)| p == id) {
-        // Gossip uses at most half of an inbox, so sync requests always find room.
-        if inbox.capacity() > crate::config::PEER_INBOX / 2 {
-            let _ = inbox.try_send(PeerCmd::Send(Message::TxIds(ids)));
-        }
+/// Drops the oldest IDs of a queue beyond [`MAX_QUEUED_IDS`].
+fn cap(q: &mut Vec<Hash>) {
+    if q.len() > MAX_QUEUED_IDS {
+        let excess = q.len() - MAX_QUEUED_IDS;
+        q.drain(..excess);
+        tracing::debug!(target: "p2p::gossip", dropped = excess, "announcement queue full; oldest IDs dropped");
     }
 }
 
-/// Asks a peer for transactions; what cannot be sent is forgotten (another announcement may
-/// bring it).
-fn ask_for(snapshot: &Snapshot, id: &NodeId, ids: Vec<Hash>, requests: &mut TxRequests) {
+/// Announces a peer's queued IDs, in messages of at most [`MAX_TX_IDS_PER_MESSAGE`], while its
+/// inbox has room (more than half free: sync requests always find room); what does not go
+/// stays queued. A peer no longer connected has its queue cleared.
+fn announce(snapshot: &Snapshot, id: &NodeId, q: &mut Vec<Hash>) {
+    let Some((_, inbox)) = snapshot.inboxes.iter().find(|(p, _)| p == id) else {
+        q.clear();
+        return;
+    };
+    while !q.is_empty() && inbox.capacity() > crate::config::PEER_INBOX / 2 {
+        let n = q.len().min(MAX_TX_IDS_PER_MESSAGE);
+        if inbox.try_send(PeerCmd::Send(Message::TxIds(q[..n].to_vec()))).is_err() {
+            return;
+        }
+        q.drain(..n);
+    }
+}
+
+/// Asks a peer for transactions; what finds its inbox full waits in `retry` for the next
+/// flush (a peer that left: dropped; its requests move to second sources).
+fn ask_for(snapshot: &Snapshot, id: &NodeId, ids: Vec<Hash>, retry: &mut HashMap<NodeId, Vec<Hash>>) {
     if ids.is_empty() {
         return;
     }
-    let inbox = snapshot.inboxes.iter().find(|(p, _)| p == id).map(|(_, inbox)| inbox);
+    let Some((_, inbox)) = snapshot.inboxes.iter().find(|(p, _)| p == id) else { return };
     for chunk in ids.chunks(MAX_TX_IDS_PER_MESSAGE) {
-        let sent = inbox.is_some_and(|i| i.try_send(PeerCmd::Send(Message::GetTxs(chunk.to_vec()))).is_ok());
-        if !sent {
-            requests.forget(chunk);
+        if inbox.try_send(PeerCmd::Send(Message::GetTxs(chunk.to_vec()))).is_err() {
+            retry.entry(*id).or_default().extend_from_slice(chunk);
         }
     }
 }
@@ -363,10 +381,6 @@ mod tests {
         // B leaving too drops it.
         assert!(r.peer_gone(&b, t0).is_empty());
         assert_eq!(r.len(), 0);
-        // Forgotten requests (the inbox was full) can be asked again.
-        assert_eq!(r.announced(a, ids(0..2), t0), ids(0..2));
-        r.forget(&ids(0..2));
-        assert_eq!(r.announced(b, ids(0..2), t0), ids(0..2));
     }
 
     #[test]

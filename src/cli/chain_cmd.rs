@@ -11,14 +11,19 @@ use serde_json::{Value, json};
 use super::RpcArgs;
 use super::peers_cmd::print_json;
 
-/// `cairn status`.
-pub async fn status(rpc: &RpcArgs) -> anyhow::Result<()> {
-    let v: Value = rpc.client()?.get("/status").await?;
+/// GETs `path` and prints the JSON (`--json`) or `render`'s text.
+async fn show(rpc: &RpcArgs, path: &str, render: fn(&Value) -> String) -> anyhow::Result<()> {
+    let v: Value = rpc.client()?.get(path).await?;
     if rpc.json {
         return print_json(&v);
     }
-    print!("{}", status_text(&v));
+    print!("{}", render(&v));
     Ok(())
+}
+
+/// `cairn status`.
+pub async fn status(rpc: &RpcArgs) -> anyhow::Result<()> {
+    show(rpc, "/status", status_text).await
 }
 
 fn status_text(v: &Value) -> String {
@@ -37,12 +42,7 @@ fn status_text(v: &Value) -> String {
 
 /// `cairn block <height|hash>`.
 pub async fn block(rpc: &RpcArgs, id: &str) -> anyhow::Result<()> {
-    let v: Value = rpc.client()?.get(&format!("/blocks/{}", id.trim())).await?;
-    if rpc.json {
-        return print_json(&v);
-    }
-    print!("{}", block_text(&v));
-    Ok(())
+    show(rpc, &format!("/blocks/{}", id.trim()), block_text).await
 }
 
 fn block_text(v: &Value) -> String {

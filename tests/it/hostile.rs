@@ -15,7 +15,7 @@ use cairn_chain::{Address, Block, ChainSpec, Hash, Header, Transaction};
 use cairn_p2p::wire::{BlockId, Message, RejectReason, decode, encode};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{RawPeer, Rpc, dev, devnet_genesis, wait_for};
+use crate::support::{RawPeer, Rpc, dev, devnet_genesis, metric, wait_for};
 
 async fn start(dir: &Path, peers: Vec<String>) -> Node {
     let mut c = NodeConfig::for_tests(dir.join("data"));
@@ -113,10 +113,6 @@ impl RawPeer {
 
 async fn registered(n: &Node, p: &RawPeer) {
     wait_for("raw peer registered", 10, || async { n.p2p().peers().iter().any(|x| x.node_id == p.id).then_some(()) }).await;
-}
-
-fn metric(text: &str, line_prefix: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(line_prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// A peer whose score reaches the ban threshold is cut off at once: of a batch of 1000

@@ -7,10 +7,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_array_is_answered_entry_by_entry() {
     let n = start_node().await;

@@ -7,10 +7,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
-}
-
 async fn compact(rpc: &Rpc, outcome: &str) -> u64 {
     metric(&rpc.http_text("/metrics").await, &format!("cairn_p2p_compact_blocks_total{{outcome=\"{outcome}\"}}"))
 }

@@ -27,6 +27,11 @@ where
     }
 }
 
+/// The value of the first `/metrics` line starting with `prefix` (name and labels), 0 if none.
+pub fn metric(text: &str, prefix: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
 /// An HTTP client for one node's RPC.
 #[derive(Clone)]
 pub struct Rpc {

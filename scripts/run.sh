@@ -10,4 +10,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 if [ $# -eq 0 ]; then
   set -- devnet --farm
 fi
-exec cargo run --release --quiet -- "$@"
+bin="$CARGO_TARGET_DIR/release/cairn"
+if [ ! -x "$bin" ]; then
+  echo "run: first build of cairn (release) into $CARGO_TARGET_DIR: RocksDB compiles from source," >&2
+  echo "run: about 35 minutes on 2 cores; cargo shows its progress below. Later runs start at once." >&2
+fi
+# Built as scripts/test.sh builds it (the whole workspace, the same features), so a build made
+# by either is reused by the other.
+cargo build --release --workspace --bins
+exec "$bin" "$@"

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Installs what building and testing Cairn needs on a fresh Debian/Ubuntu machine:
-# libclang (bindgen for RocksDB's -sys crate) and a C++ compiler; for the network-namespace
-# tests (tests/netns): iproute2 (`ip netns`), nftables, curl, and avahi (`avahi-browse`, a
-# third-party mDNS client, with its daemon and D-Bus). Idempotent and quiet when everything is
-# there already.
+# Installs what building Cairn needs on a fresh Debian/Ubuntu machine: libclang (bindgen for
+# RocksDB's -sys crate) and a C++ compiler. With `--test`, also what the test suite needs: for
+# the network-namespace tests (tests/netns) iproute2 (`ip netns`), nftables, curl, and avahi
+# (`avahi-browse`, a third-party mDNS client, with its daemon and D-Bus). Running a node needs
+# none of those. Idempotent and quiet when everything is there already.
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 # Without recommends: avahi-daemon's (libnss-mdns) would change the machine's name resolution.
 tools=()
-for pkg in iproute2 nftables curl dbus avahi-daemon avahi-utils; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || tools+=("$pkg")
-done
+if [ "${1:-}" = "--test" ]; then
+  for pkg in iproute2 nftables curl dbus avahi-daemon avahi-utils; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || tools+=("$pkg")
+  done
+fi
 if [ ${#need[@]} -gt 0 ] || [ ${#tools[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${need[*]} ${tools[*]}" >&2

@@ -4,7 +4,7 @@
 # the cache under ~/.cache/cairn is shared with scripts/run.sh and CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 # Style and lints first: seconds for fmt; clippy reuses the release build's dependencies.
 cargo fmt --check

@@ -8,15 +8,16 @@
 //! `spawn_blocking` against a shared `Store` handle. The tip is published on a `watch`
 //! channel, so `/status`, farmers and (later) the p2p layer read it without a round trip.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_chain::compact::{CompactBlock, Partial};
 use cairn_chain::hash::BoundedSet;
-use cairn_chain::store::TxLocation;
+use cairn_chain::store::{StoreBatch, TxLocation};
 use cairn_chain::{
     Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, CheckResult, CheckedBlock, Hash, Header, Mempool, MempoolLimits, Outcome, SigCache,
-    Store, StoreError, Transaction, TxError, TxId, Work,
+    Store, StoreError, Transaction, TxError, TxId, Waiting, Work,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -25,7 +26,8 @@ use crate::metrics::Metrics;
 /// Commands queued for the chain thread before senders wait.
 const COMMAND_QUEUE: usize = 1024;
 
-/// Accepted transactions buffered for gossip; a lagging listener skips ahead.
+/// Batches of accepted transactions buffered for gossip (one per intake call or block, so a
+/// 10,000-transaction array is one entry); a listener lagging further skips ahead.
 const TX_EVENTS: usize = 4096;
 
 /// Most transactions in one intake call (`POST /txs` with an array).
@@ -157,8 +159,9 @@ enum Command {
     /// The cheap checks of a batch, before signatures are verified elsewhere.
     Precheck(Vec<Transaction>, Reply<Prechecked>),
     /// Transactions whose signatures were verified (`true`) or found bad (`false`): admit the
-    /// good ones (one unsynced write for the batch).
-    Admit(Vec<(Transaction, bool)>, Reply<Vec<Result<TxId, TxError>>>),
+    /// good ones (one unsynced write for the batch). Relayed ones (`true`) whose nonce is past
+    /// the sender's next wait for their predecessors ([`Waiting`]).
+    Admit(Vec<(Transaction, bool)>, bool, Reply<Vec<Result<TxId, TxError>>>),
     /// Make the unsynced writes durable (sent every [`WAL_SYNC_INTERVAL`]).
     SyncWal,
     Template(Address, Reply<Result<Template, StoreError>>),
@@ -170,12 +173,13 @@ enum Command {
     PendingAll(usize, Reply<Vec<Transaction>>),
     /// How many transactions are pending, and the first N by sender then nonce.
     MempoolView(usize, Reply<(usize, Vec<Transaction>)>),
-    /// IDs of up to N pending transactions, by sender then nonce (announced to a new peer:
-    /// reconciliation).
-    PendingIds(usize, Reply<Vec<TxId>>),
+    /// IDs of up to N pending transactions past the first S, by sender then nonce
+    /// (announced to peers: reconciliation).
+    PendingIds(usize, usize, Reply<Vec<TxId>>),
     /// The pending transactions among these IDs (a peer's `get_txs`).
     PendingByIds(Vec<TxId>, Reply<Vec<Transaction>>),
-    /// Those of these IDs worth fetching: not pending, not known to carry a bad signature.
+    /// Those of these IDs worth fetching: not pending, not waiting for a predecessor, not
+    /// known to carry a bad signature, not refused since the last tip.
     Lacking(Vec<TxId>, Reply<Vec<TxId>>),
     /// Rebuilds a compact block from the mempool.
     Rebuild(Box<CompactBlock>, Reply<Partial>),
@@ -189,7 +193,7 @@ pub struct ChainHandle {
     sigcache: Arc<SigCache>,
     store: Store,
     tip: watch::Receiver<Tip>,
-    txs: broadcast::Sender<Transaction>,
+    txs: broadcast::Sender<Arc<[Transaction]>>,
     spec: Arc<ChainSpec>,
     genesis: Hash,
 }
@@ -241,6 +245,10 @@ impl ChainHandle {
             metrics,
             sigcache: sigcache.clone(),
             bad_signatures: BoundedSet::new(BAD_SIGNATURES),
+            // Half the mempool's size: a few seconds of out-of-order arrivals at any load the
+            // mempool can hold.
+            waiting: Waiting::new((limits.max_txs / 2).max(1_000)),
+            rejected: BoundedSet::new(BAD_SIGNATURES),
             unsynced: false,
         };
         // The group commit's clock: a tiny thread that asks for a WAL sync every interval and
@@ -301,8 +309,8 @@ impl ChainHandle {
         self.tip.clone()
     }
 
-    /// Transactions as they are accepted into the mempool.
-    pub fn subscribe_txs(&self) -> broadcast::Receiver<Transaction> {
+    /// Transactions as they are accepted into the mempool, in batches.
+    pub fn subscribe_txs(&self) -> broadcast::Receiver<Arc<[Transaction]>> {
         self.txs.subscribe()
     }
 
@@ -421,6 +429,17 @@ impl ChainHandle {
     /// thread then only applies: the exact nonce sequence and balance, and one write for the
     /// batch without an fsync (made durable within [`WAL_SYNC_INTERVAL`]).
     pub async fn submit_txs(&self, txs: Vec<Transaction>) -> Result<Vec<Result<TxId, TxError>>, ServiceError> {
+        self.submit(txs, false).await
+    }
+
+    /// As [`ChainHandle::submit_txs`], for transactions relayed by peers: one whose nonce is
+    /// past its sender's next (its predecessor comes from another peer, or in a block) waits
+    /// for it instead of being dropped, and is answered `nonce_too_high` meanwhile.
+    pub async fn submit_relayed(&self, txs: Vec<Transaction>) -> Result<Vec<Result<TxId, TxError>>, ServiceError> {
+        self.submit(txs, true).await
+    }
+
+    async fn submit(&self, txs: Vec<Transaction>, relayed: bool) -> Result<Vec<Result<TxId, TxError>>, ServiceError> {
         if txs.is_empty() {
             return Ok(Vec::new());
         }
@@ -438,7 +457,7 @@ impl ChainHandle {
         })
         .await
         .map_err(|_| ServiceError::Stopped)?;
-        let admitted = self.ask(|r| Command::Admit(todo.into_iter().zip(ok).collect(), r)).await?;
+        let admitted = self.ask(|r| Command::Admit(todo.into_iter().zip(ok).collect(), relayed, r)).await?;
         for (i, r) in passed.into_iter().zip(admitted) {
             out[i] = r;
         }
@@ -504,9 +523,9 @@ impl ChainHandle {
     pub async fn mempool(&self, max: usize) -> Result<(usize, Vec<Transaction>), ServiceError> {
         self.ask(|r| Command::MempoolView(max, r)).await
     }
-    /// IDs of up to `max` pending transactions.
-    pub async fn pending_ids(&self, max: usize) -> Result<Vec<TxId>, ServiceError> {
-        self.ask(|r| Command::PendingIds(max, r)).await
+    /// IDs of up to `max` pending transactions past the first `skip`, by sender then nonce.
+    pub async fn pending_ids(&self, skip: usize, max: usize) -> Result<Vec<TxId>, ServiceError> {
+        self.ask(|r| Command::PendingIds(skip, max, r)).await
     }
     /// The pending transactions among `ids`, in the order asked.
     pub async fn pending_by_ids(&self, ids: Vec<TxId>) -> Result<Vec<Transaction>, ServiceError> {
@@ -547,11 +566,17 @@ struct Worker {
     chain: Chain,
     mempool: Mempool,
     tip: watch::Sender<Tip>,
-    txs: broadcast::Sender<Transaction>,
+    txs: broadcast::Sender<Arc<[Transaction]>>,
     metrics: Arc<Metrics>,
     sigcache: Arc<SigCache>,
     /// IDs of transactions refused for a bad signature (the recent-rejects filter).
     bad_signatures: BoundedSet,
+    /// Relayed transactions waiting for an earlier nonce of their sender.
+    waiting: Waiting,
+    /// IDs refused since the last tip for a reason a tip can change: not fetched from peers
+    /// again before the next tip (Bitcoin Core's recent-rejects filter; at the bound the
+    /// oldest is forgotten, and fetched again if announced).
+    rejected: BoundedSet,
     /// Mempool writes since the last WAL sync.
     unsynced: bool,
 }
@@ -623,8 +648,8 @@ impl Worker {
                     let r = self.precheck(&txs);
                     let _ = reply.send((txs, r));
                 }
-                Command::Admit(txs, reply) => {
-                    let r = self.admit(txs);
+                Command::Admit(txs, relayed, reply) => {
+                    let r = self.admit(txs, relayed);
                     let _ = reply.send(r);
                 }
                 Command::SyncWal => self.sync_wal(),
@@ -655,14 +680,20 @@ impl Worker {
                 Command::MempoolView(max, reply) => {
                     let _ = reply.send((self.mempool.len(), self.mempool.iter().take(max).cloned().collect()));
                 }
-                Command::PendingIds(max, reply) => {
-                    let _ = reply.send(self.mempool.ids().take(max).copied().collect());
+                Command::PendingIds(skip, max, reply) => {
+                    let _ = reply.send(self.mempool.ids().skip(skip).take(max).copied().collect());
                 }
                 Command::PendingByIds(ids, reply) => {
                     let _ = reply.send(ids.iter().filter_map(|id| self.mempool.get(id).cloned()).collect());
                 }
                 Command::Lacking(ids, reply) => {
-                    let _ = reply.send(ids.into_iter().filter(|id| !self.mempool.contains(id) && !self.bad_signatures.contains(id)).collect());
+                    let _ = reply.send(
+                        ids.into_iter()
+                            .filter(|id| {
+                                !self.mempool.contains(id) && !self.waiting.contains(id) && !self.bad_signatures.contains(id) && !self.rejected.contains(id)
+                            })
+                            .collect(),
+                    );
                 }
                 Command::Rebuild(compact, reply) => {
                     let _ = reply.send(Partial::rebuild(&compact, self.mempool.entries()));
@@ -760,6 +791,7 @@ impl Worker {
         tracing::info!(target: "chain::store", height = t.height, hash = %t.hash, txs = moved.txs, "new tip");
         self.metrics.set_height(t.height);
         self.tip.send_replace(t);
+        self.rejected = BoundedSet::new(BAD_SIGNATURES);
         for (applied, undone) in moved.steps {
             if let Err(e) = self.after_connect(&applied, &undone) {
                 tracing::error!(target: "chain::mempool", "mempool update after a new tip failed: {e}");
@@ -774,6 +806,7 @@ impl Worker {
         let store = self.chain.store().clone();
         let mut stale = store.batch();
         let mut any = false;
+        let mut senders = HashSet::new();
         for block in applied {
             // The block's own transactions left the persisted mempool in its batch; only the
             // same-sender ones whose nonce it used up are deleted here.
@@ -781,25 +814,33 @@ impl Worker {
                 stale.delete_mempool_tx(&id);
                 any = true;
             }
+            if !self.waiting.is_empty() {
+                senders.extend(block.transactions.iter().map(Transaction::sender));
+            }
         }
+        // Waiting transactions whose predecessors this block used up are next now.
+        let mut promoted = Vec::new();
+        self.promote(senders, &store, &mut stale, &mut promoted);
+        any |= !promoted.is_empty();
         if any {
             // Unsynced: a stale record that outlives a power loss is deleted at the next start
             // (it can never become valid again); the next group commit makes this durable.
             store.write_unsynced(stale)?;
             self.unsynced = true;
         }
-        let mut back = 0;
+        self.accepted(promoted);
+        let mut back = Vec::new();
         for block in undone.iter().rev() {
             for tx in &block.transactions {
                 if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &store).is_ok() {
-                    back += 1;
-                    // Relayed like a new transaction, so any farmer can re-include it.
-                    let _ = self.txs.send(tx.clone());
+                    back.push(tx.clone());
                 }
             }
         }
-        if back > 0 {
-            tracing::info!(target: "chain::mempool", back, "returned transactions of reorged-out blocks");
+        if !back.is_empty() {
+            tracing::info!(target: "chain::mempool", back = back.len(), "returned transactions of reorged-out blocks");
+            // Relayed like new transactions, so any farmer can re-include them.
+            let _ = self.txs.send(back.into());
         }
         self.metrics.set_mempool(self.mempool.len());
         Ok(())
@@ -821,6 +862,7 @@ impl Worker {
                 };
                 if let Err(e) = &r {
                     self.metrics.tx_rejected(e.code());
+                    self.remember_rejection(id, e);
                 }
                 r
             })
@@ -829,31 +871,45 @@ impl Worker {
 
     /// Admits verified transactions: the exact checks against the mempool and state, then one
     /// write for all of them, without an fsync (see [`WAL_SYNC_INTERVAL`]).
-    fn admit(&mut self, txs: Vec<(Transaction, bool)>) -> Vec<Result<TxId, TxError>> {
+    fn admit(&mut self, txs: Vec<(Transaction, bool)>, relayed: bool) -> Vec<Result<TxId, TxError>> {
         let store = self.chain.store().clone();
         let mut b = store.batch();
         let mut accepted = Vec::new();
         let mut out = Vec::with_capacity(txs.len());
+        let mut senders = HashSet::new();
         for (tx, signature_ok) in txs {
             let id = tx.id();
             let r = if !signature_ok {
                 self.bad_signatures.insert(id);
                 Err(TxError::BadSignature)
             } else {
-                self.mempool.insert_verified(tx.clone(), &store).map(|ins| {
-                    b.put_mempool_tx(&tx);
-                    for old in &ins.removed {
-                        b.delete_mempool_tx(old);
+                let sender = tx.sender();
+                match self.mempool.insert_verified(tx.clone(), &store) {
+                    Ok(ins) => {
+                        b.put_mempool_tx(&tx);
+                        for old in &ins.removed {
+                            b.delete_mempool_tx(old);
+                        }
+                        accepted.push(tx);
+                        senders.insert(sender);
+                        Ok(ins.id)
                     }
-                    accepted.push(tx);
-                    ins.id
-                })
+                    Err(e @ TxError::NonceTooHigh { .. }) if relayed => {
+                        // Its predecessor is on its way from another peer, or in a block.
+                        self.waiting.hold(tx);
+                        out.push(Err(e));
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
             };
             if let Err(e) = &r {
                 self.metrics.tx_rejected(e.code());
+                self.remember_rejection(id, e);
             }
             out.push(r);
         }
+        self.promote(senders, &store, &mut b, &mut accepted);
         if let Err(e) = store.write_unsynced(b) {
             // Not stored: take them out again so memory and disk agree, and say so.
             tracing::error!(target: "chain::store", "cannot persist accepted transactions: {e}");
@@ -868,14 +924,63 @@ impl Worker {
             return out;
         }
         self.unsynced |= !accepted.is_empty();
-        self.sigcache.insert(accepted.iter().map(Transaction::id));
-        for tx in accepted {
-            self.metrics.tx_accepted();
-            // Nobody listening is fine (no p2p yet, or no peers).
-            let _ = self.txs.send(tx);
-        }
+        self.accepted(accepted);
         self.metrics.set_mempool(self.mempool.len());
         out
+    }
+
+    /// Newly in the mempool (and persisted): cached as verified, counted, and handed to
+    /// relay as one batch.
+    fn accepted(&mut self, txs: Vec<Transaction>) {
+        if txs.is_empty() {
+            return;
+        }
+        self.sigcache.insert(txs.iter().map(Transaction::id));
+        self.metrics.txs_accepted(txs.len());
+        // Nobody listening is fine (no p2p yet, or no peers).
+        let _ = self.txs.send(txs.into());
+    }
+
+    /// Remembers a refusal that only a new tip can change (fee, balance, nonce used, mempool
+    /// full), so a peer's re-announcement of the transaction is not fetched again before then.
+    fn remember_rejection(&mut self, id: TxId, e: &TxError) {
+        if !matches!(e, TxError::AlreadyKnown(_) | TxError::BadSignature | TxError::NonceTooHigh { .. } | TxError::Store(_)) {
+            self.rejected.insert(id);
+        }
+    }
+
+    /// Moves waiting transactions of these senders whose nonce is now next into the mempool,
+    /// in order, adding them to the batch `b` and to `accepted`.
+    fn promote(&mut self, senders: HashSet<Address>, store: &Store, b: &mut StoreBatch<'_>, accepted: &mut Vec<Transaction>) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        for sender in senders {
+            loop {
+                let next = match store.account(&sender) {
+                    Ok(account) => self.mempool.next_nonce(&sender, &account),
+                    Err(e) => {
+                        tracing::warn!(target: "chain::mempool", "reading an account for waiting transactions: {e}");
+                        break;
+                    }
+                };
+                let Some(tx) = self.waiting.take(&sender, next) else { break };
+                match self.mempool.insert_verified(tx.clone(), store) {
+                    Ok(ins) => {
+                        b.put_mempool_tx(&tx);
+                        for old in &ins.removed {
+                            b.delete_mempool_tx(old);
+                        }
+                        accepted.push(tx);
+                    }
+                    Err(e) => {
+                        self.metrics.tx_rejected(e.code());
+                        break;
+                    }
+                }
+            }
+        }
+        self.metrics.set_waiting(self.waiting.len());
     }
 
     /// The group commit: makes the unsynced mempool writes durable.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct Metrics {
     height: AtomicU64,
     mempool: AtomicU64,
+    waiting: AtomicU64,
     blocks_accepted: AtomicU64,
     reorgs: AtomicU64,
     txs_accepted: AtomicU64,
@@ -38,6 +39,10 @@ impl Metrics {
     pub fn set_mempool(&self, n: usize) {
         self.mempool.store(n as u64, Relaxed);
     }
+    /// Relayed transactions waiting for an earlier nonce of their sender.
+    pub fn set_waiting(&self, n: usize) {
+        self.waiting.store(n as u64, Relaxed);
+    }
     /// Transactions in the mempool now.
     pub fn mempool(&self) -> u64 {
         self.mempool.load(Relaxed)
@@ -54,9 +59,9 @@ impl Metrics {
     pub fn reorg(&self) {
         self.reorgs.fetch_add(1, Relaxed);
     }
-    /// A transaction entered the mempool.
-    pub fn tx_accepted(&self) {
-        self.txs_accepted.fetch_add(1, Relaxed);
+    /// Transactions entered the mempool.
+    pub fn txs_accepted(&self, n: usize) {
+        self.txs_accepted.fetch_add(n as u64, Relaxed);
     }
     /// A transaction was refused with `code`.
     pub fn tx_rejected(&self, code: &'static str) {
@@ -77,6 +82,7 @@ impl Metrics {
         };
         gauge("cairn_height", "Height of the best chain.", "gauge", self.height.load(Relaxed));
         gauge("cairn_mempool_transactions", "Transactions in the mempool.", "gauge", self.mempool.load(Relaxed));
+        gauge("cairn_mempool_waiting_transactions", "Relayed transactions waiting for an earlier nonce of their sender.", "gauge", self.waiting.load(Relaxed));
         gauge("cairn_blocks_accepted_total", "Blocks accepted (best or side chain).", "counter", self.blocks_accepted.load(Relaxed));
         gauge("cairn_reorgs_total", "Best-chain reorganisations.", "counter", self.reorgs.load(Relaxed));
         gauge("cairn_transactions_accepted_total", "Transactions accepted into the mempool.", "counter", self.txs_accepted.load(Relaxed));

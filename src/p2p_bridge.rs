@@ -3,6 +3,7 @@
 //! (over the RocksDB store's `peers` and `bans` column families, as JSON values).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use cairn_chain::compact::{CompactBlock, Partial};
 use cairn_chain::store::{CF_BANS, CF_PEERS};
@@ -75,16 +76,16 @@ impl ChainInfo for ChainBridge {
     fn watch_tip(&self) -> Option<watch::Receiver<TipSummary>> {
         Some(self.tips.clone())
     }
-    fn new_transactions(&self) -> Option<broadcast::Receiver<Transaction>> {
+    fn new_transactions(&self) -> Option<broadcast::Receiver<Arc<[Transaction]>>> {
         Some(self.chain.subscribe_txs())
     }
     fn pending_transactions(&self, max: usize) -> BoxFuture<Vec<Transaction>> {
         let c = self.chain.clone();
         Box::pin(async move { logged("pending transactions", c.pending(max).await).unwrap_or_default() })
     }
-    fn pending_ids(&self, max: usize) -> BoxFuture<Vec<Hash>> {
+    fn pending_ids(&self, skip: usize, max: usize) -> BoxFuture<Vec<Hash>> {
         let c = self.chain.clone();
-        Box::pin(async move { logged("pending ids", c.pending_ids(max).await).unwrap_or_default() })
+        Box::pin(async move { logged("pending ids", c.pending_ids(skip, max).await).unwrap_or_default() })
     }
     fn pending_by_ids(&self, ids: Vec<Hash>) -> BoxFuture<Vec<Transaction>> {
         let c = self.chain.clone();
@@ -152,7 +153,7 @@ impl ChainInfo for ChainBridge {
         let c = self.chain.clone();
         Box::pin(async move {
             let n = txs.len();
-            match c.submit_txs(txs).await {
+            match c.submit_relayed(txs).await {
                 Ok(r) => r.into_iter().map(|r| r.map(|_| ())).collect(),
                 Err(e) => vec![Err(TxError::Store(e.to_string())); n],
             }

@@ -25,6 +25,7 @@ pub mod spec;
 pub mod state;
 pub mod store;
 pub mod tx;
+pub mod waiting;
 
 pub use block::{Block, Header};
 pub use chain::{Chain, CheckResult, CheckedBlock, Outcome, check_blocks, check_header_alone, check_stateless, check_stateless_with};
@@ -38,3 +39,4 @@ pub use spec::ChainSpec;
 pub use state::{Account, AccountSource};
 pub use store::{HeaderRecord, Store, StoreError};
 pub use tx::{Transaction, TxId};
+pub use waiting::Waiting;

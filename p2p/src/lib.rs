@@ -20,6 +20,8 @@
 //!                        ▼                              ▼
 //!                   PEER TASKS (peer/task.rs, one per connection, sans-IO PeerProtocol)
 //!                   owns: its connection, heartbeat, rate limit, request tracking
+//!                   ──encoded messages──▶ its WRITER (peer/writer.rs): owns the sending
+//!                   half, so reading never waits on a send
 //!                        │ SyncMsg (decoded,           ▲ try_send PeerCmd
 //!                        ▼ checked alone)              │ (GetHeaders, GetBlocks, CompactBlock)
 //!                   SYNC TASK (sync/) ─────────────────┘
@@ -32,7 +34,8 @@
 //!  tx relay task (sync/gossip.rs) ◀──RelayMsg (Seen, Announced)── peer tasks; reads the
 //!  manager's Snapshot (inboxes) and try_sends the IDs of new mempool transactions to every
 //!  peer but their source (tx_ids, 100 ms / 4096), the mempool's IDs to a peer that joins,
-//!  and get_txs for announced transactions the chain lacks
+//!  the next part of the mempool to every peer every 10 s, and get_txs for announced
+//!  transactions the chain lacks
 //! ```
 //!
 //! | channel | bound | when full |
@@ -40,10 +43,12 @@
 //! | `ManagerMsg` | [`config::MANAGER_INBOX`] | senders wait (mDNS announcements are dropped: the LAN repeats them) |
 //! | `SyncMsg` | [`sync::SYNC_INBOX`] | the peer task waits: back-pressure on the peer that sends most |
 //! | `PeerCmd` (per peer) | [`config::PEER_INBOX`] | the manager and the sync task never wait: a request is taken back, gossip dropped |
-//! | `RelayMsg` | `channels::RELAY_INBOX` | dropped: a lost `Seen` may announce a transaction back to its sender; a lost `Announced` is not fetched from that peer |
+//! | `RelayMsg` | `channels::RELAY_INBOX` | dropped: a lost `Seen` may announce a transaction back to its sender; a lost `Announced` is fetched at the sender's next re-announcement round |
+//! | a peer's outbox | [`peer::writer`]: 8 MiB, 4096 messages | the peer task waits (the peer is not reading); a frame stuck for the ping timeout ends the connection |
 //!
 //! No cycle of waits: the manager waits on nobody; the sync task waits only on the manager
-//! (judgements) and the chain; peer tasks wait on both. No cycle of imports either: every
+//! (judgements) and the chain; peer tasks wait on both, and on their writer, which waits only
+//! on the network: a peer task keeps reading while its writer waits. No cycle of imports either: every
 //! message, handle and published snapshot lives in `channels`, which the actors import and
 //! which imports none of them (`architecture_test` checks the module graph).
 //!

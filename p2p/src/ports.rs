@@ -63,8 +63,8 @@ pub trait ChainInfo: Send + Sync + 'static {
     fn watch_tip(&self) -> Option<tokio::sync::watch::Receiver<TipSummary>> {
         None
     }
-    /// A receiver of transactions newly accepted into the mempool.
-    fn new_transactions(&self) -> Option<tokio::sync::broadcast::Receiver<Transaction>> {
+    /// A receiver of transactions newly accepted into the mempool, in batches.
+    fn new_transactions(&self) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<[Transaction]>>> {
         None
     }
     /// Up to `max` pending transactions, each sender's in nonce order (sent to a peer that
@@ -72,9 +72,10 @@ pub trait ChainInfo: Send + Sync + 'static {
     fn pending_transactions(&self, _max: usize) -> BoxFuture<Vec<Transaction>> {
         Box::pin(async { Vec::new() })
     }
-    /// IDs of up to `max` pending transactions, each sender's in nonce order (announced to a
-    /// peer that just connected, so mempools reconcile).
-    fn pending_ids(&self, _max: usize) -> BoxFuture<Vec<Hash>> {
+    /// IDs of up to `max` pending transactions past the first `skip`, each sender's in nonce
+    /// order (announced to a peer that just connected, and in turns to every peer, so
+    /// mempools reconcile).
+    fn pending_ids(&self, _skip: usize, _max: usize) -> BoxFuture<Vec<Hash>> {
         Box::pin(async { Vec::new() })
     }
     /// The pending transactions among `ids` (in the order asked; those not pending are left

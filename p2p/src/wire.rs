@@ -316,15 +316,29 @@ pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
     options(frame.len()).deserialize(frame).map_err(|e| WireError::Decode(e.to_string()))
 }
 
-/// One connection's framed stream pair, counting bytes both ways.
+/// One connection's framed stream pair, counting bytes both ways. The handshake uses it
+/// whole; the peer task splits it ([`Wire::split`]) so that reading never waits on a send.
 pub struct Wire {
-    rx: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
-    tx: FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
-    limit: usize,
+    rx: WireRx,
+    tx: WireTx,
     /// Bytes sent (frames included).
     pub bytes_out: Arc<AtomicU64>,
     /// Bytes received (frames included).
     pub bytes_in: Arc<AtomicU64>,
+}
+
+/// The receiving half of a [`Wire`].
+pub struct WireRx {
+    rx: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
+    limit: usize,
+    bytes_in: Arc<AtomicU64>,
+}
+
+/// The sending half of a [`Wire`].
+pub struct WireTx {
+    tx: FramedWrite<quinn::SendStream, LengthDelimitedCodec>,
+    limit: usize,
+    bytes_out: Arc<AtomicU64>,
 }
 
 fn codec(limit: usize) -> LengthDelimitedCodec {
@@ -334,34 +348,45 @@ fn codec(limit: usize) -> LengthDelimitedCodec {
 impl Wire {
     /// Frames a stream pair with the pre-handshake limit.
     pub fn new(send: quinn::SendStream, recv: quinn::RecvStream) -> Self {
+        let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         Wire {
-            rx: FramedRead::new(recv, codec(HANDSHAKE_FRAME_LIMIT)),
-            tx: FramedWrite::new(send, codec(HANDSHAKE_FRAME_LIMIT)),
-            limit: HANDSHAKE_FRAME_LIMIT,
-            bytes_out: Arc::new(AtomicU64::new(0)),
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            rx: WireRx { rx: FramedRead::new(recv, codec(HANDSHAKE_FRAME_LIMIT)), limit: HANDSHAKE_FRAME_LIMIT, bytes_in: bytes_in.clone() },
+            tx: WireTx { tx: FramedWrite::new(send, codec(HANDSHAKE_FRAME_LIMIT)), limit: HANDSHAKE_FRAME_LIMIT, bytes_out: bytes_out.clone() },
+            bytes_out,
+            bytes_in,
         }
     }
 
     /// Raises (or lowers) the frame limit, both ways.
     pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-        self.rx.decoder_mut().set_max_frame_length(limit);
-        self.tx.encoder_mut().set_max_frame_length(limit);
+        self.rx.limit = limit;
+        self.rx.rx.decoder_mut().set_max_frame_length(limit);
+        self.tx.limit = limit;
+        self.tx.tx.encoder_mut().set_max_frame_length(limit);
     }
 
     /// Sends one message.
     pub async fn send(&mut self, m: &Message) -> Result<(), WireError> {
-        let body = encode(m);
-        let n = body.len();
-        if n > self.limit {
-            return Err(WireError::FrameTooLarge(self.limit));
-        }
-        self.tx.send(body).await.map_err(WireError::Io)?;
-        self.bytes_out.fetch_add(n as u64 + 4, Ordering::Relaxed);
-        Ok(())
+        self.tx.send(m).await
     }
 
+    /// Receives one message.
+    pub async fn recv(&mut self) -> Result<Message, WireError> {
+        self.rx.recv().await
+    }
+
+    /// Finishes our half of the stream (a graceful end).
+    pub async fn finish(&mut self) {
+        self.tx.finish().await
+    }
+
+    /// The two halves, to be driven apart.
+    pub fn split(self) -> (WireRx, WireTx) {
+        (self.rx, self.tx)
+    }
+}
+
+impl WireRx {
     /// Receives one message.
     pub async fn recv(&mut self) -> Result<Message, WireError> {
         match self.rx.next().await {
@@ -378,6 +403,31 @@ impl Wire {
                 decode(&frame)
             }
         }
+    }
+}
+
+impl WireTx {
+    /// The largest message body this half sends.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, m: &Message) -> Result<(), WireError> {
+        self.send_body(encode(m)).await
+    }
+
+    /// Sends one encoded message body ([`encode`]). If the future is dropped part-way, the
+    /// frame stays whole in the buffer (the next send or [`WireTx::finish`] writes the rest),
+    /// or was never taken: the stream never carries half a frame followed by another.
+    pub async fn send_body(&mut self, body: Bytes) -> Result<(), WireError> {
+        let n = body.len();
+        if n > self.limit {
+            return Err(WireError::FrameTooLarge(self.limit));
+        }
+        self.tx.send(body).await.map_err(WireError::Io)?;
+        self.bytes_out.fetch_add(n as u64 + 4, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Finishes our half of the stream (a graceful end).

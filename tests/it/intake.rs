@@ -186,6 +186,102 @@ async fn a_line_of_nodes_relays_a_burst_without_punishing_anyone() {
     }
 }
 
+/// Relay fetches each transaction from whichever peer announced it first, so a sender's
+/// nonces can arrive out of order. One that comes before its predecessor waits for it (it
+/// used to be dropped, and with it every later one of that sender, for good): it enters the
+/// mempool when the predecessor arrives, or when a block uses the predecessor up. A client's
+/// gap through the RPC is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_transactions_out_of_nonce_order_wait_for_their_predecessors() {
+    let a = start_node().await;
+    let chain = a.node.chain().clone();
+    let k = dev(4);
+    let txs: Vec<Transaction> = (0..6).map(|n| Transaction::signed(&k, devnet_genesis(), Keypair::generate().address(), 1, 1, n)).collect();
+    let next = || {
+        let c = chain.clone();
+        let addr = k.address();
+        async move { c.account(addr).await.unwrap().next_nonce }
+    };
+    let waiting = || async { metric(&a.rpc.http_text("/metrics").await, "cairn_mempool_waiting_transactions ") };
+    // 2 and 1 come first: both wait, answered nonce_too_high.
+    let r = chain.submit_relayed(vec![txs[2].clone(), txs[1].clone()]).await.unwrap();
+    assert!(r.iter().all(|r| matches!(r, Err(cairn_chain::TxError::NonceTooHigh { .. }))), "{r:?}");
+    assert_eq!((next().await, waiting().await), (0, 2));
+    // Already held: a peer announcing them again is not asked for them.
+    assert!(chain.lacking(vec![txs[1].id(), txs[2].id()]).await.unwrap().is_empty());
+    // A client's gap is refused, not held.
+    let (s, v) = a.rpc.post("/txs", &Value::Array(vec![tx_json(&txs[4])])).await;
+    assert_eq!(s, 200);
+    assert_eq!(v[0]["error"]["code"], "nonce_too_high", "{v}");
+    assert_eq!(waiting().await, 2);
+    // 0 arrives: 1 and 2 follow it into the mempool.
+    let r = chain.submit_relayed(vec![txs[0].clone()]).await.unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    assert_eq!((next().await, waiting().await), (3, 0));
+    // 4 waits again; a block from elsewhere uses 3 up (this node never saw 3): 4 follows.
+    assert!(chain.submit_relayed(vec![txs[4].clone()]).await.unwrap()[0].is_err());
+    let b = start_node().await;
+    let (s, v) = b.rpc.post("/txs", &Value::Array(txs[..4].iter().map(tx_json).collect())).await;
+    assert_eq!(s, 200, "{v}");
+    b.rpc.farm(1, &Address([0xfa; 32])).await;
+    let block = b.node.chain().block_at(1).await.unwrap().expect("B's block");
+    assert_eq!(block.transactions.len(), 4);
+    assert!(chain.submit_block(block).await.unwrap().is_ok());
+    wait_for("4 promoted after the block", 10, || async { (next().await == 5).then_some(()) }).await;
+    assert_eq!(waiting().await, 0);
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
+/// Two nodes with large mempools meeting: each announces its whole mempool and fetches the
+/// other's at the same time, megabytes each way. (When one task both read and sent, each
+/// node blocked sending answers the other was not reading until the send timeout cut the
+/// link.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_full_mempools_reconcile_both_ways_at_once_without_dropping_the_link() {
+    let t = tempfile::tempdir().unwrap();
+    let start = |dir: std::path::PathBuf, peers: Vec<String>| async move {
+        let mut c = cairn::config::NodeConfig::for_tests(dir);
+        c.peers = peers;
+        c.mempool.max_txs = 40_000;
+        c.mempool.max_per_sender = 2_000;
+        cairn::Node::start(c).await.expect("node starts")
+    };
+    let a = start(t.path().join("a"), vec![]).await;
+    let b = start(t.path().join("b"), vec![]).await;
+    // 15,000 pending at each (dev accounts 0..8 at A, 8..16 at B; fresh recipients).
+    for (node, devs) in [(&a, 0..8u32), (&b, 8..16u32)] {
+        let rpc = Rpc::new(format!("http://{}", node.rpc_addr()));
+        let keys: Vec<Keypair> = devs.map(dev).collect();
+        let txs: Vec<Value> = (0..15_000u64)
+            .map(|i| {
+                let k = &keys[(i % 8) as usize];
+                tx_json(&Transaction::signed(k, devnet_genesis(), Keypair::generate().address(), 1, 1, i / 8))
+            })
+            .collect();
+        for chunk in txs.chunks(5_000) {
+            let (s, v) = rpc.post("/txs", &Value::Array(chunk.to_vec())).await;
+            assert_eq!(s, 200);
+            assert!(v.as_array().unwrap().iter().all(|r| r["txid"].is_string()), "{}", &v.to_string()[..300]);
+        }
+    }
+    a.p2p().connect(&b.p2p_addr().to_string()).await.expect("A dials B");
+    for (name, n) in [("A", &a), ("B", &b)] {
+        let rpc = Rpc::new(format!("http://{}", n.rpc_addr()));
+        wait_for(&format!("{name} holds all 30,000"), 90, || async {
+            (metric(&rpc.http_text("/metrics").await, "cairn_mempool_transactions ") == 30_000).then_some(())
+        })
+        .await;
+    }
+    for (name, n) in [("A", &a), ("B", &b)] {
+        let m = Rpc::new(format!("http://{}", n.rpc_addr())).http_text("/metrics").await;
+        assert_eq!(metric(&m, "cairn_p2p_disconnections_total "), 0, "{name} dropped the link");
+    }
+    for n in [a, b] {
+        n.shutdown().await;
+    }
+}
+
 /// A node on the load-test spec farms a block of 10,000 transfers and then keeps working:
 /// more intake, another block. (A stalling RocksDB memtable budget once froze the chain thread
 /// for good right after such a block: farming, intake and relay all stopped.)

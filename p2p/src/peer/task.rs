@@ -25,8 +25,9 @@ use crate::config::{FRAME_OVERHEAD, MAX_TXS_PER_MESSAGE};
 use crate::ctx::{Ctx, now_ms};
 use crate::identity::NodeId;
 use crate::peer::protocol::{Action, Close, PeerProtocol, ProtocolConfig, Serve, ToSync};
+use crate::peer::writer::{Outbox, WriteError};
 use crate::verdict::{Misbehaviour, Verdict, block_verdict, tx_verdict};
-use crate::wire::{BlockId, Hello, Message, RejectReason, Wire};
+use crate::wire::{BlockId, Hello, Message, RejectReason, Wire, WireRx};
 
 /// Longest run of relayed transactions submitted together (see `PeerTask::transactions`).
 const MAX_TX_RUN: usize = 256;
@@ -70,7 +71,10 @@ impl Drop for Gone {
 struct PeerTask {
     ctx: Arc<Ctx>,
     id: NodeId,
-    wire: Wire,
+    /// What the peer sends; read only by this task.
+    rx: WireRx,
+    /// What we send, written by the writer task (see [`crate::peer::writer`]).
+    outbox: Outbox,
     cancel: CancellationToken,
     stats: Arc<PeerStats>,
     proto: PeerProtocol,
@@ -95,7 +99,9 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
     }
     let cfg = ProtocolConfig { max_block_txs: ctx.chain.max_block_txs(), ..ProtocolConfig::from(&ctx.cfg) };
     let (proto, first) = PeerProtocol::new(cfg, direction == Direction::Outbound, Instant::now(), rand::random());
-    let mut t = PeerTask { ctx: ctx.clone(), id, wire, cancel, stats, proto };
+    let (rx, tx) = wire.split();
+    let outbox = Outbox::start(tx, ctx.cfg.ping_timeout);
+    let mut t = PeerTask { ctx: ctx.clone(), id, rx, outbox, cancel, stats, proto };
     let mut actions = first;
     let end = loop {
         if let Some(end) = t.carry_out(std::mem::take(&mut actions)).await {
@@ -117,7 +123,8 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
                 None => break End::Cancelled,
             },
             _ = tokio::time::sleep_until(t.proto.next_tick().into()) => actions = t.proto.tick(Instant::now()),
-            msg = t.wire.recv() => {
+            e = t.outbox.ended() => break write_failed(e),
+            msg = t.rx.recv() => {
                 let now = Instant::now();
                 actions = match msg {
                     Ok(m) => {
@@ -137,6 +144,15 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
     t.finish(&conn, end).await;
 }
 
+/// How the connection ends when the writer could not send.
+fn write_failed(e: WriteError) -> End {
+    match e {
+        WriteError::Timeout(kind) => End::Local(RejectReason::PeerTimeout, format!("send of {kind} timed out (peer not reading)")),
+        WriteError::Wire(e) => End::Remote(e.to_string()),
+        WriteError::Stopped => End::Cancelled,
+    }
+}
+
 impl PeerTask {
     /// Runs `fut` unless the peer is cut off first.
     async fn guarded<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
@@ -147,20 +163,14 @@ impl PeerTask {
         }
     }
 
-    /// Sends one message, bounded by the ping timeout (a peer that stops reading cannot park
-    /// the task) and by the cancellation.
+    /// Queues one message for the writer, waiting for room in the outbox (bounded by the
+    /// cancellation; the writer bounds each frame by the ping timeout).
     async fn send(&mut self, m: &Message) -> Result<(), End> {
-        let within = self.ctx.cfg.ping_timeout;
         let cancel = self.cancel.clone();
-        let r = tokio::select! {
+        tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Err(End::Cancelled),
-            r = tokio::time::timeout(within, self.wire.send(m)) => r,
-        };
-        match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(End::Remote(e.to_string())),
-            Err(_) => Err(End::Local(RejectReason::PeerTimeout, format!("send of {} timed out (peer not reading)", m.kind()))),
+            _ = cancel.cancelled() => Err(End::Cancelled),
+            r = self.outbox.send(m) => r.map_err(write_failed),
         }
     }
 
@@ -475,19 +485,24 @@ impl PeerTask {
     }
 
     /// Ends the connection as `end` says.
-    async fn finish(mut self, conn: &quinn::Connection, end: End) {
+    async fn finish(self, conn: &quinn::Connection, end: End) {
         let id = self.id;
+        // Last words go straight after the frame being written; what else was queued is
+        // dropped.
+        let mut last = self.outbox.stop().await;
         match end {
             End::Cancelled => {
                 if self.ctx.cancel.is_cancelled() {
                     // Shutdown: say so, briefly.
                     let code = RejectReason::ShuttingDown;
                     let bye = Message::Reject { reason: code, detail: "node shutting down".into() };
-                    let _ = tokio::time::timeout(GOODBYE, async {
-                        let _ = self.wire.send(&bye).await;
-                        self.wire.finish().await;
-                    })
-                    .await;
+                    if let Some(tx) = last.as_mut() {
+                        let _ = tokio::time::timeout(GOODBYE, async {
+                            let _ = tx.send(&bye).await;
+                            tx.finish().await;
+                        })
+                        .await;
+                    }
                     conn.close(code.close_code(), format!("{}: node shutting down", code.code()).as_bytes());
                 }
                 // Otherwise the manager cut it off and closed the connection with the reason.
@@ -495,12 +510,14 @@ impl PeerTask {
             End::Local(code, why) => {
                 tracing::info!(target: "p2p::peer", peer = %id, "disconnecting: {why}");
                 let bye = Message::Reject { reason: code, detail: why.clone() };
-                let _ = tokio::time::timeout(GOODBYE, async {
-                    let _ = self.wire.send(&bye).await;
-                    self.wire.finish().await;
-                    conn.closed().await;
-                })
-                .await;
+                if let Some(tx) = last.as_mut() {
+                    let _ = tokio::time::timeout(GOODBYE, async {
+                        let _ = tx.send(&bye).await;
+                        tx.finish().await;
+                        conn.closed().await;
+                    })
+                    .await;
+                }
                 conn.close(code.close_code(), format!("{}: {why}", code.code()).as_bytes());
             }
             End::Remote(why) => {

@@ -8,7 +8,11 @@
 //! as soon as [`MAX_TX_IDS_PER_MESSAGE`] are queued, so relaying thousands of transactions a
 //! second costs a peer a handful of messages a second, far inside its rate budget. A peer
 //! that connects is sent the IDs of our whole mempool (up to [`RECONCILE_MAX`]), so mempools
-//! reconcile after a partition or a reconnect.
+//! reconcile after a partition or a reconnect. And every [`REANNOUNCE_EVERY`], the next
+//! [`RECONCILE_MAX`] of our pending IDs go to every peer, in turns through the whole mempool:
+//! whatever a busy moment lost (an announcement dropped under load, a request whose peers all
+//! failed, a link that dropped), each peer learns again within a few rounds. Receivers fetch
+//! only what they lack, so a round costs an ID per pending transaction and little else.
 //!
 //! # Fetching
 //! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad), and
@@ -36,11 +40,14 @@ use crate::identity::NodeId;
 use crate::wire::Message;
 
 /// How many block/transaction sources are remembered (to skip them when relaying).
-const SOURCES: usize = 8192;
+const SOURCES: usize = 65_536;
 
 /// Most pending transactions announced to a peer that just connected (the mempool's default
 /// size).
 pub(crate) const RECONCILE_MAX: usize = 20_000;
+
+/// How often the next part of the mempool is announced to every peer again.
+pub(crate) const REANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 
 /// How long an ID waits for company before its announcement goes out.
 pub(crate) const RELAY_FLUSH: Duration = Duration::from_millis(100);
@@ -202,8 +209,12 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
     let mut requests = TxRequests::default();
     let mut flush = tokio::time::interval(RELAY_FLUSH);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reannounce = tokio::time::interval_at(tokio::time::Instant::now() + REANNOUNCE_EVERY, REANNOUNCE_EVERY);
+    reannounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Where the next round of re-announcement starts, in the mempool's sender order.
+    let mut cursor = 0;
     loop {
-        let tx = tokio::select! {
+        let batch = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return,
             note = notes.recv() => {
@@ -238,6 +249,20 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 }
                 continue;
             }
+            _ = reannounce.tick() => {
+                let ids = ctx.chain.pending_ids(cursor, RECONCILE_MAX).await;
+                cursor = if ids.len() < RECONCILE_MAX { 0 } else { cursor + ids.len() };
+                if !ids.is_empty() {
+                    tracing::debug!(target: "p2p::gossip", txs = ids.len(), "announcing part of our mempool again");
+                    let snapshot = peers.borrow().clone();
+                    for (id, _) in &snapshot.inboxes {
+                        let q = queued.entry(*id).or_default();
+                        q.extend_from_slice(&ids);
+                        cap(q);
+                    }
+                }
+                continue;
+            }
             changed = peers.changed() => {
                 if changed.is_err() {
                     return;
@@ -254,7 +279,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 }
                 connected = now;
                 if !joined.is_empty() {
-                    let pending = ctx.chain.pending_ids(RECONCILE_MAX).await;
+                    let pending = ctx.chain.pending_ids(0, RECONCILE_MAX).await;
                     for id in &joined {
                         tracing::debug!(target: "p2p::gossip", peer = %id, txs = pending.len(), "announcing our mempool to a new peer");
                         let q = queued.entry(*id).or_default();
@@ -266,7 +291,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 continue;
             }
             r = txs.recv() => match r {
-                Ok(tx) => tx,
+                Ok(batch) => batch,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::debug!(target: "p2p::gossip", skipped = n, "transaction relay lagged");
                     continue;
@@ -274,15 +299,17 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 Err(_) => return,
             },
         };
-        let txid = tx.id();
-        let source = sources.get(&txid).copied();
         let snapshot = peers.borrow().clone();
-        for (id, _) in &snapshot.inboxes {
-            if Some(*id) == source {
-                continue;
+        for tx in batch.iter() {
+            let txid = tx.id();
+            let source = sources.get(&txid).copied();
+            for (id, _) in &snapshot.inboxes {
+                if Some(*id) != source {
+                    queued.entry(*id).or_default().push(txid);
+                }
             }
-            let q = queued.entry(*id).or_default();
-            q.push(txid);
+        }
+        for (id, q) in queued.iter_mut() {
             cap(q);
             if q.len() >= MAX_TX_IDS_PER_MESSAGE {
                 announce(&snapshot, id, q);

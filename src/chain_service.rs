@@ -218,7 +218,7 @@ impl ChainHandle {
         let mut dead = store.batch();
         for tx in saved {
             let id = tx.id();
-            match mempool.insert(tx, chain.store()) {
+            match mempool.insert(tx, &chain) {
                 Ok(_) => restored += 1,
                 Err(TxError::NonceTooLow { .. } | TxError::BadSignature | TxError::WrongChain { .. } | TxError::AlreadyKnown(_)) => dead.delete_mempool_tx(&id),
                 Err(_) => {}
@@ -643,7 +643,7 @@ impl Worker {
                     let _ = reply.send(r);
                 }
                 Command::Account(a, reply) => {
-                    let r = self.chain.store().account(&a).map(|account| AccountInfo { account, next_nonce: self.mempool.next_nonce(&a, &account) });
+                    let r = self.chain.account(&a).map(|account| AccountInfo { account, next_nonce: self.mempool.next_nonce(&a, &account) });
                     let _ = reply.send(r);
                 }
                 Command::Pending(id, reply) => {
@@ -699,19 +699,13 @@ impl Worker {
     /// log at its end before anyone hears of it, the tip published once.
     fn submit_run(&mut self, blocks: Vec<CheckedBlock>) -> Vec<Result<Accepted, BlockError>> {
         let mut moved = Moved::default();
-        let mut out = Vec::with_capacity(blocks.len());
+        let meta: Vec<(Hash, u64)> = blocks.iter().map(|b| (b.hash(), b.block().header.height)).collect();
         self.chain.set_sync_writes(false);
-        for block in blocks {
-            let (hash, height) = (block.hash(), block.block().header.height);
-            let r = self.chain.submit_checked(block, now_ms());
-            let r = self.record(hash, height, r, &mut moved);
-            let failed = r.is_err();
-            out.push(r);
-            if failed {
-                break;
-            }
-        }
+        // Consecutive blocks on the tip are applied through one overlay and written in one batch.
+        let results = self.chain.submit_run(blocks, now_ms());
         self.chain.set_sync_writes(true);
+        let mut out: Vec<Result<Accepted, BlockError>> =
+            results.into_iter().zip(meta).map(|(r, (hash, height))| self.record(hash, height, r, &mut moved)).collect();
         if let Err(e) = self.chain.store().sync_wal() {
             // Not durable: report the run as failed (the blocks may come again).
             tracing::error!(target: "chain::store", "sync of a block run failed: {e}");
@@ -791,7 +785,7 @@ impl Worker {
         let mut back = 0;
         for block in undone.iter().rev() {
             for tx in &block.transactions {
-                if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &store).is_ok() {
+                if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &self.chain).is_ok() {
                     back += 1;
                     // Relayed like a new transaction, so any farmer can re-include it.
                     let _ = self.txs.send(tx.clone());
@@ -817,7 +811,7 @@ impl Worker {
                 } else if store.tx_location(&id).map_err(TxError::from)?.is_some() {
                     Err(TxError::AlreadyKnown(id))
                 } else {
-                    self.mempool.precheck(tx, &store)
+                    self.mempool.precheck(tx, &self.chain)
                 };
                 if let Err(e) = &r {
                     self.metrics.tx_rejected(e.code());
@@ -840,7 +834,7 @@ impl Worker {
                 self.bad_signatures.insert(id);
                 Err(TxError::BadSignature)
             } else {
-                self.mempool.insert_verified(tx.clone(), &store).map(|ins| {
+                self.mempool.insert_verified(tx.clone(), &self.chain).map(|ins| {
                     b.put_mempool_tx(&tx);
                     for old in &ins.removed {
                         b.delete_mempool_tx(old);
@@ -893,7 +887,7 @@ impl Worker {
         let spec = self.chain.spec();
         let room = (spec.max_block_bytes as usize).saturating_sub(Header::ENCODED_LEN + 4) / Transaction::ENCODED_LEN;
         let max = room.min(spec.max_block_txs as usize);
-        let transactions = self.mempool.select(max, self.chain.store())?;
+        let transactions = self.mempool.select(max, &self.chain)?;
         let header = self.chain.template(farmer, &transactions, now_ms())?;
         Ok(Template { header, transactions })
     }

@@ -20,7 +20,8 @@
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/cairn/target cargo bench --bench throughput` (prints
 //! figures, asserts only correctness). `CAIRN_BIN=path/to/cairn` runs another build of the
 //! node (an older one for "before" figures; it must speak single `POST /txs` only:
-//! `THROUGHPUT_ARRAYS=0`). `THROUGHPUT_ONLY=intake|farming|network` runs one part.
+//! `THROUGHPUT_ARRAYS=0`). `THROUGHPUT_ONLY=intake|farming|network` runs one part; `PERF_CTL=fifo`
+//! profiles only the timed farm calls (see [`PerfControl`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,6 +157,22 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// `PERF_CTL=fifo` profiles only the timed calls: `enable`/`disable` go to the control fifo of
+/// `perf record -D -1 --control fifo:FIFO -- …` around each one.
+struct PerfControl(Option<std::fs::File>);
+
+impl PerfControl {
+    fn open() -> PerfControl {
+        PerfControl(std::env::var_os("PERF_CTL").map(|p| std::fs::OpenOptions::new().write(true).open(p).expect("PERF_CTL fifo")))
+    }
+    fn set(&mut self, on: bool) {
+        use std::io::Write;
+        if let Some(f) = self.0.as_mut() {
+            f.write_all(if on { b"enable\n" } else { b"disable\n" }).expect("perf control");
+        }
+    }
+}
+
 async fn farming() {
     let spec = ChainSpec::devnet();
     let genesis = spec.genesis().hash();
@@ -168,6 +185,7 @@ async fn farming() {
     let mut farm_secs = 0.0;
     let mut farm_cpu = 0.0;
     let mut next = vec![0u64; SENDERS];
+    let mut perf = PerfControl::open();
     for b in 0..blocks {
         // 50 transfers from 50 senders (alternating halves), queued before the block.
         for j in 0..per_block {
@@ -177,10 +195,12 @@ async fn farming() {
             let (s, v) = node.post("/txs", &tx_json(&tx)).await;
             assert_eq!(s, 202, "{v}");
         }
+        perf.set(true);
         let (t, cpu) = (Instant::now(), cpu_secs(node.child.id()));
         node.farm(1).await;
         farm_secs += t.elapsed().as_secs_f64();
         farm_cpu += cpu_secs(node.child.id()) - cpu;
+        perf.set(false);
     }
     println!(
         "farming: {blocks} blocks with {per_block} queued transfers each in {farm_secs:.2} s of farm calls = {:.0} blocks/s; node CPU {:.2} ms a block",

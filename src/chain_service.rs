@@ -222,7 +222,7 @@ impl ChainHandle {
         let mut dead = store.batch();
         for tx in saved {
             let id = tx.id();
-            match mempool.insert(tx, chain.store()) {
+            match mempool.insert(tx, &chain) {
                 Ok(_) => restored += 1,
                 Err(TxError::NonceTooLow { .. } | TxError::BadSignature | TxError::WrongChain { .. } | TxError::AlreadyKnown(_)) => dead.delete_mempool_tx(&id),
                 Err(_) => {}
@@ -668,7 +668,7 @@ impl Worker {
                     let _ = reply.send(r);
                 }
                 Command::Account(a, reply) => {
-                    let r = self.chain.store().account(&a).map(|account| AccountInfo { account, next_nonce: self.mempool.next_nonce(&a, &account) });
+                    let r = self.chain.account(&a).map(|account| AccountInfo { account, next_nonce: self.mempool.next_nonce(&a, &account) });
                     let _ = reply.send(r);
                 }
                 Command::Pending(id, reply) => {
@@ -730,19 +730,13 @@ impl Worker {
     /// log at its end before anyone hears of it, the tip published once.
     fn submit_run(&mut self, blocks: Vec<CheckedBlock>) -> Vec<Result<Accepted, BlockError>> {
         let mut moved = Moved::default();
-        let mut out = Vec::with_capacity(blocks.len());
+        let meta: Vec<(Hash, u64)> = blocks.iter().map(|b| (b.hash(), b.block().header.height)).collect();
         self.chain.set_sync_writes(false);
-        for block in blocks {
-            let (hash, height) = (block.hash(), block.block().header.height);
-            let r = self.chain.submit_checked(block, now_ms());
-            let r = self.record(hash, height, r, &mut moved);
-            let failed = r.is_err();
-            out.push(r);
-            if failed {
-                break;
-            }
-        }
+        // Consecutive blocks on the tip are applied through one overlay and written in one batch.
+        let results = self.chain.submit_run(blocks, now_ms());
         self.chain.set_sync_writes(true);
+        let mut out: Vec<Result<Accepted, BlockError>> =
+            results.into_iter().zip(meta).map(|(r, (hash, height))| self.record(hash, height, r, &mut moved)).collect();
         if let Err(e) = self.chain.store().sync_wal() {
             // Not durable: report the run as failed (the blocks may come again).
             tracing::error!(target: "chain::store", "sync of a block run failed: {e}");
@@ -820,7 +814,7 @@ impl Worker {
         }
         // Waiting transactions whose predecessors this block used up are next now.
         let mut promoted = Vec::new();
-        self.promote(senders, &store, &mut stale, &mut promoted);
+        self.promote(senders, &mut stale, &mut promoted);
         any |= !promoted.is_empty();
         if any {
             // Unsynced: a stale record that outlives a power loss is deleted at the next start
@@ -832,7 +826,7 @@ impl Worker {
         let mut back = Vec::new();
         for block in undone.iter().rev() {
             for tx in &block.transactions {
-                if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &store).is_ok() {
+                if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &self.chain).is_ok() {
                     back.push(tx.clone());
                 }
             }
@@ -858,7 +852,7 @@ impl Worker {
                 } else if store.tx_location(&id).map_err(TxError::from)?.is_some() {
                     Err(TxError::AlreadyKnown(id))
                 } else {
-                    self.mempool.precheck(tx, &store)
+                    self.mempool.precheck(tx, &self.chain)
                 };
                 if let Err(e) = &r {
                     self.metrics.tx_rejected(e.code());
@@ -884,7 +878,7 @@ impl Worker {
                 Err(TxError::BadSignature)
             } else {
                 let sender = tx.sender();
-                match self.mempool.insert_verified(tx.clone(), &store) {
+                match self.mempool.insert_verified(tx.clone(), &self.chain) {
                     Ok(ins) => {
                         b.put_mempool_tx(&tx);
                         for old in &ins.removed {
@@ -909,7 +903,7 @@ impl Worker {
             }
             out.push(r);
         }
-        self.promote(senders, &store, &mut b, &mut accepted);
+        self.promote(senders, &mut b, &mut accepted);
         if let Err(e) = store.write_unsynced(b) {
             // Not stored: take them out again so memory and disk agree, and say so.
             tracing::error!(target: "chain::store", "cannot persist accepted transactions: {e}");
@@ -951,13 +945,13 @@ impl Worker {
 
     /// Moves waiting transactions of these senders whose nonce is now next into the mempool,
     /// in order, adding them to the batch `b` and to `accepted`.
-    fn promote(&mut self, senders: HashSet<Address>, store: &Store, b: &mut StoreBatch<'_>, accepted: &mut Vec<Transaction>) {
+    fn promote(&mut self, senders: HashSet<Address>, b: &mut StoreBatch<'_>, accepted: &mut Vec<Transaction>) {
         if self.waiting.is_empty() {
             return;
         }
         for sender in senders {
             loop {
-                let next = match store.account(&sender) {
+                let next = match self.chain.account(&sender) {
                     Ok(account) => self.mempool.next_nonce(&sender, &account),
                     Err(e) => {
                         tracing::warn!(target: "chain::mempool", "reading an account for waiting transactions: {e}");
@@ -965,7 +959,7 @@ impl Worker {
                     }
                 };
                 let Some(tx) = self.waiting.take(&sender, next) else { break };
-                match self.mempool.insert_verified(tx.clone(), store) {
+                match self.mempool.insert_verified(tx.clone(), &self.chain) {
                     Ok(ins) => {
                         b.put_mempool_tx(&tx);
                         for old in &ins.removed {
@@ -998,7 +992,7 @@ impl Worker {
         let spec = self.chain.spec();
         let room = (spec.max_block_bytes as usize).saturating_sub(Header::ENCODED_LEN + 4) / Transaction::ENCODED_LEN;
         let max = room.min(spec.max_block_txs as usize);
-        let transactions = self.mempool.select(max, self.chain.store())?;
+        let transactions = self.mempool.select(max, &self.chain)?;
         let header = self.chain.template(farmer, &transactions, now_ms())?;
         Ok(Template { header, transactions })
     }

@@ -4,8 +4,10 @@
 //! `Chain` is synchronous and owns the only write path to the store; the node runs it on one
 //! dedicated thread.
 
-use std::collections::{HashSet, VecDeque};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 
+use crate::accounts::AccountCache;
 use crate::block::{Block, HEADER_VERSION, Header, merkle_root};
 use crate::error::{BlockError, TxError};
 use crate::hash::BoundedSet;
@@ -14,8 +16,8 @@ use crate::keys::Address;
 use crate::pow::{Target, retarget};
 use crate::sigcache::SigCache;
 use crate::spec::ChainSpec;
-use crate::state::{Overlay, apply_block, undo_block};
-use crate::store::{HeaderRecord, Store, StoreError, TxLocation};
+use crate::state::{Account, AccountSource, Overlay, Undo, apply_block, undo_block};
+use crate::store::{HeaderRecord, Store, StoreBatch, StoreError, TxLocation};
 use crate::tx::{Transaction, TxId};
 
 /// How many timestamps the median-time-past rule looks at.
@@ -27,6 +29,14 @@ const INVALID_CACHE: usize = 10_000;
 /// Most headers [`Chain`] keeps of the best chain's end (a spec's retarget window beyond this
 /// is read from the store).
 const MAX_WINDOW: usize = 4096;
+
+/// Accounts per generation of the account cache (two generations: at most 2 × this, ~0.8 MiB):
+/// a node's active senders and recent recipients; past it, the least recently used half goes.
+const ACCOUNT_CACHE_HALF: usize = 4096;
+
+/// Bytes of a run's batch (see [`Chain::submit_run`]) past which it is written and the next
+/// blocks start another: bounds what one write holds in memory and puts into the memtables.
+const RUN_BATCH_BYTES: usize = 1 << 20;
 
 /// What accepting a block did.
 #[derive(Debug)]
@@ -96,6 +106,9 @@ pub struct Chain {
     recent_best: VecDeque<HeaderRecord>,
     invalid: BoundedSet,
     sigcache: Option<std::sync::Arc<SigCache>>,
+    /// Accounts of the best tip (see [`AccountCache`]). A `RefCell` because reads through
+    /// [`AccountSource`] (`&self`) fill it; the chain lives on one thread, so no lock.
+    accounts: RefCell<AccountCache>,
 }
 
 impl Chain {
@@ -119,7 +132,16 @@ impl Chain {
             }
         };
         let tip = store.header(&tip_hash)?.ok_or_else(|| StoreError::Missing(format!("tip header {tip_hash}")))?;
-        let mut chain = Chain { spec, genesis, store, tip, recent_best: VecDeque::new(), invalid: BoundedSet::new(INVALID_CACHE), sigcache: None };
+        let mut chain = Chain {
+            spec,
+            genesis,
+            store,
+            tip,
+            recent_best: VecDeque::new(),
+            invalid: BoundedSet::new(INVALID_CACHE),
+            sigcache: None,
+            accounts: RefCell::new(AccountCache::new(ACCOUNT_CACHE_HALF)),
+        };
         chain.reload_recent()?;
         Ok(chain)
     }
@@ -282,6 +304,131 @@ impl Chain {
         self.connect(block, now_ms, &|_| false)
     }
 
+    /// Accepts a run of checked blocks in order, as [`Chain::submit_checked`] on each would,
+    /// stopping at the first that fails (the results cover the blocks tried). Blocks that
+    /// extend the tip one after another are applied through one overlay and written in one
+    /// batch (a new batch past [`RUN_BATCH_BYTES`]): each account is read and written once per
+    /// run, not once per block. Blocks before a failing one are kept; the failing one gets the
+    /// error it would get alone. Anything else (a side branch, a reorg, a known block) ends
+    /// the batch and takes the path of [`Chain::submit_checked`].
+    pub fn submit_run(&mut self, blocks: Vec<CheckedBlock>, now_ms: u64) -> Vec<Result<Outcome, BlockError>> {
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut run = Run::default();
+        for checked in blocks {
+            let extends = checked.genesis == self.genesis && checked.block.header.prev_hash == self.tip.hash;
+            let step = if extends { self.extend_run(&mut run, checked, now_ms) } else { Step::Elsewhere(Box::new(checked)) };
+            match step {
+                Step::Applied => {
+                    if run.bytes >= RUN_BATCH_BYTES {
+                        self.write_run(&mut run, &mut out);
+                    }
+                }
+                Step::Failed(e) => {
+                    self.write_run(&mut run, &mut out);
+                    out.push(Err(e));
+                }
+                Step::Elsewhere(checked) => {
+                    if self.write_run(&mut run, &mut out) {
+                        out.push(self.submit_checked(*checked, now_ms));
+                    }
+                }
+            }
+            if out.last().is_some_and(Result::is_err) {
+                return out;
+            }
+        }
+        self.write_run(&mut run, &mut out);
+        out
+    }
+
+    /// Applies a block that extends the tip to `run` (nothing written yet) and makes it the
+    /// tip in memory.
+    fn extend_run(&mut self, run: &mut Run, checked: CheckedBlock, now_ms: u64) -> Step {
+        let CheckedBlock { block, hash, .. } = &checked;
+        match self.known(hash) {
+            Ok(None) => {}
+            Ok(Some(_)) => return Step::Elsewhere(Box::new(checked)),
+            Err(e) => return Step::Failed(e.into()),
+        }
+        let parent = &self.tip;
+        let total_work = parent.total_work.saturating_add(block.header.target.work());
+        if total_work <= parent.total_work {
+            return Step::Elsewhere(Box::new(checked));
+        }
+        if let Err(e) = self.check_contextual(parent, &block.header, now_ms) {
+            if !matches!(e, BlockError::TimestampInFuture { .. } | BlockError::Store(_)) {
+                self.invalid.insert(*hash);
+            }
+            return Step::Failed(e);
+        }
+        let below = RunState { changes: &run.changes, chain: self };
+        let mut overlay = Overlay::new(&below);
+        let undo = match apply_block(&mut overlay, block, &self.genesis, self.spec.block_reward) {
+            Ok(undo) => undo,
+            Err(e) => {
+                if e.is_invalid() {
+                    self.invalid.insert(*hash);
+                }
+                return Step::Failed(e);
+            }
+        };
+        let changes = overlay.into_changes();
+        run.changes.extend(changes);
+        if run.start.is_none() {
+            run.start = Some(self.tip.clone());
+        }
+        let CheckedBlock { block, hash, .. } = checked;
+        let n = block.transactions.len();
+        run.bytes += Header::ENCODED_LEN + n * (Transaction::ENCODED_LEN + 2 * RUN_ENTRY_BYTES) + undo.prior.len() * RUN_ENTRY_BYTES;
+        let rec = HeaderRecord { hash, total_work, header: block.header.clone() };
+        self.set_tip(rec.clone());
+        run.blocks.push((rec, block, undo));
+        Step::Applied
+    }
+
+    /// Writes a run's blocks in one batch and moves their outcomes to `out`. If the write
+    /// fails, each becomes a store error and the tip goes back to where the run started.
+    /// Returns whether the write succeeded (or there was nothing to write).
+    fn write_run(&mut self, run: &mut Run, out: &mut Vec<Result<Outcome, BlockError>>) -> bool {
+        let Some(start) = run.start.take() else { return true };
+        let blocks = std::mem::take(&mut run.blocks);
+        let changes = std::mem::take(&mut run.changes);
+        run.bytes = 0;
+        let written = (|| {
+            let mut b = self.store.batch();
+            for (rec, block, _) in &blocks {
+                b.put_block(rec, &block.transactions);
+            }
+            self.stage_connected(&mut b, blocks.iter().map(|(rec, block, undo)| (rec.hash, block, undo)), &|_| false)?;
+            stage_accounts(&mut b, &changes);
+            b.set_tip(&self.tip.hash);
+            self.write_state(b, &changes)
+        })();
+        match written {
+            Ok(()) => {
+                out.extend(blocks.into_iter().map(|(_, block, _)| Ok(Outcome::Connected { applied: vec![block], undone: Vec::new() })));
+                true
+            }
+            Err(e) => {
+                self.tip = start;
+                // If the store cannot be read either, the window is empty and the header rules
+                // read the store (and fail there) until it can.
+                let _ = self.reload_recent();
+                out.extend(blocks.iter().map(|_| Err(BlockError::Store(e.to_string()))));
+                false
+            }
+        }
+    }
+
+    /// Makes `rec` (a child of the tip) the tip in memory, with its place in the window.
+    fn set_tip(&mut self, rec: HeaderRecord) {
+        self.tip = rec;
+        self.recent_best.push_back(self.tip.clone());
+        while self.recent_best.len() > self.window_len() {
+            self.recent_best.pop_front();
+        }
+    }
+
     /// Remembers a block that failed [`check_stateless`] (here or on another thread), when
     /// the failure is fixed by its hash. Only what was expensive to find is cached: a bad
     /// proof costs one hash to see again (caching it would let junk flush the cache), and a
@@ -350,6 +497,55 @@ impl Chain {
         Ok(self.store.hash_at(rec.header.height)? == Some(rec.hash))
     }
 
+    /// Puts into `b` what joining the best chain writes for each of `connected` (hash, block,
+    /// undo record), beyond the block itself: its height, its undo record, its transactions'
+    /// index entries, and the removal of those the persisted mempool holds (`pending` names
+    /// the ones the caller knows it holds; the others are looked up).
+    fn stage_connected<'b>(
+        &self,
+        b: &mut StoreBatch<'_>,
+        connected: impl Iterator<Item = (Hash, &'b Block, &'b Undo)>,
+        pending: &dyn Fn(&TxId) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut index = Vec::new();
+        for (hash, block, undo) in connected {
+            b.set_height(block.header.height, &hash);
+            b.put_undo(&hash, undo);
+            index.reserve(block.transactions.len());
+            for (i, tx) in block.transactions.iter().enumerate() {
+                index.push((tx.id(), TxLocation { block: hash, index: i as u32 }));
+            }
+        }
+        // Keys in order within each column family: RocksDB inserts a sorted run into its
+        // memtable from where the previous key went, instead of from the top each time.
+        index.sort_unstable_by_key(|(id, _)| *id);
+        for (id, loc) in &index {
+            b.index_tx(id, *loc);
+            // Only a transaction the node holds leaves the persisted mempool: a tombstone for
+            // each of the others (every transaction of a catch-up sync) would cost a memtable
+            // insert and compaction work for nothing.
+            if pending(id) || self.store.has_mempool_tx(id)? {
+                b.delete_mempool_tx(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a batch that moves the tip and changes `changes`, and brings the account cache in
+    /// step: the new values after the write, nothing cached if it failed (its outcome is
+    /// unknown).
+    fn write_state(&self, b: StoreBatch<'_>, changes: &HashMap<Address, Account>) -> Result<(), StoreError> {
+        let mut cache = self.accounts.borrow_mut();
+        if let Err(e) = self.store.write(b) {
+            cache.clear();
+            return Err(e);
+        }
+        for (a, acc) in changes {
+            cache.insert(*a, *acc);
+        }
+        Ok(())
+    }
+
     /// Makes `new_tip` (whose block `new_block` is not stored yet) the tip: undoes the best
     /// chain back to the fork point and applies the branch, all in one overlay, then writes it
     /// all in one batch. If a branch block breaks a state rule, it and its descendants are
@@ -376,7 +572,7 @@ impl Chain {
             return Err(BlockError::ReorgTooDeep { depth, max: max_depth });
         }
 
-        let mut overlay = Overlay::new(&self.store);
+        let mut overlay = Overlay::new(&*self);
         let mut undone = Vec::with_capacity(depth as usize);
         for height in (fork.header.height + 1..=self.tip.header.height).rev() {
             let hash = self.store.hash_at(height)?.ok_or_else(|| StoreError::Missing(format!("best block at {height}")))?;
@@ -415,7 +611,7 @@ impl Chain {
             }
         }
 
-        let mut changes: Vec<_> = overlay.into_changes().into_iter().collect();
+        let changes = overlay.into_changes();
         let mut b = self.store.batch();
         b.put_block(&new_tip, &new_block.transactions);
         let reapplied: HashSet<_> =
@@ -435,44 +631,81 @@ impl Chain {
                 b.delete_height(block.header.height);
             }
         }
-        let mut index = Vec::with_capacity(applied.iter().map(|bl| bl.transactions.len()).sum());
-        for (block, undo) in applied.iter().zip(&undos) {
-            let hash = block.hash();
-            b.set_height(block.header.height, &hash);
-            b.put_undo(&hash, undo);
-            for (i, tx) in block.transactions.iter().enumerate() {
-                index.push((tx.id(), TxLocation { block: hash, index: i as u32 }));
-            }
-        }
-        // Keys in order within each column family: RocksDB inserts a sorted run into its
-        // memtable from where the previous key went, instead of from the top each time.
-        index.sort_unstable_by_key(|(id, _)| *id);
-        for (id, loc) in &index {
-            b.index_tx(id, *loc);
-            // Only a transaction the node holds leaves the persisted mempool: a tombstone for
-            // each of the others (every transaction of a catch-up sync) would cost a memtable
-            // insert and compaction work for nothing.
-            if pending(id) || self.store.has_mempool_tx(id)? {
-                b.delete_mempool_tx(id);
-            }
-        }
-        changes.sort_unstable_by_key(|(a, _)| *a);
-        for (a, acc) in &changes {
-            b.put_account(a, acc);
-        }
+        self.stage_connected(&mut b, applied.iter().zip(&undos).map(|(bl, u)| (bl.hash(), bl, u)), pending)?;
+        stage_accounts(&mut b, &changes);
         b.set_tip(&new_tip.hash);
-        self.store.write(b)?;
+        self.write_state(b, &changes)?;
         let extends = undone.is_empty() && new_tip.header.prev_hash == self.tip.hash;
-        self.tip = new_tip;
         if extends {
-            self.recent_best.push_back(self.tip.clone());
-            while self.recent_best.len() > self.window_len() {
-                self.recent_best.pop_front();
-            }
+            self.set_tip(new_tip);
         } else {
+            self.tip = new_tip;
             self.reload_recent()?;
         }
         Ok(Outcome::Connected { applied, undone })
+    }
+}
+
+/// Rough bytes of one index, account or undo entry in a batch (key, value and overhead), for
+/// [`RUN_BATCH_BYTES`].
+const RUN_ENTRY_BYTES: usize = 80;
+
+/// What [`Chain::extend_run`] did with a block.
+enum Step {
+    /// Applied to the run.
+    Applied,
+    /// It fails, with the error [`Chain::submit_checked`] would give.
+    Failed(BlockError),
+    /// Not for a run (known already, or no more work): the one-block path takes it.
+    Elsewhere(Box<CheckedBlock>),
+}
+
+/// Blocks of [`Chain::submit_run`] applied but not written yet.
+#[derive(Default)]
+struct Run {
+    /// The tip before the run's first block (restored if the write fails).
+    start: Option<HeaderRecord>,
+    /// Each block with its header record and undo record, in order.
+    blocks: Vec<(HeaderRecord, Block, Undo)>,
+    /// Every account the run changed, with its value after the run's last block.
+    changes: HashMap<Address, Account>,
+    /// Rough size of the batch that will write it.
+    bytes: usize,
+}
+
+/// The accounts as a run left them, over the best tip's.
+struct RunState<'a> {
+    changes: &'a HashMap<Address, Account>,
+    chain: &'a Chain,
+}
+
+impl AccountSource for RunState<'_> {
+    fn account(&self, a: &Address) -> Result<Account, StoreError> {
+        match self.changes.get(a) {
+            Some(acc) => Ok(*acc),
+            None => self.chain.account(a),
+        }
+    }
+}
+
+/// Puts changed accounts into `b`, in key order (see [`Chain::stage_connected`]).
+fn stage_accounts(b: &mut StoreBatch<'_>, changes: &HashMap<Address, Account>) {
+    let mut sorted: Vec<_> = changes.iter().collect();
+    sorted.sort_unstable_by_key(|(a, _)| **a);
+    for (a, acc) in sorted {
+        b.put_account(a, acc);
+    }
+}
+
+impl AccountSource for Chain {
+    /// The account at the best tip: from the account cache, else from the store (and cached).
+    fn account(&self, a: &Address) -> Result<Account, StoreError> {
+        if let Some(acc) = self.accounts.borrow_mut().get(a) {
+            return Ok(acc);
+        }
+        let acc = self.store.account(a)?;
+        self.accounts.borrow_mut().insert(*a, acc);
+        Ok(acc)
     }
 }
 

@@ -10,6 +10,7 @@
 //! This crate knows nothing about networking or async runtimes: every function is synchronous
 //! and the store blocks, so callers run it on a dedicated thread or `spawn_blocking`.
 
+pub mod accounts;
 pub mod block;
 pub mod chain;
 pub mod compact;

@@ -305,3 +305,48 @@ fn blocks_checked_together_get_the_answers_they_get_alone() {
     let valid: Vec<_> = [0, 2, 4, 5].iter().map(|i| blocks[*i].clone()).collect();
     assert!(cairn_chain::check_blocks(&spec, &g, valid, None).iter().all(|r| r.is_ok()));
 }
+
+/// A run of blocks committed together (one overlay, one batch) ends exactly as the blocks
+/// submitted one by one: the blocks before a state-invalid one are kept, that one gets the
+/// error it gets alone, the ones after it are not tried, and the store holds the same accounts.
+#[test]
+fn a_run_keeps_the_blocks_before_a_bad_one_and_rejects_it_as_alone() {
+    let spec = test_spec();
+    let mut a = TestChain::new(spec.clone());
+    let (k, to) = (dev(0), Address([7; 32]));
+    let b1 = a.extend(farmer(), vec![a.transfer(&k, to, 5, 0)]);
+    let b2 = a.extend(farmer(), vec![a.transfer(&k, to, 6, 0), a.transfer(&k, Address([8; 32]), 1, 1)]);
+    // Spends more than the sender holds: passes every stateless check, fails when applied.
+    let balance = a.store.account(&k.address()).unwrap().balance;
+    let b3 = a.make_block(farmer(), vec![a.transfer(&k, to, balance, 0)]);
+    let mut h4 = b3.header.clone();
+    (h4.prev_hash, h4.height, h4.timestamp) = (b3.hash(), b3.header.height + 1, b3.header.timestamp + spec.block_time_ms);
+    h4.tx_root = cairn_chain::block::merkle_root(&[]);
+    let b4 = cairn_chain::Block { header: mine(h4), transactions: vec![] };
+    let alone = a.submit(b3.clone()).expect_err("overspending block");
+
+    let mut b = TestChain::new(spec.clone());
+    let now = b4.header.timestamp;
+    let g = b.genesis();
+    let check = |blk: &cairn_chain::Block| cairn_chain::CheckedBlock::check(&spec, &g, blk.clone()).unwrap();
+    let run = vec![check(&b1), check(&b2), check(&b3), check(&b4)];
+    let results = b.chain.submit_run(run, now);
+    assert_eq!(results.len(), 3, "the block after the bad one is not tried");
+    assert!(results[..2].iter().all(|r| matches!(r, Ok(cairn_chain::Outcome::Connected { .. }))));
+    let err = results[2].as_ref().expect_err("the bad block fails");
+    assert_eq!((err.code(), err.to_string()), (alone.code(), alone.to_string()));
+    assert_eq!(b.chain.tip().hash, b2.hash());
+    assert!(!b.store.has_block(&b3.hash()).unwrap());
+    for addr in [k.address(), to, Address([8; 32]), farmer()] {
+        assert_eq!(b.store.account(&addr).unwrap(), a.store.account(&addr).unwrap(), "{addr}");
+        assert_eq!(b.chain.account(&addr).unwrap(), a.store.account(&addr).unwrap(), "cached {addr}");
+    }
+    // A known block in a run takes the one-block path; the run goes on after it.
+    let again = b.chain.submit_run(vec![check(&b1), check(&b2)], now);
+    assert!(again.iter().all(|r| matches!(r, Ok(cairn_chain::Outcome::AlreadyKnown))), "{again:?}");
+    let next = b.make_block(farmer(), vec![b.transfer(&k, to, 1, 0)]);
+    let mixed = b.chain.submit_run(vec![check(&b2), check(&next)], now);
+    assert!(matches!(mixed[..], [Ok(cairn_chain::Outcome::AlreadyKnown), Ok(cairn_chain::Outcome::Connected { .. })]), "{mixed:?}");
+    assert_eq!(b.chain.tip().hash, next.hash());
+    assert_eq!(b.store.account(&to).unwrap().balance, a.store.account(&to).unwrap().balance + 1);
+}

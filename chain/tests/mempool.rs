@@ -45,6 +45,18 @@ fn pending_spend_counts_against_balance() {
     m.insert(big, &t.store).unwrap();
     let next = Transaction::signed(&k, t.genesis(), Address([1; 32]), 10, 1, 1);
     assert_eq!(m.insert(next, &t.store).unwrap_err().code(), "insufficient_balance");
+    // The running total follows replacements and removals: a cheaper nonce 0 replacing the big
+    // one (higher fee, smaller amount) frees the balance for nonce 1...
+    let small = Transaction::signed(&k, t.genesis(), Address([1; 32]), 5, 2, 0);
+    m.insert(small.clone(), &t.store).unwrap();
+    let next = Transaction::signed(&k, t.genesis(), Address([1; 32]), bal - 8, 1, 1);
+    assert!(m.insert(next.clone(), &t.store).is_ok(), "exactly affordable: 5 + 2 + (bal - 8) + 1");
+    let one_more = Transaction::signed(&k, t.genesis(), Address([1; 32]), 0, 1, 2);
+    assert_eq!(m.insert(one_more.clone(), &t.store).unwrap_err().code(), "insufficient_balance");
+    // ...and taking transactions out frees what they owed.
+    assert_eq!(m.remove_ids(&[next.id()]).len(), 1);
+    let again = Transaction::signed(&k, t.genesis(), Address([1; 32]), bal - 8, 1, 1);
+    assert!(m.insert(again, &t.store).is_ok());
 }
 
 #[test]

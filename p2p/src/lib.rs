@@ -44,7 +44,7 @@
 //! | `SyncMsg` | [`sync::SYNC_INBOX`] | the peer task waits: back-pressure on the peer that sends most |
 //! | `PeerCmd` (per peer) | [`config::PEER_INBOX`] | the manager and the sync task never wait: a request is taken back, gossip dropped |
 //! | `RelayMsg` | `channels::RELAY_INBOX` | dropped: a lost `Seen` may announce a transaction back to its sender; a lost `Announced` is fetched at the sender's next re-announcement round |
-//! | a peer's outbox | [`peer::writer`]: 8 MiB, 4096 messages | the peer task waits (the peer is not reading); a frame stuck for the ping timeout ends the connection |
+//! | a peer's outbox | [`peer::writer`]: 8 MiB, 4096 messages | gossip (`tx_ids`, `get_txs`, `get_txs` answers) is dropped; other messages wait (the peer is not reading what it asked for); a frame stuck for the ping timeout ends the connection |
 //!
 //! No cycle of waits: the manager waits on nobody; the sync task waits only on the manager
 //! (judgements) and the chain; peer tasks wait on both, and on their writer, which waits only

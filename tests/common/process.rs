@@ -34,11 +34,16 @@ pub fn spawn_node_addrs(data: &Path, extra: &[&str]) -> (std::process::Child, St
         .expect("spawn cairn");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // `CAIRN_TEST_LOGS=1` passes the node's log on, each line led by its process ID.
+    let echo = std::env::var_os("CAIRN_TEST_LOGS").is_some().then(|| child.id());
     std::thread::spawn(move || {
         let mut peer = None;
         let mut sent = false;
         // Keeps reading to the end, so the node never blocks on a full pipe.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(pid) = echo {
+                eprintln!("[{pid}] {line}");
+            }
             if let Some(i) = line.find("peers connect with --peers ") {
                 peer = Some(line[i + "peers connect with --peers ".len()..].trim().to_string());
             }

@@ -117,7 +117,11 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
             cmd = inbox.recv() => match cmd {
                 Some(PeerCmd::Send(m)) => {
                     t.proto.on_send(&m);
-                    actions.push(Action::Send(m));
+                    if !matches!(m, Message::TxIds(_) | Message::GetTxs(_)) {
+                        actions.push(Action::Send(m));
+                    } else if let Err(end) = t.gossip(&m) {
+                        break end;
+                    }
                 }
                 Some(PeerCmd::Disconnect(code, why)) => break End::Local(code, why.to_string()),
                 None => break End::Cancelled,
@@ -171,6 +175,19 @@ impl PeerTask {
             biased;
             _ = cancel.cancelled() => Err(End::Cancelled),
             r = self.outbox.send(m) => r.map_err(write_failed),
+        }
+    }
+
+    /// Queues gossip if the outbox has room now, else drops it (see [`crate::peer::writer`]).
+    fn gossip(&mut self, m: &Message) -> Result<(), End> {
+        match self.outbox.try_send(m) {
+            Ok(sent) => {
+                if !sent {
+                    tracing::debug!(target: "p2p::gossip", peer = %self.id, kind = m.kind(), "outbox full: gossip dropped");
+                }
+                Ok(())
+            }
+            Err(e) => Err(write_failed(e)),
         }
     }
 
@@ -285,8 +302,9 @@ impl PeerTask {
             Serve::Txs(ids) => {
                 // What we no longer have (confirmed, evicted) is left out; nothing to say.
                 let Some(txs) = self.guarded(chain.pending_by_ids(ids)).await else { return Err(End::Cancelled) };
+                // Gossip answers: dropped when the outbox is full (the asker asks again).
                 for chunk in txs.chunks(MAX_TXS_PER_MESSAGE) {
-                    self.send(&Message::Transactions(chunk.iter().map(|tx| Bytes::from(tx.encode())).collect())).await?;
+                    self.gossip(&Message::Transactions(chunk.iter().map(|tx| Bytes::from(tx.encode())).collect()))?;
                 }
                 return Ok(());
             }

@@ -8,8 +8,11 @@
 //!
 //! # Bounds
 //! At most [`OUTBOX_BYTES`] of encoded messages wait (a larger frame waits alone). When the
-//! outbox is full the peer task waits for room — the peer is not reading what it asked for —
-//! and a frame that takes longer than the ping timeout to leave ends the connection as
+//! outbox is full, gossip (`tx_ids`, `get_txs`) and answers to `get_txs` are dropped (the
+//! relay asks again elsewhere, and re-announces): the peer task never waits on them, so two
+//! nodes answering each other's requests faster than the other reads cannot block each
+//! other's reading. Other messages wait for room — the peer is not reading what it asked
+//! for. A frame that takes longer than the ping timeout to leave ends the connection as
 //! `peer_timeout` ("peer not reading").
 
 use std::time::Duration;
@@ -78,6 +81,24 @@ impl Outbox {
             return Err(self.ended().await);
         }
         Ok(())
+    }
+
+    /// Queues a message only if the outbox has room now: `Ok(false)` when it is full (the
+    /// message is dropped). For gossip and its answers, which a full outbox must never make
+    /// the peer task wait for: two nodes each waiting for room to answer the other, neither
+    /// reading, would deadlock again, only later.
+    pub(crate) fn try_send(&mut self, m: &Message) -> Result<bool, WriteError> {
+        let body = encode(m);
+        if body.len() > self.limit {
+            return Err(WriteError::Wire(WireError::FrameTooLarge(self.limit)));
+        }
+        let share = body.len().clamp(1, OUTBOX_BYTES) as u32;
+        let Ok(room) = self.room.clone().try_acquire_many_owned(share) else { return Ok(false) };
+        match self.queue.try_send(Queued { body, kind: m.kind(), _room: room }) {
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Stopped),
+        }
     }
 
     /// Waits until the writer ends, and says why (pending forever once that was said).

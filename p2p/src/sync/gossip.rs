@@ -65,6 +65,12 @@ pub(crate) const MAX_QUEUED_IDS: usize = 50_000;
 /// the block that confirms them).
 pub(crate) const MAX_IN_FLIGHT: usize = 100_000;
 
+/// Most transactions asked of one peer and not yet received (four full `get_txs`, ~2.4 MB of
+/// answers): a node asks no more than it can take in a few seconds, so a peer's answers never
+/// pile up unread. Beyond it, that peer's announcements are not fetched now (another
+/// announcer's may be, and the peer re-announces them within a few rounds).
+pub(crate) const MAX_IN_FLIGHT_PER_PEER: usize = 16_384;
+
 /// A bounded map that forgets its oldest entries.
 pub(crate) struct Recent<V> {
     map: HashMap<Hash, V>,
@@ -107,6 +113,8 @@ struct InFlight {
 #[derive(Default)]
 pub(crate) struct TxRequests {
     in_flight: HashMap<Hash, InFlight>,
+    /// How many of `in_flight` each peer holds.
+    per_peer: HashMap<NodeId, usize>,
     /// Request times, oldest first, for expiry (stale entries are skipped).
     order: VecDeque<(Instant, Hash)>,
 }
@@ -118,13 +126,12 @@ impl TxRequests {
     pub(crate) fn announced(&mut self, from: NodeId, ids: Vec<Hash>, now: Instant) -> Vec<Hash> {
         let mut ask = Vec::new();
         for id in ids {
-            let room = self.in_flight.len() < MAX_IN_FLIGHT;
+            let room = self.in_flight.len() < MAX_IN_FLIGHT && self.per_peer.get(&from).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_PEER;
             match self.in_flight.get_mut(&id) {
                 Some(f) if f.peer != from && f.alt.is_none() => f.alt = Some(from),
                 Some(_) => {}
                 None if room => {
-                    self.in_flight.insert(id, InFlight { peer: from, since: now, alt: None });
-                    self.order.push_back((now, id));
+                    self.insert(id, InFlight { peer: from, since: now, alt: None });
                     ask.push(id);
                 }
                 None => {}
@@ -133,9 +140,32 @@ impl TxRequests {
         ask
     }
 
+    fn insert(&mut self, id: Hash, f: InFlight) {
+        *self.per_peer.entry(f.peer).or_default() += 1;
+        self.order.push_back((f.since, id));
+        if let Some(old) = self.in_flight.insert(id, f) {
+            self.release(&old.peer);
+        }
+    }
+
+    fn remove(&mut self, id: &Hash) {
+        if let Some(f) = self.in_flight.remove(id) {
+            self.release(&f.peer);
+        }
+    }
+
+    fn release(&mut self, peer: &NodeId) {
+        if let Some(n) = self.per_peer.get_mut(peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_peer.remove(peer);
+            }
+        }
+    }
+
     /// A transaction arrived (from anyone): no longer wanted.
     pub(crate) fn received(&mut self, id: &Hash) {
-        self.in_flight.remove(id);
+        self.remove(id);
     }
 
     /// Requests older than [`TX_REQUEST_TIMEOUT`]: those with a second source move to it
@@ -174,13 +204,10 @@ impl TxRequests {
     fn move_to_alt(&mut self, id: Hash, f: InFlight, now: Instant, reask: &mut HashMap<NodeId, Vec<Hash>>) {
         match f.alt {
             Some(alt) => {
-                self.in_flight.insert(id, InFlight { peer: alt, since: now, alt: None });
-                self.order.push_back((now, id));
+                self.insert(id, InFlight { peer: alt, since: now, alt: None });
                 reask.entry(alt).or_default().push(id);
             }
-            None => {
-                self.in_flight.remove(&id);
-            }
+            None => self.remove(&id),
         }
     }
 
@@ -415,7 +442,19 @@ mod tests {
         let t0 = Instant::now();
         let mut r = TxRequests::default();
         let many: Vec<Hash> = (0..MAX_IN_FLIGHT as u64 + 10).map(|i| Hash::digest(&i.to_le_bytes())).collect();
-        assert_eq!(r.announced(node(1), many, t0).len(), MAX_IN_FLIGHT);
+        // One peer is asked at most its share...
+        assert_eq!(r.announced(node(1), many.clone(), t0).len(), MAX_IN_FLIGHT_PER_PEER);
+        // ...and gets room again as its answers arrive.
+        r.received(&many[0]);
+        assert_eq!(r.announced(node(1), many[MAX_IN_FLIGHT_PER_PEER..].to_vec(), t0).len(), 1);
+        // Many peers together reach the overall bound.
+        for (p, chunk) in many.chunks(MAX_IN_FLIGHT_PER_PEER).enumerate() {
+            r.announced(node(10 + p as u8), chunk.to_vec(), t0);
+        }
         assert_eq!(r.len(), MAX_IN_FLIGHT);
+        // A peer that leaves hands its share to the second sources and holds nothing.
+        r.peer_gone(&node(1), t0);
+        assert_eq!(r.len(), MAX_IN_FLIGHT);
+        assert!(!r.per_peer.contains_key(&node(1)));
     }
 }

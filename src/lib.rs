@@ -19,6 +19,7 @@ pub mod devnet;
 pub mod farm;
 pub mod metrics;
 pub mod node;
+pub mod node_log;
 pub mod p2p_bridge;
 pub mod rpc;
 

@@ -4,6 +4,9 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() {
     // glibc's allocator, tuned before any thread starts, so resident memory follows live data
@@ -22,19 +25,24 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => cairn::cli::exit_on_parse_error(e),
     };
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
     // The node's span (its name on every line) whatever RUST_LOG selects.
-    let filter = match format!("{}=error", cairn::node::SPAN_TARGET).parse::<tracing_subscriber::filter::Directive>() {
+    let with_span = |filter: EnvFilter| match format!("{}=error", cairn::node::SPAN_TARGET).parse::<tracing_subscriber::filter::Directive>() {
         Ok(d) => filter.add_directive(d),
         Err(_) => filter,
     };
+    let filter = with_span(EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter())));
+    // A devnet node's file keeps what a single node logs (`info`), whatever the terminal shows
+    // under the devnet's panel; RUST_LOG sets both.
+    let file_filter = with_span(EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info")));
     // Colours only for a terminal (a log file or a pipe gets plain text) and never under NO_COLOR.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // The terminal's lines, and each devnet node's own file (`cairn devnet --dir`).
+    let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let logs = tracing_subscriber::registry().with(cairn::node_log::NodeLogFiles.with_filter(file_filter));
     if cli.log_format == cairn::cli::LogFormat::Json {
-        logs.json().init();
+        logs.with(terminal.json().with_filter(filter)).init();
     } else {
-        logs.init();
+        logs.with(terminal.with_filter(filter)).init();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -245,6 +245,9 @@ impl Devnet {
         let part = self.partition.as_ref();
         let peers = self.slots.iter().filter(|s| part.is_none_or(|p| !p.separated(number, s.number))).filter_map(Slot::pinned_address).collect();
         let mut slot = Slot::new(number, self.root.path().join(format!("node{number}")), ports, peers, self.spec.clone());
+        if matches!(self.root, Root::Kept(_)) {
+            slot = slot.with_log_file();
+        }
         slot.start(self.blocked_for(number)).await?;
         self.slots.push(slot);
         // Nodes of other groups must refuse the newcomer too.

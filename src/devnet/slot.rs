@@ -40,12 +40,20 @@ pub struct Slot {
     /// The chain spec it runs, parsed once for the whole devnet (so every node, restarted or
     /// added later, has the same genesis even if the file changes meanwhile).
     spec: ChainSpec,
+    /// Whether its log lines also go to `dir/node.log`.
+    log_file: bool,
 }
 
 impl Slot {
     /// A slot not yet started, to run `spec`.
     pub fn new(number: usize, dir: PathBuf, ports: Ports, peers: Vec<String>, spec: ChainSpec) -> Slot {
-        Slot { number, dir, ports, peers, node_id: None, node: None, spec }
+        Slot { number, dir, ports, peers, node_id: None, node: None, spec, log_file: false }
+    }
+
+    /// Also writes its node's log lines to `node.log` in its data dir (`--dir` kept dirs).
+    pub fn with_log_file(mut self) -> Slot {
+        self.log_file = true;
+        self
     }
 
     /// Whether its node runs.
@@ -72,6 +80,12 @@ impl Slot {
     /// and node ID it got.
     pub async fn start(&mut self, blocked: HashSet<NodeId>) -> Result<(), DevnetError> {
         let config = self.config()?;
+        if self.log_file {
+            // Before the start, so its first lines are there too.
+            std::fs::create_dir_all(&self.dir).map_err(|error| DevnetError::Dir { path: self.dir.clone(), error })?;
+            let path = self.dir.join("node.log");
+            crate::node_log::attach(&format!("node{}", self.number), &path).map_err(|error| DevnetError::Dir { path, error })?;
+        }
         let node = Node::start(config).await.map_err(|error| DevnetError::Node { number: self.number, error })?;
         if !blocked.is_empty() {
             node.p2p().set_blocked(blocked).await;

@@ -194,6 +194,31 @@ async fn load_on_the_loadtest_chain_is_confirmed_at_fresh_addresses() {
     d.exits_cleanly(60);
 }
 
+/// With `--dir`, each node also logs to `DIR/nodeK/node.log`, at `info` whatever the terminal
+/// under the panel shows: its own lines only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_logs_its_own_lines_to_its_file_under_dir() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("net");
+    let mut d = Devnet::spawn(&["--nodes", "2", "--dir", dir.to_str().unwrap()]);
+    let rpcs = d.rpcs(2).await;
+    rpcs[0].farm(3, &Address([0xfa; 32])).await;
+    one_chain(&rpcs, 3, 30).await;
+    let read = |k: usize| std::fs::read_to_string(dir.join(format!("node{k}/node.log"))).unwrap_or_default();
+    for k in [1, 2] {
+        wait_for(&format!("node{k}'s file has the tip"), 20, || async { read(k).contains("new tip height=3").then_some(()) }).await;
+    }
+    // Each file has its own node's RPC address and not the other's.
+    let (one, two) = (read(1), read(2));
+    let port = |r: &Rpc| r.base.rsplit(':').next().unwrap().to_string();
+    let (p1, p2) = (port(&rpcs[0]), port(&rpcs[1]));
+    assert!(one.lines().any(|l| l.contains("RPC listening") && l.contains(&p1)), "{one}");
+    assert!(!one.lines().any(|l| l.contains("RPC listening") && l.contains(&p2)), "node2's line in node1's file: {one}");
+    assert!(two.lines().any(|l| l.contains("RPC listening") && l.contains(&p2)), "{two}");
+    d.interrupt();
+    d.exits_cleanly(10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_node_catches_up_and_a_stopped_node_comes_back() {
     let mut d = Devnet::spawn(&["--nodes", "2"]);

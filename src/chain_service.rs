@@ -877,16 +877,10 @@ impl Worker {
                 self.bad_signatures.insert(id);
                 Err(TxError::BadSignature)
             } else {
-                let sender = tx.sender();
-                match self.mempool.insert_verified(tx.clone(), &self.chain) {
-                    Ok(ins) => {
-                        b.put_mempool_tx(&tx);
-                        for old in &ins.removed {
-                            b.delete_mempool_tx(old);
-                        }
-                        accepted.push(tx);
-                        senders.insert(sender);
-                        Ok(ins.id)
+                match self.stage(&tx, &mut b, &mut accepted) {
+                    Ok(id) => {
+                        senders.insert(tx.sender());
+                        Ok(id)
                     }
                     Err(e @ TxError::NonceTooHigh { .. }) if relayed => {
                         // Its predecessor is on its way from another peer, or in a block.
@@ -935,6 +929,18 @@ impl Worker {
         let _ = self.txs.send(txs.into());
     }
 
+    /// Inserts a verified transaction into the mempool and stages its record (and the removal
+    /// of any it replaced or evicted) in `b`; on success it joins `accepted`.
+    fn stage(&mut self, tx: &Transaction, b: &mut StoreBatch<'_>, accepted: &mut Vec<Transaction>) -> Result<TxId, TxError> {
+        let ins = self.mempool.insert_verified(tx.clone(), &self.chain)?;
+        b.put_mempool_tx(tx);
+        for old in &ins.removed {
+            b.delete_mempool_tx(old);
+        }
+        accepted.push(tx.clone());
+        Ok(ins.id)
+    }
+
     /// Remembers a refusal that only a new tip can change (fee, balance, nonce used, mempool
     /// full), so a peer's re-announcement of the transaction is not fetched again before then.
     fn remember_rejection(&mut self, id: TxId, e: &TxError) {
@@ -950,28 +956,19 @@ impl Worker {
             return;
         }
         for sender in senders {
-            loop {
-                let next = match self.chain.account(&sender) {
-                    Ok(account) => self.mempool.next_nonce(&sender, &account),
-                    Err(e) => {
-                        tracing::warn!(target: "chain::mempool", "reading an account for waiting transactions: {e}");
-                        break;
-                    }
-                };
-                let Some(tx) = self.waiting.take(&sender, next) else { break };
-                match self.mempool.insert_verified(tx.clone(), &self.chain) {
-                    Ok(ins) => {
-                        b.put_mempool_tx(&tx);
-                        for old in &ins.removed {
-                            b.delete_mempool_tx(old);
-                        }
-                        accepted.push(tx);
-                    }
-                    Err(e) => {
-                        self.metrics.tx_rejected(e.code());
-                        break;
-                    }
+            let mut next = match self.chain.account(&sender) {
+                Ok(account) => self.mempool.next_nonce(&sender, &account),
+                Err(e) => {
+                    tracing::warn!(target: "chain::mempool", "reading an account for waiting transactions: {e}");
+                    continue;
                 }
+            };
+            while let Some(tx) = self.waiting.take(&sender, next) {
+                if let Err(e) = self.stage(&tx, b, accepted) {
+                    self.metrics.tx_rejected(e.code());
+                    break;
+                }
+                next += 1;
             }
         }
         self.metrics.set_waiting(self.waiting.len());

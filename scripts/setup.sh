@@ -2,7 +2,8 @@
 # Installs what building Cairn needs on a fresh Debian/Ubuntu machine: libclang (bindgen for
 # RocksDB's -sys crate) and a C++ compiler. With `--test`, also what the test suite needs: for
 # the network-namespace tests (tests/netns) iproute2 (`ip netns`), nftables, curl, and avahi
-# (`avahi-browse`, a third-party mDNS client, with its daemon and D-Bus). Running a node needs
+# (`avahi-browse`, a third-party mDNS client, with its daemon and D-Bus), and `promtool` (Debian's
+# prometheus package) to check the node's /metrics. Running a node needs
 # none of those. Idempotent and quiet when everything is there already.
 set -euo pipefail
 need=()
@@ -11,7 +12,7 @@ command -v c++ >/dev/null 2>&1 || need+=(g++)
 # Without recommends: avahi-daemon's (libnss-mdns) would change the machine's name resolution.
 tools=()
 if [ "${1:-}" = "--test" ]; then
-  for pkg in iproute2 nftables curl dbus avahi-daemon avahi-utils; do
+  for pkg in iproute2 nftables curl dbus avahi-daemon avahi-utils prometheus; do
     dpkg -s "$pkg" >/dev/null 2>&1 || tools+=("$pkg")
   done
 fi

@@ -806,7 +806,9 @@ impl Worker {
         // The mempool's transactions are persisted: the commit deletes their records without
         // reading the store first (a read each, ~3 µs, for a farmed block's every transaction).
         let mempool = &self.mempool;
+        let started = std::time::Instant::now();
         let r = self.chain.submit_with_pending(block, now_ms(), &|id| mempool.get(id).is_some());
+        self.metrics.block_imported(started.elapsed().as_secs_f64());
         let mut moved = Moved::default();
         let r = self.record(hash, height, r, &mut moved);
         self.publish(moved);
@@ -819,9 +821,11 @@ impl Worker {
         let mut moved = Moved::default();
         let meta: Vec<(Hash, u64)> = blocks.iter().map(|b| (b.hash(), b.block().header.height)).collect();
         self.chain.set_sync_writes(false);
+        let started = std::time::Instant::now();
         // Consecutive blocks on the tip are applied through one overlay and written in one batch.
         let results = self.chain.submit_run(blocks, now_ms());
         self.chain.set_sync_writes(true);
+        self.metrics.sync_batch(started.elapsed().as_secs_f64());
         let mut out: Vec<Result<Accepted, BlockError>> =
             results.into_iter().zip(meta).map(|(r, (hash, height))| self.record(hash, height, r, &mut moved)).collect();
         if let Err(e) = self.chain.store().sync_wal() {

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod node_log;
 pub mod p2p_bridge;
+pub mod process_metrics;
 pub mod rpc;
 
 pub use node::{Node, NodeError};

@@ -1,7 +1,11 @@
-//! P2P counters, rendered into the node's Prometheus text. Labels come from fixed sets.
+//! P2P counters and histograms, encoded into the node's `/metrics` by prometheus-client.
+//! Labels come from fixed sets.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -16,8 +20,8 @@ pub enum Side {
     Remote,
 }
 
-/// The p2p layer's counters.
-#[derive(Default)]
+/// The p2p layer's counters and histograms, written at each scrape by [`P2pMetrics::encode`]
+/// through prometheus-client's encoder (which owns the format: names, escaping, `_total`).
 pub struct P2pMetrics {
     rejections: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     misbehaviour: Mutex<BTreeMap<&'static str, u64>>,
@@ -34,6 +38,8 @@ pub struct P2pMetrics {
     mdns_ignored: Mutex<BTreeMap<&'static str, u64>>,
     compact_blocks: Mutex<BTreeMap<&'static str, u64>>,
     txs_requested: AtomicU64,
+    propagation: Histogram,
+    announce_to_accept: Histogram,
 }
 
 /// Adds one to a labelled counter.
@@ -43,12 +49,42 @@ fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
     }
 }
 
-/// Renders a counter with one label (`label="key"` per entry).
-fn render_labelled(out: &mut String, name: &str, help: &str, label: &str, map: &Mutex<BTreeMap<&'static str, u64>>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    if let Ok(m) = map.lock() {
-        for (key, v) in m.iter() {
-            let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {v}");
+/// Encodes a counter with one label (`label="key"` per entry).
+fn encode_labelled(enc: &mut DescriptorEncoder, name: &str, help: &str, label: &'static str, map: &Mutex<BTreeMap<&'static str, u64>>) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    if let Ok(map) = map.lock() {
+        for (key, v) in map.iter() {
+            m.encode_family(&[(label, *key)])?.encode_counter::<NoLabelSet, _, u64>(v, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Seconds of a block's journey: 5 ms to ~80 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+impl Default for P2pMetrics {
+    fn default() -> Self {
+        P2pMetrics {
+            rejections: Mutex::default(),
+            misbehaviour: Mutex::default(),
+            connections: AtomicU64::default(),
+            duplicate_blocks: AtomicU64::default(),
+            duplicate_txs: AtomicU64::default(),
+            disconnections: AtomicU64::default(),
+            bans: AtomicU64::default(),
+            bans_by_kind: Mutex::default(),
+            evictions: AtomicU64::default(),
+            mdns_advertising: AtomicBool::default(),
+            mdns_discovered: AtomicU64::default(),
+            mdns_removed: AtomicU64::default(),
+            mdns_ignored: Mutex::default(),
+            compact_blocks: Mutex::default(),
+            txs_requested: AtomicU64::default(),
+            propagation: latency_histogram(),
+            announce_to_accept: latency_histogram(),
         }
     }
 }
@@ -145,60 +181,82 @@ impl P2pMetrics {
         bump(&self.mdns_ignored, reason);
     }
 
-    /// Appends the Prometheus text; `inbound`/`outbound` are the current peer counts, `groups`
-    /// the inbound peers per network group (at most [`crate::config::METRIC_GROUPS`] labels).
-    pub fn render(&self, out: &mut String, inbound: usize, outbound: usize, groups: &[(String, usize)]) {
-        let _ = writeln!(out, "# HELP cairn_p2p_peers Connected peers.\n# TYPE cairn_p2p_peers gauge");
-        let _ = writeln!(out, "cairn_p2p_peers{{direction=\"inbound\"}} {inbound}\ncairn_p2p_peers{{direction=\"outbound\"}} {outbound}");
-        let _ = writeln!(
-            out,
-            "# HELP cairn_p2p_inbound_by_group Inbound peers per network group (IPv4 /16, IPv6 /32): the biggest groups, the rest as \"other\".\n# TYPE cairn_p2p_inbound_by_group gauge"
-        );
+    /// Writes the p2p metrics through `enc` (the prometheus-client encoder of a scrape);
+    /// `inbound`/`outbound` are the current peer counts, `groups` the inbound peers per
+    /// network group (at most [`crate::config::METRIC_GROUPS`] labels).
+    pub fn encode(&self, enc: &mut DescriptorEncoder, inbound: usize, outbound: usize, groups: &[(String, usize)]) -> std::fmt::Result {
+        let mut peers = enc.encode_descriptor("cairn_p2p_peers", "Connected peers.", None, MetricType::Gauge)?;
+        for (direction, n) in [("inbound", inbound), ("outbound", outbound)] {
+            peers.encode_family(&[("direction", direction)])?.encode_gauge(&(n as i64))?;
+        }
+        let mut by_group = enc.encode_descriptor(
+            "cairn_p2p_inbound_by_group",
+            "Inbound peers per network group (IPv4 /16, IPv6 /32): the biggest groups, the rest as \"other\".",
+            None,
+            MetricType::Gauge,
+        )?;
         for (group, n) in groups {
-            let _ = writeln!(out, "cairn_p2p_inbound_by_group{{group=\"{group}\"}} {n}");
+            by_group.encode_family(&[("group", group.as_str())])?.encode_gauge(&(*n as i64))?;
         }
         for (name, help, v) in [
-            ("cairn_p2p_connections_total", "Connections that completed the handshake.", &self.connections),
-            ("cairn_p2p_disconnections_total", "Registered connections that ended.", &self.disconnections),
-            ("cairn_p2p_bans_total", "Nodes banned for misbehaviour.", &self.bans),
-            ("cairn_p2p_evictions_total", "Inbound peers evicted to make room for a newcomer.", &self.evictions),
-            ("cairn_p2p_duplicate_blocks_total", "Blocks received that were already known (dropped).", &self.duplicate_blocks),
-            ("cairn_p2p_duplicate_transactions_total", "Transactions received that were already known (dropped).", &self.duplicate_txs),
-            ("cairn_p2p_transactions_requested_total", "Transactions asked of peers (get_txs) after their announcements.", &self.txs_requested),
-            ("cairn_p2p_mdns_discovered_total", "Compatible peers discovered on the LAN by mDNS and handed to the dialer.", &self.mdns_discovered),
-            ("cairn_p2p_mdns_removed_total", "Discovered LAN peers whose mDNS announcement was withdrawn or expired.", &self.mdns_removed),
+            ("cairn_p2p_connections", "Connections that completed the handshake.", &self.connections),
+            ("cairn_p2p_disconnections", "Registered connections that ended.", &self.disconnections),
+            ("cairn_p2p_bans", "Nodes banned for misbehaviour.", &self.bans),
+            ("cairn_p2p_evictions", "Inbound peers evicted to make room for a newcomer.", &self.evictions),
+            ("cairn_p2p_duplicate_blocks", "Blocks received that were already known (dropped).", &self.duplicate_blocks),
+            ("cairn_p2p_duplicate_transactions", "Transactions received that were already known (dropped).", &self.duplicate_txs),
+            ("cairn_p2p_transactions_requested", "Transactions asked of peers (get_txs) after their announcements.", &self.txs_requested),
+            ("cairn_p2p_mdns_discovered", "Compatible peers discovered on the LAN by mDNS and handed to the dialer.", &self.mdns_discovered),
+            ("cairn_p2p_mdns_removed", "Discovered LAN peers whose mDNS announcement was withdrawn or expired.", &self.mdns_removed),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+            enc.encode_descriptor(name, help, None, MetricType::Counter)?.encode_counter::<NoLabelSet, _, u64>(&v.load(Relaxed), None)?;
         }
-        let _ = writeln!(
-            out,
-            "# HELP cairn_p2p_handshake_rejections_total Handshakes refused, by reason and by which side refused.\n# TYPE cairn_p2p_handshake_rejections_total counter"
-        );
+        let mut rejections =
+            enc.encode_descriptor("cairn_p2p_handshake_rejections", "Handshakes refused, by reason and by which side refused.", None, MetricType::Counter)?;
         if let Ok(m) = self.rejections.lock() {
             for ((reason, side), v) in m.iter() {
-                let _ = writeln!(out, "cairn_p2p_handshake_rejections_total{{reason=\"{reason}\",side=\"{side}\"}} {v}");
+                rejections.encode_family(&[("reason", *reason), ("side", *side)])?.encode_counter::<NoLabelSet, _, u64>(v, None)?;
             }
         }
-        render_labelled(out, "cairn_p2p_misbehaviour_total", "Penalised peer behaviour, by kind.", "kind", &self.misbehaviour);
-        render_labelled(
-            out,
-            "cairn_p2p_bans_by_kind_total",
+        encode_labelled(enc, "cairn_p2p_misbehaviour", "Penalised peer behaviour, by kind.", "kind", &self.misbehaviour)?;
+        encode_labelled(
+            enc,
+            "cairn_p2p_bans_by_kind",
             "Bans placed, by what they cover (node, ip) and who placed them (auto, operator).",
             "kind",
             &self.bans_by_kind,
-        );
-        render_labelled(
-            out,
-            "cairn_p2p_compact_blocks_total",
+        )?;
+        encode_labelled(
+            enc,
+            "cairn_p2p_compact_blocks",
             "Compact blocks received, by outcome: rebuilt from the mempool, fetched_missing transactions first, or fell_back to the whole block.",
             "outcome",
             &self.compact_blocks,
-        );
-        render_labelled(out, "cairn_p2p_mdns_ignored_total", "LAN (mDNS) announcements not dialled, by reason.", "reason", &self.mdns_ignored);
-        let _ = writeln!(
-            out,
-            "# HELP cairn_p2p_mdns_advertising Whether this node advertises itself on the LAN (mDNS).\n# TYPE cairn_p2p_mdns_advertising gauge\ncairn_p2p_mdns_advertising {}",
-            u8::from(self.mdns_advertising.load(Relaxed))
-        );
+        )?;
+        encode_labelled(enc, "cairn_p2p_mdns_ignored", "LAN (mDNS) announcements not dialled, by reason.", "reason", &self.mdns_ignored)?;
+        enc.encode_descriptor("cairn_p2p_mdns_advertising", "Whether this node advertises itself on the LAN (mDNS).", None, MetricType::Gauge)?
+            .encode_gauge(&i64::from(self.mdns_advertising.load(Relaxed)))?;
+        for (name, help, h) in [
+            (
+                "cairn_block_propagation_seconds",
+                "From a block's header timestamp to its acceptance here, for new blocks from peers (includes the farmer's clock offset).",
+                &self.propagation,
+            ),
+            (
+                "cairn_block_announce_to_accept_seconds",
+                "From a new block's announcement by a peer (compact or whole) to its acceptance here.",
+                &self.announce_to_accept,
+            ),
+        ] {
+            h.encode(enc.encode_descriptor(name, help, None, MetricType::Histogram)?)?;
+        }
+        Ok(())
+    }
+
+    /// A new block from a peer was accepted `age` after its header's timestamp and `since`
+    /// after its announcement arrived.
+    pub fn block_arrived(&self, age: std::time::Duration, since: std::time::Duration) {
+        self.propagation.observe(age.as_secs_f64());
+        self.announce_to_accept.observe(since.as_secs_f64());
     }
 }

@@ -274,22 +274,30 @@ impl P2p {
         self.peers.borrow().scores.get(node_id).copied().unwrap_or(0)
     }
 
-    /// Appends p2p metrics in Prometheus text.
-    pub fn render_metrics(&self, out: &mut String) {
+    /// Writes the p2p metrics through a scrape's encoder.
+    pub fn encode_metrics(&self, enc: &mut prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::metrics::MetricType;
         let (i, o, groups) = {
             let snap = self.peers.borrow();
             (snap.inbound, snap.outbound, snap.inbound_groups.clone())
         };
-        self.ctx.metrics.render(out, i, o, &groups);
-        let orphans = self.orphan_count();
-        let syncing = u8::from(self.is_syncing());
-        let _ = std::fmt::Write::write_fmt(
-            out,
-            format_args!(
-                "# HELP cairn_p2p_orphan_blocks Blocks held until their parent arrives.\n# TYPE cairn_p2p_orphan_blocks gauge\ncairn_p2p_orphan_blocks {orphans}\n\
-                 # HELP cairn_p2p_syncing Whether a catch-up sync is running.\n# TYPE cairn_p2p_syncing gauge\ncairn_p2p_syncing {syncing}\n"
-            ),
-        );
+        self.ctx.metrics.encode(enc, i, o, &groups)?;
+        enc.encode_descriptor("cairn_p2p_orphan_blocks", "Blocks held until their parent arrives.", None, MetricType::Gauge)?
+            .encode_gauge(&(self.orphan_count() as i64))?;
+        enc.encode_descriptor("cairn_p2p_syncing", "Whether a catch-up sync is running.", None, MetricType::Gauge)?.encode_gauge(&i64::from(self.is_syncing()))
+    }
+
+    /// The p2p metrics in the Prometheus text format (tests; the node's `/metrics` encodes
+    /// them with its own).
+    pub fn render_metrics(&self, out: &mut String) {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(MetricsCollector(self.clone())));
+        let _ = prometheus_client::encoding::prometheus_text::encode(out, &registry);
+    }
+
+    /// The p2p metrics as a prometheus-client collector (read at each scrape).
+    pub fn collector(&self) -> MetricsCollector {
+        MetricsCollector(self.clone())
     }
 
     /// Blocks held in the orphan pool.
@@ -305,5 +313,21 @@ impl P2p {
         let _ = tokio::time::timeout(Duration::from_millis(600), self.ctx.tasks.wait()).await;
         self.ctx.endpoint.close(RejectReason::ShuttingDown.close_code(), format!("{}: node shutting down", RejectReason::ShuttingDown.code()).as_bytes());
         let _ = tokio::time::timeout(Duration::from_millis(300), self.ctx.endpoint.wait_idle()).await;
+    }
+}
+
+/// [`P2p`]'s metrics, encoded at each scrape.
+#[derive(Clone)]
+pub struct MetricsCollector(P2p);
+
+impl std::fmt::Debug for MetricsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("p2p metrics")
+    }
+}
+
+impl prometheus_client::collector::Collector for MetricsCollector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        self.0.encode_metrics(&mut enc)
     }
 }

@@ -42,9 +42,8 @@ pub async fn status(State(s): State<RpcState>) -> Json<Value> {
 }
 
 pub async fn metrics(State(s): State<RpcState>) -> impl IntoResponse {
-    let mut text = s.metrics.render();
-    s.p2p.render_metrics(&mut text);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    let text = s.metrics.render(vec![Box::new(s.p2p.collector())]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 /// `GET /blocks/{height|hash}`: all digits is a height, 64 hex characters a hash.

@@ -119,7 +119,8 @@ async fn count_requests(State(state): State<RpcState>, req: Request, next: Next)
         _ => "other",
     };
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
     let resp = next.run(req).await;
-    state.metrics.rpc_request(method, &route, resp.status().as_u16());
+    state.metrics.rpc_request(method, &route, resp.status().as_u16(), started.elapsed().as_secs_f64());
     resp
 }

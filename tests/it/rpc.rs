@@ -240,3 +240,64 @@ async fn transactions_name_the_sender_by_address() {
     assert_eq!(n.rpc.get("/mempool?limit=x").await.0, 400);
     n.node.shutdown().await;
 }
+
+/// `/metrics` is valid Prometheus text (`promtool check metrics`, when installed: the test
+/// suite's setup installs it) with today's names, the histograms, process metrics and build
+/// info.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_with_histograms_process_and_build_info() {
+    let n = start_node().await;
+    n.rpc.farm(2, &Keypair::generate().address()).await;
+    let text = n.rpc.http_text("/metrics").await;
+    for name in [
+        "cairn_height 2",
+        "cairn_blocks_accepted_total 2",
+        "cairn_rpc_requests_total{method=\"POST\",route=\"/farm/blocks\",status=\"200\"} 1",
+        "cairn_rpc_request_duration_seconds_bucket{method=\"POST\",route=\"/farm/blocks\",le=\"+Inf\"} 1",
+        "cairn_block_import_seconds_count 2",
+        "cairn_sync_batch_seconds_count 0",
+        "cairn_block_propagation_seconds_count 0",
+        "cairn_block_announce_to_accept_seconds_count 0",
+        "cairn_p2p_peers{direction=\"inbound\"} 0",
+        "cairn_sigcache_entries",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        &format!("cairn_build_info{{version=\"{}\",commit=\"", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(text.contains(name), "no {name} in:\n{text}");
+    }
+    // The shipped Grafana dashboard asks only for metrics the node exports (refusal families
+    // appear with their first refusal).
+    let dash = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana-dashboard.json")).unwrap();
+    let dash: Value = serde_json::from_str(&dash).expect("the dashboard is JSON");
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !(word.starts_with("cairn_") || word.starts_with("process_")) {
+                    continue;
+                }
+                let family = word.strip_suffix("_bucket").unwrap_or(word);
+                let known_empty = ["cairn_transactions_rejected_total", "cairn_blocks_rejected_total"].contains(&family);
+                assert!(known_empty || text.contains(&format!("# TYPE {family} ")), "the dashboard's {word} is not exported");
+            }
+        }
+    }
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Err(e) => println!("promtool not run ({e}); scripts/setup.sh --test installs it"),
+        Ok(mut child) => {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    n.node.shutdown().await;
+}

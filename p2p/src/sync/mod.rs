@@ -80,6 +80,9 @@ struct Sync {
     rebuilding: Rebuilding,
     /// The tip we last announced (a new tip on top of it goes out as a compact block).
     announced: Option<Hash>,
+    /// When each new block was first announced to us (compact), for the announce-to-accept
+    /// histogram (bounded like `block_sources`).
+    heard: Recent<Instant>,
     peers: HashMap<NodeId, SyncPeer>,
     status: watch::Sender<SyncStatus>,
 }
@@ -96,6 +99,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<SyncMsg>, status: 
         block_sources: Recent::default(),
         rebuilding: Rebuilding::default(),
         announced: Some(ctx.chain.tip().hash),
+        heard: Recent::default(),
         peers: HashMap::new(),
         status,
     };
@@ -223,6 +227,9 @@ impl Sync {
     /// transactions asked of the sender, or — when that cannot work — the whole block fetched.
     async fn take_compact(&mut self, id: NodeId, compact: cairn_chain::compact::CompactBlock) {
         let (height, hash) = (compact.header.height, compact.header.hash());
+        if self.heard.get(&hash).is_none() {
+            self.heard.insert(hash, Instant::now());
+        }
         self.progress.target(height);
         self.download.announced(&id, &hash);
         if self.rebuilding.contains(&hash) {
@@ -348,9 +355,14 @@ impl Sync {
     async fn take_block(&mut self, id: NodeId, block: Block) {
         let hash = block.hash();
         let height = block.header.height;
+        let arrived = Instant::now();
+        let timestamp = block.header.timestamp;
         self.block_sources.insert(hash, id);
         match self.ctx.chain.submit_block(block.clone()).await {
             Ok(Submitted::Connected | Submitted::SideChain) => {
+                let age = crate::ctx::now_ms().saturating_sub(timestamp);
+                let heard = self.heard.get(&hash).copied().unwrap_or(arrived);
+                self.ctx.metrics.block_arrived(Duration::from_millis(age), heard.elapsed());
                 if let Some(p) = self.peers.get(&id) {
                     p.stats.last_block_ms.store(crate::ctx::now_ms(), std::sync::atomic::Ordering::Relaxed);
                 }

@@ -96,6 +96,7 @@ enum Entry {
 }
 
 /// `GET /events`.
+#[utoipa::path(get, path = "/events", tag = "node", params(("types" = Option<String>, Query, description = "Comma-separated: block, reorg, tx, peer (default all)")), responses((status = 200, description = "Server-Sent Events: block, reorg, tx, peer, lagged", content_type = "text/event-stream", body = String), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 503, description = "Too many subscribers", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn events(State(s): State<RpcState>, Query(q): Query<EventsQuery>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let types = q.types.as_deref().map_or(Ok(Types::ALL), Types::parse)?;
     let permit = s.subscribers.clone().try_acquire_owned().map_err(|_| {

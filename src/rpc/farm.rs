@@ -24,6 +24,7 @@ pub struct TemplateQuery {
 
 /// `GET /farm/template?farmer=ADDRESS`: a header with nonce 0 and its transactions; vary the
 /// nonce until BLAKE3(header) ≤ target, then `POST /blocks` `{header, transactions}`.
+#[utoipa::path(get, path = "/farm/template", tag = "farming", params(("farmer" = String, Query, description = "Address credited (64 hex)")), responses((status = 200, description = "A header with nonce 0 and its transactions: vary the nonce until BLAKE3(header) <= target", body = crate::rpc::openapi::TemplateSchema), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn template(State(s): State<RpcState>, Query(q): Query<TemplateQuery>) -> Result<Json<Value>, ApiError> {
     let farmer: Address = parse_hex(&q.farmer, "farmer address", "invalid_address")?;
     let t = s.chain.template(farmer).await?;
@@ -39,6 +40,7 @@ pub struct FarmRequest {
 }
 
 /// `POST /farm/blocks {count, farmer}`: farms `count` blocks now; answers their hashes.
+#[utoipa::path(post, path = "/farm/blocks", tag = "farming", request_body = crate::rpc::openapi::FarmRequestSchema, responses((status = 200, description = "Farmed now", body = crate::rpc::openapi::Farmed), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn farm_blocks(State(s): State<RpcState>, JsonBody(req): JsonBody<FarmRequest, MAX_SMALL_BODY>) -> Result<Json<Value>, ApiError> {
     let farmer: Address = parse_hex(&req.farmer, "farmer address", "invalid_address")?;
     if req.count == 0 || req.count > MAX_FARM_COUNT {

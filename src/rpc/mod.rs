@@ -8,6 +8,7 @@ pub mod events;
 mod extract;
 mod farm;
 pub mod listener;
+pub mod openapi;
 mod p2p;
 mod txs;
 pub mod views;
@@ -73,6 +74,7 @@ pub fn router(state: RpcState, cors: &[String]) -> Router {
         .route("/p2p/bans/{*target}", delete(p2p::unban))
         .route("/p2p/addresses", get(p2p::addresses))
         .route("/events", get(events::events))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))

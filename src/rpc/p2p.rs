@@ -18,6 +18,7 @@ use super::extract::{JsonBody, PathParam, parse_hex};
 use super::{MAX_SMALL_BODY, RpcState};
 
 /// `GET /p2p/peers`.
+#[utoipa::path(get, path = "/p2p/peers", tag = "p2p", responses((status = 200, description = "Connected peers and bans", body = crate::rpc::openapi::PeerList)))]
 pub async fn list(State(s): State<RpcState>) -> Json<Value> {
     let mut peers = s.p2p.peers();
     peers.sort_by_key(|p| p.connected_since_ms);
@@ -74,6 +75,7 @@ pub struct BanRequest {
 }
 
 /// `GET /p2p/bans`.
+#[utoipa::path(get, path = "/p2p/bans", tag = "p2p", responses((status = 200, description = "Bans in force", body = crate::rpc::openapi::BanList)))]
 pub async fn bans(State(s): State<RpcState>) -> Json<Value> {
     let mut bans = s.p2p.bans();
     bans.sort_by_key(|b| b.until_ms);
@@ -83,6 +85,7 @@ pub async fn bans(State(s): State<RpcState>) -> Json<Value> {
 
 /// `POST /p2p/bans {"node_id" | "ip", "duration_s"?, "reason"?}`: bans and disconnects at
 /// once; answers the ban and how many peers it cut off.
+#[utoipa::path(post, path = "/p2p/bans", tag = "p2p", request_body = crate::rpc::openapi::BanRequestSchema, responses((status = 200, description = "Banned and cut off", body = crate::rpc::openapi::Banned), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn ban(State(s): State<RpcState>, JsonBody(req): JsonBody<BanRequest, MAX_SMALL_BODY>) -> Result<Json<Value>, ApiError> {
     let target = match (&req.node_id, &req.ip) {
         (Some(id), None) => BanTarget::Node(parse_hex(id, "node ID", "invalid_node_id")?),
@@ -105,12 +108,14 @@ pub async fn ban(State(s): State<RpcState>, JsonBody(req): JsonBody<BanRequest, 
 }
 
 /// `DELETE /p2p/bans/{node_id | ip | cidr}` (a CIDR's `/` may be sent as is or as `%2F`).
+#[utoipa::path(delete, path = "/p2p/bans/{target}", tag = "p2p", params(("target" = String, Path, description = "A node ID, an IP address or a CIDR network (its `/` as is or %2F)")), responses((status = 200, description = "Lifted", body = crate::rpc::openapi::Unbanned), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn unban(State(s): State<RpcState>, PathParam(target): PathParam) -> Result<Json<Value>, ApiError> {
     let target = BanTarget::parse(&target).map_err(|e| ApiError::bad_request("invalid_ban_target", e))?;
     if s.p2p.unban(target).await { Ok(Json(json!({"unbanned": target.to_string()}))) } else { Err(ApiError::not_found(format!("no ban on {target}"))) }
 }
 
 /// `GET /p2p/addresses`: the address book, in the order dials are tried.
+#[utoipa::path(get, path = "/p2p/addresses", tag = "p2p", responses((status = 200, description = "The address book in dial order", body = crate::rpc::openapi::AddressBook)))]
 pub async fn addresses(State(s): State<RpcState>) -> Json<Value> {
     let list: Vec<Value> = s
         .p2p
@@ -152,12 +157,14 @@ impl From<ConnectError> for ApiError {
 }
 
 /// `POST /p2p/peers {address}`: `[NODEID@]HOST:PORT`.
+#[utoipa::path(post, path = "/p2p/peers", tag = "p2p", request_body = crate::rpc::openapi::AddPeerSchema, responses((status = 200, description = "Connected", body = crate::rpc::openapi::Connected), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 403, description = "The peer bans us", body = crate::rpc::openapi::ErrorBody), (status = 409, description = "Refused by the peer (typed code), or a dial in progress", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody), (status = 422, description = "Unreachable or timed out", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn add(State(s): State<RpcState>, JsonBody(req): JsonBody<AddPeer, MAX_SMALL_BODY>) -> Result<Json<Value>, ApiError> {
     let id = s.p2p.connect(&req.address).await?;
     Ok(Json(json!({"node_id": id})))
 }
 
 /// `DELETE /p2p/peers/{node_id}`.
+#[utoipa::path(delete, path = "/p2p/peers/{node_id}", tag = "p2p", params(("node_id" = String, Path, description = "64 hex")), responses((status = 200, description = "Disconnected and forgotten", body = crate::rpc::openapi::Removed), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn remove(State(s): State<RpcState>, PathParam(id): PathParam) -> Result<Json<Value>, ApiError> {
     let id: NodeId = parse_hex(&id, "node ID", "invalid_node_id")?;
     if s.p2p.forget(&id).await { Ok(Json(json!({"removed": id}))) } else { Err(ApiError::not_found(format!("no peer {id}"))) }

@@ -19,6 +19,7 @@ use crate::chain_service::TxStatus;
 
 /// `GET /accounts/{address}`: any well-formed address has an account (balance 0, nonce 0 if
 /// never seen). `next_nonce` counts pending transactions, for wallets.
+#[utoipa::path(get, path = "/accounts/{address}", tag = "transactions", params(("address" = String, Path, description = "64 hex")), responses((status = 200, description = "Any well-formed address has an account", body = crate::rpc::openapi::AccountSchema), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn account(State(s): State<RpcState>, PathParam(a): PathParam) -> Result<Json<Value>, ApiError> {
     let address: Address = parse_hex(&a, "address", "invalid_address")?;
     let info = s.chain.account(address).await?;
@@ -33,6 +34,7 @@ pub async fn account(State(s): State<RpcState>, PathParam(a): PathParam) -> Resu
 /// `POST /txs`: a signed transaction (answers 202 and its `txid`, or the error's status), or a
 /// JSON array of up to [`MAX_TX_BATCH`] of them (answers 200 and an array of results in
 /// order: `{"txid"}` or `{"error": {code, message}}`; a malformed entry fails alone).
+#[utoipa::path(post, path = "/txs", tag = "transactions", request_body(content = crate::rpc::openapi::TxSchema, description = "A signed transaction, or a JSON array of up to 10,000 of them"), responses((status = 202, description = "Accepted into the mempool", body = crate::rpc::openapi::Accepted), (status = 200, description = "An array: one result per entry, in order", body = Vec<crate::rpc::openapi::TxResult>), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 409, description = "Already known", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody), (status = 422, description = "The transaction breaks a rule (code says which)", body = crate::rpc::openapi::ErrorBody), (status = 429, description = "Mempool full, or too many pending from this sender", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn submit(State(s): State<RpcState>, JsonBody(body): JsonBody<Value, MAX_TXS_BODY>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Value::Array(entries) = body else {
         let view: TxView = serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
@@ -111,6 +113,7 @@ impl PendingView {
 
 /// `GET /mempool?limit=N`: how many transactions are pending (`count`), and the N (default
 /// 100, at most [`MAX_MEMPOOL_LIST`]) with the highest fees, highest first.
+#[utoipa::path(get, path = "/mempool", tag = "transactions", params(("limit" = Option<u64>, Query, description = "1 to 1000 (default 100)")), responses((status = 200, description = "Pending transactions, highest fee first", body = crate::rpc::openapi::MempoolSchema), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn mempool(State(s): State<RpcState>, Query(q): Query<MempoolQuery>) -> Result<Json<Value>, ApiError> {
     let limit = limit(q.limit, 100, MAX_MEMPOOL_LIST)?;
     let (count, txs) = s.chain.mempool(limit).await?;
@@ -147,6 +150,7 @@ fn parse_cursor(c: &str) -> Result<(u64, u32), ApiError> {
 /// transactions (sent and received) newest first, from the address index kept in each
 /// block's own batch (and undone with it on a reorg); on the first page (no `before`) also
 /// its pending ones. `next` is the cursor of the following page, or null at the end.
+#[utoipa::path(get, path = "/accounts/{address}/txs", tag = "transactions", params(("address" = String, Path, description = "64 hex"), ("limit" = Option<u64>, Query, description = "1 to 100 (default 50)"), ("before" = Option<String>, Query, description = "`next` of the previous page (HEIGHT-POSITION)")), responses((status = 200, description = "Confirmed transactions newest first, and pending ones on the first page", body = crate::rpc::openapi::History), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn history(State(s): State<RpcState>, PathParam(a): PathParam, Query(q): Query<HistoryQuery>) -> Result<Json<Value>, ApiError> {
     let address: Address = parse_hex(&a, "address", "invalid_address")?;
     let limit = limit(q.limit, 50, MAX_HISTORY)?;
@@ -174,6 +178,7 @@ pub async fn history(State(s): State<RpcState>, PathParam(a): PathParam, Query(q
 }
 
 /// `GET /txs/{txid}`: the transaction and where it is.
+#[utoipa::path(get, path = "/txs/{txid}", tag = "transactions", params(("txid" = String, Path, description = "64 hex")), responses((status = 200, description = "Pending or confirmed", body = crate::rpc::openapi::TxLookup), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn lookup(State(s): State<RpcState>, PathParam(t): PathParam) -> Result<Json<Value>, ApiError> {
     let id: TxId = parse_hex(&t, "txid", "invalid_txid")?;
     match s.chain.tx_status(id).await? {

@@ -301,3 +301,30 @@ async fn metrics_pass_promtool_with_histograms_process_and_build_info() {
     }
     n.node.shutdown().await;
 }
+
+/// `GET /openapi.json` is an OpenAPI 3.1 document with every route of the router (read from
+/// its source, so a new route without its `#[utoipa::path]` fails here), each with its
+/// responses and the shared error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_covers_every_route() {
+    let n = start_node().await;
+    let (s, doc) = n.rpc.get("/openapi.json").await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let router = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/rpc/mod.rs")).unwrap();
+    let mut routes = 0;
+    for line in router.lines().filter(|l| l.trim_start().starts_with(".route(\"")) {
+        let path = line.split('"').nth(1).unwrap().replace("{*", "{");
+        let methods: Vec<&str> = ["get(", "post(", "delete("].into_iter().filter(|m| line.contains(m)).collect();
+        for m in methods {
+            let method = m.trim_end_matches('(');
+            let op = &doc["paths"][&path][method];
+            assert!(op.is_object(), "{method} {path} is not in /openapi.json");
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
+            routes += 1;
+        }
+    }
+    assert!(routes >= 20, "read {routes} routes from the router");
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    n.node.shutdown().await;
+}

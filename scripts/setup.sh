@@ -2,8 +2,10 @@
 # Installs what building Cairn needs on a fresh Debian/Ubuntu machine: libclang (bindgen for
 # RocksDB's -sys crate) and a C++ compiler. With `--test`, also what the test suite needs: for
 # the network-namespace tests (tests/netns) iproute2 (`ip netns`), nftables, curl, and avahi
-# (`avahi-browse`, a third-party mDNS client, with its daemon and D-Bus). Running a node needs
-# none of those. Idempotent and quiet when everything is there already.
+# (`avahi-browse`, a third-party mDNS client, with its daemon and D-Bus); for the dashboard's
+# browser tests (tests/browser) Debian's chromium, Node.js and npm, then `npm ci` there (the
+# pinned playwright-core, which drives that chromium: no browser is downloaded). Running a node
+# needs none of those. Idempotent and quiet when everything is there already.
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -11,9 +13,11 @@ command -v c++ >/dev/null 2>&1 || need+=(g++)
 # Without recommends: avahi-daemon's (libnss-mdns) would change the machine's name resolution.
 tools=()
 if [ "${1:-}" = "--test" ]; then
-  for pkg in iproute2 nftables curl dbus avahi-daemon avahi-utils; do
+  for pkg in iproute2 nftables curl dbus avahi-daemon avahi-utils chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || tools+=("$pkg")
   done
+  command -v node >/dev/null 2>&1 || tools+=(nodejs)
+  command -v npm >/dev/null 2>&1 || tools+=(npm)
 fi
 if [ ${#need[@]} -gt 0 ] || [ ${#tools[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -23,3 +27,11 @@ if [ ${#need[@]} -gt 0 ] || [ ${#tools[@]} -gt 0 ]; then
   [ ${#tools[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${tools[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust from rustup first" >&2; exit 1; }
+if [ "${1:-}" = "--test" ]; then
+  # Again only when the lockfile changed since the last install.
+  browser="$(dirname "$0")/../tests/browser"
+  if [ ! -f "$browser/node_modules/.package-lock.json" ] || [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+    echo "setup: npm ci in tests/browser" >&2
+    (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+fi

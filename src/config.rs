@@ -167,6 +167,8 @@ pub struct NodeConfig {
     /// The RPC's bearer token; `None`: a cookie beyond loopback, open on loopback
     /// ([`crate::rpc::auth`]).
     pub rpc_token: Option<String>,
+    /// Inside `cairn devnet`: the devnet's network view, served at `GET /devnet/network`.
+    pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
 }
 
 impl NodeConfig {
@@ -198,6 +200,7 @@ impl NodeConfig {
             },
             seeds: Vec::new(),
             rpc_token: None,
+            devnet_network: None,
         }
     }
 }
@@ -309,6 +312,7 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         seeds,
         chain,
         rpc_token: o.rpc_token.or(file.rpc_token).filter(|t| !t.is_empty()),
+        devnet_network: None,
     })
 }
 

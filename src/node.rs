@@ -179,6 +179,7 @@ impl Node {
             node_id: node_id.to_string(),
             farm_threads: config.farm_threads,
             shutdown: shutdown.clone(),
+            devnet_network: config.devnet_network.clone(),
         };
         let stop = shutdown.clone();
         tasks.spawn(

@@ -1,5 +1,6 @@
 //! The HTTP + JSON RPC (DESIGN §5): routes, shared state and the request-counting layer.
-//! Handlers live by topic in [`chain`], [`txs`], [`farm`] and [`p2p`].
+//! Handlers live by topic in [`chain`], [`txs`], [`farm`] and [`p2p`]; the dashboard page
+//! and its files in [`ui`].
 
 pub mod auth;
 mod chain;
@@ -8,6 +9,7 @@ mod extract;
 mod farm;
 mod p2p;
 mod txs;
+pub mod ui;
 pub mod views;
 
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub struct RpcState {
     pub shutdown: CancellationToken,
     /// What requests must carry ([`auth`]).
     pub auth: Arc<auth::RpcAuth>,
+    /// Inside `cairn devnet`: the devnet's network view (`GET /devnet/network`; 404 elsewhere).
+    pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
 }
 
 /// Largest body accepted for a block (a full block in JSON is ~3.5 KiB per 10 transactions).
@@ -67,6 +71,9 @@ pub fn router(state: RpcState) -> Router {
         .route("/p2p/bans", get(p2p::bans).post(p2p::ban))
         .route("/p2p/bans/{*target}", delete(p2p::unban))
         .route("/p2p/addresses", get(p2p::addresses))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
+        .route("/devnet/network", get(ui::devnet_network))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))

@@ -8,7 +8,7 @@
 //! `spawn_blocking` against a shared `Store` handle. The tip is published on a `watch`
 //! channel, so `/status`, farmers and (later) the p2p layer read it without a round trip.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +21,7 @@ use cairn_chain::{
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::events::{CHAIN_EVENTS, ChainEvent};
 use crate::metrics::Metrics;
 
 /// Commands queued for the chain thread before senders wait.
@@ -110,6 +111,24 @@ pub enum Quick {
     Template(Template),
 }
 
+/// A pending transaction and when it entered the mempool (ms; `None` if restored from disk).
+pub type Pending = (Transaction, Option<u64>);
+
+/// A best-chain transaction with where it is.
+#[derive(Clone, Debug)]
+pub struct ConfirmedTx {
+    /// Height of its block.
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+    /// Its block.
+    pub block: Hash,
+    /// Its block's timestamp (ms).
+    pub timestamp: u64,
+    /// The transaction.
+    pub tx: Transaction,
+}
+
 /// Where a transaction is.
 #[derive(Clone, Debug)]
 pub enum TxStatus {
@@ -172,7 +191,9 @@ enum Command {
     /// Up to N pending transactions, by sender then nonce.
     PendingAll(usize, Reply<Vec<Transaction>>),
     /// How many transactions are pending, and the first N by sender then nonce.
-    MempoolView(usize, Reply<(usize, Vec<Transaction>)>),
+    MempoolView(usize, Reply<(usize, Vec<Pending>)>),
+    /// Pending transactions from or to an address.
+    PendingFor(Address, usize, Reply<Vec<Pending>>),
     /// IDs of up to N pending transactions past the first S, by sender then nonce
     /// (announced to peers: reconciliation).
     PendingIds(usize, usize, Reply<Vec<TxId>>),
@@ -194,6 +215,7 @@ pub struct ChainHandle {
     store: Store,
     tip: watch::Receiver<Tip>,
     txs: broadcast::Sender<Arc<[Transaction]>>,
+    events: broadcast::Sender<ChainEvent>,
     spec: Arc<ChainSpec>,
     genesis: Hash,
 }
@@ -237,11 +259,14 @@ impl ChainHandle {
         let (tip_tx, tip_rx) = watch::channel(tip_of(&chain));
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (txs, _) = broadcast::channel(TX_EVENTS);
+        let (events, _) = broadcast::channel(CHAIN_EVENTS);
         let worker = Worker {
             chain,
             mempool,
             tip: tip_tx,
             txs: txs.clone(),
+            events: events.clone(),
+            arrivals: HashMap::new(),
             metrics,
             sigcache: sigcache.clone(),
             bad_signatures: BoundedSet::new(BAD_SIGNATURES),
@@ -272,7 +297,7 @@ impl ChainHandle {
             .name("chain".into())
             .spawn(move || span.in_scope(|| worker.run(cmd_rx)))
             .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
-        Ok(ChainHandle { commands: cmd_tx, sigcache, store, tip: tip_rx, txs, spec: Arc::new(spec), genesis })
+        Ok(ChainHandle { commands: cmd_tx, sigcache, store, tip: tip_rx, txs, events, spec: Arc::new(spec), genesis })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
@@ -312,6 +337,11 @@ impl ChainHandle {
     /// Transactions as they are accepted into the mempool, in batches.
     pub fn subscribe_txs(&self) -> broadcast::Receiver<Arc<[Transaction]>> {
         self.txs.subscribe()
+    }
+
+    /// The best chain's moves: each block joining it, and reorgs (see [`ChainEvent`]).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<ChainEvent> {
+        self.events.subscribe()
     }
 
     /// Whether a block is stored.
@@ -520,8 +550,35 @@ impl ChainHandle {
     }
 
     /// How many transactions are pending, and the first `max` (by sender, then nonce).
-    pub async fn mempool(&self, max: usize) -> Result<(usize, Vec<Transaction>), ServiceError> {
+    pub async fn mempool(&self, max: usize) -> Result<(usize, Vec<Pending>), ServiceError> {
         self.ask(|r| Command::MempoolView(max, r)).await
+    }
+    /// Pending transactions from or to `address` (at most `max`), with when they arrived.
+    pub async fn pending_for(&self, address: Address, max: usize) -> Result<Vec<Pending>, ServiceError> {
+        self.ask(|r| Command::PendingFor(address, max, r)).await
+    }
+    /// An address's best-chain transactions, newest first: at most `max` before `before`
+    /// (height, position) or from the tip. Read off the chain thread; an entry whose block
+    /// left the best chain since the index was read is skipped.
+    pub async fn address_txs(&self, address: Address, before: Option<(u64, u32)>, max: usize) -> Result<Vec<ConfirmedTx>, ServiceError> {
+        self.read(move |store| {
+            let mut out = Vec::new();
+            let mut block: Option<(u64, Hash, u64, Vec<Transaction>)> = None;
+            for e in store.address_txs(&address, before, max)? {
+                if block.as_ref().map(|b| b.0) != Some(e.height) {
+                    let Some(hash) = store.hash_at(e.height)? else { continue };
+                    let Some(b) = store.block(&hash)? else { continue };
+                    block = Some((e.height, hash, b.header.timestamp, b.transactions));
+                }
+                if let Some((height, hash, timestamp, txs)) = &block
+                    && let Some(tx) = txs.get(e.index as usize).filter(|t| t.id() == e.txid)
+                {
+                    out.push(ConfirmedTx { height: *height, index: e.index, block: *hash, timestamp: *timestamp, tx: tx.clone() });
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
     /// IDs of up to `max` pending transactions past the first `skip`, by sender then nonce.
     pub async fn pending_ids(&self, skip: usize, max: usize) -> Result<Vec<TxId>, ServiceError> {
@@ -567,6 +624,12 @@ struct Worker {
     mempool: Mempool,
     tip: watch::Sender<Tip>,
     txs: broadcast::Sender<Arc<[Transaction]>>,
+    /// The best chain's moves, for `GET /events`.
+    events: broadcast::Sender<ChainEvent>,
+    /// When each pending transaction arrived (ms), for `GET /mempool`. Entries of
+    /// transactions that left the pool are dropped once they outnumber the pool (after a
+    /// block), so it stays within about twice the pool's bound.
+    arrivals: HashMap<TxId, u64>,
     metrics: Arc<Metrics>,
     sigcache: Arc<SigCache>,
     /// IDs of transactions refused for a bad signature (the recent-rejects filter).
@@ -678,7 +741,31 @@ impl Worker {
                     let _ = reply.send(self.mempool.iter().take(max).cloned().collect());
                 }
                 Command::MempoolView(max, reply) => {
-                    let _ = reply.send((self.mempool.len(), self.mempool.iter().take(max).cloned().collect()));
+                    // The `max` highest fees (a heap of `max`, not a sort of the whole pool);
+                    // ties by sender then nonce so the answer is stable.
+                    let mut top = std::collections::BinaryHeap::with_capacity(max + 1);
+                    for tx in self.mempool.iter() {
+                        top.push(std::cmp::Reverse((tx.fee, std::cmp::Reverse((tx.sender(), tx.nonce)), tx.id())));
+                        if top.len() > max {
+                            top.pop();
+                        }
+                    }
+                    let list = top
+                        .into_sorted_vec()
+                        .into_iter()
+                        .filter_map(|std::cmp::Reverse((_, _, id))| Some((self.mempool.get(&id)?.clone(), self.arrivals.get(&id).copied())))
+                        .collect();
+                    let _ = reply.send((self.mempool.len(), list));
+                }
+                Command::PendingFor(address, max, reply) => {
+                    let list = self
+                        .mempool
+                        .iter()
+                        .filter(|tx| tx.to == address || tx.sender() == address)
+                        .take(max)
+                        .map(|tx| (tx.clone(), self.arrivals.get(&tx.id()).copied()))
+                        .collect();
+                    let _ = reply.send(list);
                 }
                 Command::PendingIds(skip, max, reply) => {
                     let _ = reply.send(self.mempool.ids().skip(skip).take(max).copied().collect());
@@ -786,7 +873,17 @@ impl Worker {
         self.metrics.set_height(t.height);
         self.tip.send_replace(t);
         self.rejected = BoundedSet::new(BAD_SIGNATURES);
+        if self.arrivals.len() > 2 * self.mempool.len() + 1024 {
+            let pool = &self.mempool;
+            self.arrivals.retain(|id, _| pool.contains(id));
+        }
         for (applied, undone) in moved.steps {
+            if self.events.receiver_count() > 0 {
+                for e in ChainEvent::of_move(&applied, &undone) {
+                    // No subscriber left is not an error.
+                    let _ = self.events.send(e);
+                }
+            }
             if let Err(e) = self.after_connect(&applied, &undone) {
                 tracing::error!(target: "chain::mempool", "mempool update after a new tip failed: {e}");
             }
@@ -925,6 +1022,8 @@ impl Worker {
         }
         self.sigcache.insert(txs.iter().map(Transaction::id));
         self.metrics.txs_accepted(txs.len());
+        let now = now_ms();
+        self.arrivals.extend(txs.iter().map(|t| (t.id(), now)));
         // Nobody listening is fine (no p2p yet, or no peers).
         let _ = self.txs.send(txs.into());
     }

@@ -104,6 +104,9 @@ pub struct FileConfig {
     pub blocks_only: Option<bool>,
     /// The RPC's bearer token [default: none; beyond loopback a cookie file is made].
     pub rpc_token: Option<String>,
+    /// Origins whose pages may read the RPC (CORS, GET only): `["*"]` for any [default: any
+    /// when the RPC is on loopback, none beyond].
+    pub rpc_cors: Option<Vec<String>>,
 }
 
 /// `seed_peers.toml`.
@@ -169,6 +172,8 @@ pub struct NodeConfig {
     pub rpc_token: Option<String>,
     /// Inside `cairn devnet`: the devnet's network view, served at `GET /devnet/network`.
     pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
+    /// Origins allowed to read the RPC from a browser (CORS, GET and HEAD); `*` is any.
+    pub rpc_cors: Vec<String>,
 }
 
 impl NodeConfig {
@@ -201,6 +206,7 @@ impl NodeConfig {
             seeds: Vec::new(),
             rpc_token: None,
             devnet_network: None,
+            rpc_cors: vec!["*".into()],
         }
     }
 }
@@ -236,6 +242,8 @@ pub struct Overrides {
     pub blocks_only: bool,
     /// `--rpc-token`.
     pub rpc_token: Option<String>,
+    /// `--rpc-cors`.
+    pub rpc_cors: Option<Vec<String>>,
 }
 
 /// Builds the node config: flags/env override the file, the file overrides defaults.
@@ -297,12 +305,15 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
     }
     let mempool =
         MempoolLimits { max_txs: file.mempool_max_txs.unwrap_or(MempoolLimits::default().max_txs), min_fee: chain.min_fee, ..MempoolLimits::default() };
+    let rpc_addr =
+        SocketAddr::new(o.rpc_bind.or(file.rpc_bind).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), o.rpc_port.or(file.rpc_port).unwrap_or(DEFAULT_RPC_PORT));
+    let rpc_cors = o.rpc_cors.or(file.rpc_cors).unwrap_or_else(|| if rpc_addr.ip().is_loopback() { vec!["*".into()] } else { Vec::new() });
+    for origin in &rpc_cors {
+        check_origin(origin)?;
+    }
     Ok(NodeConfig {
         data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        rpc_addr: SocketAddr::new(
-            o.rpc_bind.or(file.rpc_bind).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            o.rpc_port.or(file.rpc_port).unwrap_or(DEFAULT_RPC_PORT),
-        ),
+        rpc_addr,
         p2p_addr: SocketAddr::new(file.p2p_bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), o.p2p_port.or(file.p2p_port).unwrap_or(DEFAULT_P2P_PORT)),
         peers: o.peers.or(file.peers).unwrap_or_default(),
         farm,
@@ -313,7 +324,22 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         chain,
         rpc_token: o.rpc_token.or(file.rpc_token).filter(|t| !t.is_empty()),
         devnet_network: None,
+        rpc_cors,
     })
+}
+
+/// A CORS origin: `*`, or `scheme://host[:port]` with nothing after it.
+fn check_origin(origin: &str) -> Result<(), ConfigError> {
+    let bad = || ConfigError::Invalid(format!("rpc_cors origin {origin:?} is not `*` nor `scheme://host[:port]` (e.g. http://localhost:3000)"));
+    if origin == "*" {
+        return Ok(());
+    }
+    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
+    let host_ok = !rest.is_empty() && !rest.contains(['/', '?', '#', ' ', '@']) && rest.is_ascii();
+    if !(scheme == "http" || scheme == "https") || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -409,6 +435,19 @@ mod tests {
             let file = write(dir.path(), "bad-name.toml", &format!("name = {bad:?}\n"));
             let e = resolve(Overrides { config: Some(file), ..Default::default() }).unwrap_err().to_string();
             assert!(e.contains("bad-name.toml") && e.contains("name:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn cors_defaults_to_any_on_loopback_and_none_beyond() {
+        assert_eq!(resolve(Overrides::default()).unwrap().rpc_cors, vec!["*".to_string()]);
+        let exposed = resolve(Overrides { rpc_bind: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), ..Default::default() }).unwrap();
+        assert!(exposed.rpc_cors.is_empty(), "beyond loopback only configured origins");
+        let set = resolve(Overrides { rpc_cors: Some(vec!["https://a.example:8443".into()]), ..Default::default() }).unwrap();
+        assert_eq!(set.rpc_cors, vec!["https://a.example:8443".to_string()]);
+        for bad in ["a.example", "ftp://a.example", "http://a.example/path", "http://"] {
+            let e = resolve(Overrides { rpc_cors: Some(vec![bad.into()]), ..Default::default() }).unwrap_err().to_string();
+            assert!(e.contains("rpc_cors") && e.contains(bad), "{bad}: {e}");
         }
     }
 }

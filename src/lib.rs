@@ -16,6 +16,7 @@ pub mod chain_service;
 pub mod cli;
 pub mod config;
 pub mod devnet;
+pub mod events;
 pub mod farm;
 pub mod metrics;
 pub mod node;

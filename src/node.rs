@@ -66,6 +66,9 @@ pub fn node_span(name: Option<&str>) -> Span {
     }
 }
 
+/// How long open RPC connections get to finish when the node stops.
+const RPC_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A running node.
 pub struct Node {
     chain: ChainHandle,
@@ -180,13 +183,26 @@ impl Node {
             farm_threads: config.farm_threads,
             shutdown: shutdown.clone(),
             devnet_network: config.devnet_network.clone(),
+            subscribers: Arc::new(tokio::sync::Semaphore::new(crate::rpc::events::MAX_SUBSCRIBERS)),
         };
+        let app = router(state, &config.rpc_cors);
+        let listener = crate::rpc::listener::TimedListener::new(listener, crate::rpc::listener::WRITE_TIMEOUT);
         let stop = shutdown.clone();
         tasks.spawn(
             async move {
-                let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned()).await;
-                if let Err(e) = served {
-                    tracing::error!(target: "rpc", "RPC server failed: {e}");
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+                // Connections get RPC_GRACE to finish at shutdown (event streams end at once;
+                // a client that does not read would otherwise hold the node until its write
+                // timeout), then the server is dropped with them.
+                let grace = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(RPC_GRACE).await;
+                };
+                tokio::select! {
+                    served = serve => if let Err(e) = served {
+                        tracing::error!(target: "rpc", "RPC server failed: {e}");
+                    },
+                    _ = grace => tracing::debug!(target: "rpc", "RPC connections still open at shutdown dropped"),
                 }
             }
             .in_current_span(),

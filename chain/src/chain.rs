@@ -508,16 +508,29 @@ impl Chain {
         pending: &dyn Fn(&TxId) -> bool,
     ) -> Result<(), StoreError> {
         let mut index = Vec::new();
+        let mut by_address = Vec::new();
         for (hash, block, undo) in connected {
-            b.set_height(block.header.height, &hash);
+            let height = block.header.height;
+            b.set_height(height, &hash);
             b.put_undo(&hash, undo);
             index.reserve(block.transactions.len());
+            by_address.reserve(2 * block.transactions.len());
             for (i, tx) in block.transactions.iter().enumerate() {
-                index.push((tx.id(), TxLocation { block: hash, index: i as u32 }));
+                let id = tx.id();
+                index.push((id, TxLocation { block: hash, index: i as u32 }));
+                let from = tx.sender();
+                by_address.push((from, height, i as u32, id));
+                if tx.to != from {
+                    by_address.push((tx.to, height, i as u32, id));
+                }
             }
         }
         // Keys in order within each column family: RocksDB inserts a sorted run into its
         // memtable from where the previous key went, instead of from the top each time.
+        by_address.sort_unstable_by_key(|(a, h, i, _)| (*a, *h, *i));
+        for (a, h, i, id) in &by_address {
+            b.index_address_tx(a, *h, *i, id);
+        }
         index.sort_unstable_by_key(|(id, _)| *id);
         for (id, loc) in &index {
             b.index_tx(id, *loc);
@@ -619,9 +632,11 @@ impl Chain {
         for block in &undone {
             let hash = block.hash();
             b.delete_undo(&hash);
-            for tx in &block.transactions {
+            for (i, tx) in block.transactions.iter().enumerate() {
                 let id = tx.id();
                 b.unindex_tx(&id);
+                b.unindex_address_tx(&tx.sender(), block.header.height, i as u32);
+                b.unindex_address_tx(&tx.to, block.header.height, i as u32);
                 // Back to the (persisted) mempool in the same batch: a crash cannot lose it.
                 if !reapplied.contains(&id) {
                     b.put_mempool_tx(tx);

@@ -88,6 +88,8 @@ pub(crate) struct Ctx {
     /// Notes to the transaction relay (who sent which transaction); `try_send`, see
     /// [`crate::channels::RELAY_INBOX`].
     pub relay: tokio::sync::mpsc::Sender<RelayMsg>,
+    /// Peers connecting, leaving, refused ([`crate::events`]); bounded, never waits.
+    pub events: tokio::sync::broadcast::Sender<crate::events::PeerEvent>,
 }
 
 impl Ctx {
@@ -113,9 +115,20 @@ impl Ctx {
         self.chain.max_block_bytes().saturating_add(FRAME_OVERHEAD)
     }
 
+    /// Publishes a refusal to event subscribers (if any).
+    pub(crate) fn refusal_event(&self, peer: Option<NodeId>, addr: SocketAddr, reason: crate::wire::RejectReason, by_peer: bool) {
+        if self.events.receiver_count() > 0 {
+            let mut e = crate::events::PeerEvent::new(crate::events::PeerEventKind::Refused, peer, addr);
+            e.reason = Some(reason.code());
+            e.by_peer = Some(by_peer);
+            let _ = self.events.send(e);
+        }
+    }
+
     /// Logs and counts a handshake refusal.
     pub(crate) fn refused(&self, peer: Option<&NodeId>, addr: SocketAddr, r: &Refusal, by_peer: bool) {
         self.metrics.rejected(r.reason, if by_peer { Side::Remote } else { Side::Local });
+        self.refusal_event(peer.copied(), addr, r.reason, by_peer);
         let who = if by_peer { "refused by peer" } else { "refused peer" };
         let id = peer.map(short).unwrap_or_default();
         tracing::info!(target: "p2p::handshake", peer = %id, %addr, code = r.reason.code(), "{who}: {}", r.detail);

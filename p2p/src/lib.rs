@@ -88,6 +88,7 @@ mod channels;
 pub mod config;
 mod connection;
 mod ctx;
+pub mod events;
 pub mod eviction;
 pub mod handshake;
 pub mod identity;
@@ -107,6 +108,7 @@ pub mod verdict;
 pub mod wire;
 
 pub use config::P2pConfig;
+pub use events::{PeerEvent, PeerEventKind};
 pub use identity::{IdentityError, NodeId, NodeIdentity};
 pub use name::{NameError, validate_name};
 pub use service::{ConnectError, Direction, P2p, P2pError, PeerView};

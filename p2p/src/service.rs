@@ -142,6 +142,7 @@ impl P2p {
             manager,
             sync,
             relay,
+            events: tokio::sync::broadcast::channel(crate::events::PEER_EVENTS).0,
         });
         let (peers_tx, peers_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (sync_tx, sync_status) = watch::channel(SyncStatus::default());
@@ -245,6 +246,11 @@ impl P2p {
                 ..v.clone()
             })
             .collect()
+    }
+
+    /// Peers connecting, leaving and refused, as they happen.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<crate::events::PeerEvent> {
+        self.ctx.events.subscribe()
     }
 
     /// Whether a catch-up sync with any peer is in progress.

@@ -295,6 +295,10 @@ pub struct NodeArgs {
     /// (other users can read a process's arguments).
     #[arg(long, env = "CAIRN_RPC_TOKEN", hide_env_values = true)]
     pub rpc_token: Option<String>,
+    /// Origins whose web pages may read the RPC (CORS for GET), comma-separated; `*` for
+    /// any [default: any when the RPC is on loopback, none beyond]
+    #[arg(long, env = "CAIRN_RPC_CORS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub rpc_cors: Option<Vec<String>>,
 }
 
 /// `cairn devnet` flags. While it runs, stdin takes commands (`help` lists them): stop N,

@@ -26,6 +26,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
         exempt_loopback: a.exempt_loopback,
         blocks_only: a.blocks_only,
         rpc_token: a.rpc_token,
+        rpc_cors: a.rpc_cors,
     })?;
     let node = Node::start(config).await?;
     tokio::select! {

@@ -5,8 +5,10 @@
 pub mod auth;
 mod chain;
 pub mod error;
+pub mod events;
 mod extract;
 mod farm;
+pub mod listener;
 mod p2p;
 mod txs;
 pub mod ui;
@@ -45,6 +47,8 @@ pub struct RpcState {
     pub auth: Arc<auth::RpcAuth>,
     /// Inside `cairn devnet`: the devnet's network view (`GET /devnet/network`; 404 elsewhere).
     pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
+    /// `GET /events` subscribers' slots ([`events::MAX_SUBSCRIBERS`]).
+    pub subscribers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Largest body accepted for a block (a full block in JSON is ~3.5 KiB per 10 transactions).
@@ -52,8 +56,8 @@ pub const MAX_BLOCK_BODY: usize = 8 << 20;
 /// Largest body accepted anywhere else.
 pub const MAX_SMALL_BODY: usize = 64 << 10;
 
-/// The router.
-pub fn router(state: RpcState) -> Router {
+/// The router. `cors`: origins whose pages may read (GET, HEAD), `*` for any; empty for none.
+pub fn router(state: RpcState, cors: &[String]) -> Router {
     Router::new()
         .route("/health", get(chain::health))
         .route("/status", get(chain::status))
@@ -63,6 +67,7 @@ pub fn router(state: RpcState) -> Router {
         .route("/farm/template", get(farm::template))
         .route("/farm/blocks", post(farm::farm_blocks))
         .route("/accounts/{address}", get(txs::account))
+        .route("/accounts/{address}/txs", get(txs::history))
         .route("/txs", post(txs::submit))
         .route("/txs/{txid}", get(txs::lookup))
         .route("/mempool", get(txs::mempool))
@@ -74,11 +79,32 @@ pub fn router(state: RpcState) -> Router {
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
         .route("/devnet/network", get(ui::devnet_network))
+        .route("/events", get(events::events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        // Outermost: a browser's preflight is answered before the token is asked for.
+        .layer(cors_layer(cors))
         .with_state(state)
+}
+
+/// CORS for reads: GET and HEAD from the allowed origins, with the headers a page sends
+/// (a bearer token, `Last-Event-ID` on an `EventSource` reconnect).
+fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Checked when the config was read; one that still fails to be a header is skipped.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::HEAD])
+        .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::CACHE_CONTROL, header::HeaderName::from_static("last-event-id")])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn not_found() -> ApiError {

@@ -74,6 +74,8 @@ fn error_json(e: &ApiError) -> Value {
 
 /// Most transactions `GET /mempool` lists.
 pub const MAX_MEMPOOL_LIST: usize = 1000;
+/// Most transactions one `GET /accounts/{address}/txs` lists.
+pub const MAX_HISTORY: usize = 100;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,13 +84,93 @@ pub struct MempoolQuery {
     limit: Option<usize>,
 }
 
-/// `GET /mempool?limit=N`: how many transactions are pending, and the first N (default 100, at
-/// most [`MAX_MEMPOOL_LIST`]), each sender's in nonce order.
+/// `limit` within 1..=`max` (default `default`), else 400 `invalid_limit`.
+fn limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request("invalid_limit", format!("limit {n} out of range: 1 to {max}"))),
+    }
+}
+
+/// A pending transaction and when this node received it.
+#[derive(serde::Serialize)]
+pub struct PendingView {
+    #[serde(flatten)]
+    tx: TxView,
+    /// When it entered this node's mempool (ms since the epoch); absent if restored from disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received_ms: Option<u64>,
+}
+
+impl PendingView {
+    fn of((tx, received_ms): &(cairn_chain::Transaction, Option<u64>)) -> PendingView {
+        PendingView { tx: TxView::from(tx), received_ms: *received_ms }
+    }
+}
+
+/// `GET /mempool?limit=N`: how many transactions are pending (`count`), and the N (default
+/// 100, at most [`MAX_MEMPOOL_LIST`]) with the highest fees, highest first.
 pub async fn mempool(State(s): State<RpcState>, Query(q): Query<MempoolQuery>) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100).min(MAX_MEMPOOL_LIST);
+    let limit = limit(q.limit, 100, MAX_MEMPOOL_LIST)?;
     let (count, txs) = s.chain.mempool(limit).await?;
-    let views: Vec<TxView> = txs.iter().map(TxView::from).collect();
+    let views: Vec<PendingView> = txs.iter().map(PendingView::of).collect();
     Ok(Json(json!({"count": count, "transactions": views})))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    before: Option<String>,
+}
+
+/// A history cursor: `HEIGHT-POSITION` of the last transaction a page showed.
+fn parse_cursor(c: &str) -> Result<(u64, u32), ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            format!("malformed cursor {:?}: expected HEIGHT-POSITION as given in `next`", c.chars().take(40).collect::<String>()),
+        )
+    };
+    let (h, i) = c.split_once('-').ok_or_else(bad)?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(i) {
+        return Err(bad());
+    }
+    Ok((h.parse().map_err(|_| bad())?, i.parse().map_err(|_| bad())?))
+}
+
+/// `GET /accounts/{address}/txs?limit=N&before=CURSOR`: the address's best-chain
+/// transactions (sent and received) newest first, from the address index kept in each
+/// block's own batch (and undone with it on a reorg); on the first page (no `before`) also
+/// its pending ones. `next` is the cursor of the following page, or null at the end.
+pub async fn history(State(s): State<RpcState>, PathParam(a): PathParam, Query(q): Query<HistoryQuery>) -> Result<Json<Value>, ApiError> {
+    let address: Address = parse_hex(&a, "address", "invalid_address")?;
+    let limit = limit(q.limit, 50, MAX_HISTORY)?;
+    let before = q.before.as_deref().map(parse_cursor).transpose()?;
+    let confirmed = s.chain.address_txs(address, before, limit).await?;
+    let pending = if before.is_none() { s.chain.pending_for(address, limit).await? } else { Vec::new() };
+    let next = (confirmed.len() == limit).then(|| confirmed.last().map(|c| format!("{}-{}", c.height, c.index))).flatten();
+    let direction = |t: &cairn_chain::Transaction| match (t.sender() == address, t.to == address) {
+        (true, true) => "self",
+        (true, false) => "sent",
+        _ => "received",
+    };
+    let confirmed: Vec<Value> = confirmed
+        .iter()
+        .map(|c| {
+            json!({
+                "txid": c.tx.id(), "height": c.height, "position": c.index, "block_hash": c.block, "timestamp": c.timestamp,
+                "direction": direction(&c.tx), "transaction": TxView::from(&c.tx),
+            })
+        })
+        .collect();
+    let pending: Vec<Value> =
+        pending.iter().map(|p| json!({"txid": p.0.id(), "direction": direction(&p.0), "received_ms": p.1, "transaction": TxView::from(&p.0)})).collect();
+    Ok(Json(json!({"address": address, "confirmed": confirmed, "pending": pending, "next": next})))
 }
 
 /// `GET /txs/{txid}`: the transaction and where it is.

@@ -369,3 +369,41 @@ async fn the_outside_farmer_is_paced_and_stops_on_ctrl_c() {
     assert!(status.success(), "{status:?}");
     n.node.shutdown().await;
 }
+
+/// SIGTERM while the built-in farmer searches (two threads, with transfers queued) stops the
+/// node within a second, and the farmed blocks are there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_farming_exits_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let farmer = Keypair::generate().address().to_string();
+    let (mut child, url) = spawn_node(&data, &["--farm", &farmer, "--farm-threads", "2"]);
+    let rpc = Rpc::new(url);
+    let genesis: cairn_chain::Hash = rpc.get("/status").await.1["genesis_hash"].as_str().unwrap().parse().unwrap();
+    let txs: Vec<serde_json::Value> = (0..200)
+        .map(|n| {
+            let tx = cairn_chain::Transaction::signed(&dev(1), genesis, Address([7; 32]), 1, 1, n);
+            serde_json::to_value(cairn::rpc::views::TxView::from(&tx)).unwrap()
+        })
+        .collect();
+    let (code, _) = rpc.post("/txs", &serde_json::Value::Array(txs)).await;
+    assert_eq!(code, 200);
+    let height = wait_for("a farmed block", 30, || {
+        let rpc = rpc.clone();
+        async move { rpc.try_get("/status").await?.1["height"].as_u64().filter(|h| *h >= 1) }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exit = wait_exit(&mut child, 20);
+    let took = started.elapsed();
+    println!("SIGTERM while farming: exited in {} ms", took.as_millis());
+    assert!(exit.success(), "exit on SIGTERM while farming: {exit:?}");
+    assert!(took < std::time::Duration::from_millis(1500), "SIGTERM while farming took {took:?}");
+
+    let (mut child, url) = spawn_node(&data, &[]);
+    let after = Rpc::new(url).get("/status").await.1["height"].as_u64().unwrap();
+    assert!(after >= height, "restarted at {after}, had farmed {height}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

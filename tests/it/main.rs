@@ -5,6 +5,8 @@ mod admission;
 mod cli;
 mod crash;
 mod devnet;
+mod events;
+mod explorer;
 mod farm;
 mod hostile;
 mod intake;

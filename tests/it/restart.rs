@@ -60,8 +60,28 @@ async fn clean_shutdown_after_sync_flushes_and_restarts_at_the_tip() {
     let (tip, last) = tokio::task::spawn_blocking(move || build_chain(&db_a)).await.unwrap();
     let a = Node::start(NodeConfig::for_tests(t.path().join("a/data"))).await.unwrap();
     let d_data = t.path().join("d/data");
+
+    // SIGTERM in the middle of the sync: the node exits within a second, with what it had
+    // imported flushed (the restarted node starts at least there and finishes the sync).
     let (mut child, url) = spawn_node(&d_data, &["--peers", &a.p2p_addr().to_string()]);
     let rpc = Rpc::new(url);
+    let reached = wait_for("D importing", 60, || {
+        let rpc = rpc.clone();
+        async move { rpc.try_get("/status").await?.1["height"].as_u64().filter(|h| *h > 0) }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exit = wait_exit(&mut child, 20);
+    let took = started.elapsed();
+    println!("SIGTERM at height {reached} of {BLOCKS} (syncing): exited in {} ms", took.as_millis());
+    assert!(exit.success(), "node exited with {exit} on SIGTERM mid-sync");
+    assert!(took < std::time::Duration::from_millis(1500), "SIGTERM mid-sync took {took:?}");
+
+    let (mut child, url) = spawn_node(&d_data, &["--peers", &a.p2p_addr().to_string()]);
+    let rpc = Rpc::new(url);
+    let resumed = wait_for("restarted D's /status", 60, || rpc.try_get("/status")).await.1["height"].as_u64().unwrap();
+    assert!(resumed >= reached, "restart after a SIGTERM mid-sync is at {resumed}, had reached {reached}");
     wait_for("D at A's tip", 120, || {
         let rpc = rpc.clone();
         async move { (rpc.try_get("/status").await?.1["best_hash"].as_str()? == tip.to_string()).then_some(()) }

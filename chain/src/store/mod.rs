@@ -40,7 +40,7 @@ use crate::pow::Work;
 use crate::state::{Account, AccountSource, Undo};
 use crate::tx::{Transaction, TxId};
 
-pub use keys::height_key;
+pub use keys::{address_tx_key, height_key};
 
 /// On-disk format version; bump it when any encoding above changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -52,12 +52,14 @@ const CF_ACCOUNTS: &str = "accounts";
 const CF_UNDO: &str = "undo";
 const CF_TXINDEX: &str = "txindex";
 const CF_MEMPOOL: &str = "mempool";
+/// Best-chain transactions by address (sent and received): `address_tx_key` → txid.
+const CF_ADDRTX: &str = "addrtx";
 /// Column family the p2p layer keeps its address book in.
 pub const CF_PEERS: &str = "peers";
 /// Column family the p2p layer keeps bans in.
 pub const CF_BANS: &str = "bans";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 10] = [CF_HEADERS, CF_BODIES, CF_HEIGHTS, CF_ACCOUNTS, CF_UNDO, CF_TXINDEX, CF_MEMPOOL, CF_PEERS, CF_BANS, CF_META];
+const ALL_CFS: [&str; 11] = [CF_HEADERS, CF_BODIES, CF_HEIGHTS, CF_ACCOUNTS, CF_UNDO, CF_TXINDEX, CF_MEMPOOL, CF_ADDRTX, CF_PEERS, CF_BANS, CF_META];
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_CHAIN_ID: &[u8] = b"chain_id";
@@ -169,6 +171,17 @@ pub struct TxLocation {
     pub block: Hash,
     /// Position in it.
     pub index: u32,
+}
+
+/// One entry of the address index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressTx {
+    /// Height of the including block.
+    pub height: u64,
+    /// Position in it.
+    pub index: u32,
+    /// The transaction.
+    pub txid: TxId,
 }
 
 /// Memory all memtables together may use before RocksDB flushes the largest.
@@ -389,6 +402,34 @@ impl Store {
         Ok(Some(loc))
     }
 
+    /// An address's best-chain transactions, newest first: at most `max` of those before
+    /// `before` (height, position), or from the tip.
+    pub fn address_txs(&self, address: &Address, before: Option<(u64, u32)>, max: usize) -> Result<Vec<AddressTx>, StoreError> {
+        let start = match before {
+            Some((h, i)) => address_tx_key(&address.0, h, i),
+            None => address_tx_key(&address.0, u64::MAX, u32::MAX),
+        };
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(self.cf(CF_ADDRTX), IteratorMode::From(&start, rocksdb::Direction::Reverse));
+        for item in iter {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = item?;
+            if k.len() != 44 || k[..32] != address.0 {
+                break;
+            }
+            if before.is_some() && *k == start[..] {
+                continue;
+            }
+            let height = u64::from_be_bytes(k[32..40].try_into().map_err(|_| StoreError::Missing("address index key".into()))?);
+            let index = u32::from_be_bytes(k[40..44].try_into().map_err(|_| StoreError::Missing("address index key".into()))?);
+            let txid = Hash(Reader::new(&v).array("address index txid").map_err(corrupt("address index"))?);
+            out.push(AddressTx { height, index, txid });
+        }
+        Ok(out)
+    }
+
     /// Whether a transaction is in the persisted mempool.
     pub fn has_mempool_tx(&self, id: &TxId) -> Result<bool, StoreError> {
         Ok(self.db.get_pinned_cf(self.cf(CF_MEMPOOL), id.0)?.is_some())
@@ -512,6 +553,14 @@ impl StoreBatch<'_> {
     /// Removes a transaction from the index.
     pub fn unindex_tx(&mut self, id: &TxId) {
         self.delete(CF_TXINDEX, &id.0);
+    }
+    /// Indexes a best-chain transaction under an address (its sender or recipient).
+    pub fn index_address_tx(&mut self, address: &Address, height: u64, index: u32, id: &TxId) {
+        self.put(CF_ADDRTX, &address_tx_key(&address.0, height, index), &id.0);
+    }
+    /// Removes an address index entry (a block leaving the best chain).
+    pub fn unindex_address_tx(&mut self, address: &Address, height: u64, index: u32) {
+        self.delete(CF_ADDRTX, &address_tx_key(&address.0, height, index));
     }
     /// Persists a pending transaction.
     pub fn put_mempool_tx(&mut self, tx: &Transaction) {

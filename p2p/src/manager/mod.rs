@@ -23,6 +23,7 @@
 //! ([`crate::eviction`]), whom to dial ([`crate::addrbook`]), scores and bans
 //! ([`crate::bans`]). This task only feeds them its state and carries out their answers.
 
+use crate::events::{PeerEvent, PeerEventKind};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -140,6 +141,7 @@ impl Manager {
                 if let Decision::Refuse(r) | Decision::Close(r) = &d {
                     // Debug only: a flood of these must not flood the log (the metric counts).
                     self.ctx.metrics.rejected(r.reason, crate::metrics::Side::Local);
+                    self.ctx.refusal_event(None, addr, r.reason, false);
                     tracing::debug!(target: "p2p::handshake", %addr, code = r.reason.code(), "refused before the handshake: {}", r.detail);
                 }
                 let _ = reply.send(d);
@@ -395,6 +397,12 @@ impl Manager {
             old.conn.close(RejectReason::AlreadyConnected.close_code(), b"already_connected: crossing connection replaced");
         }
         self.ctx.metrics.connected();
+        if self.ctx.events.receiver_count() > 0 {
+            let mut e = PeerEvent::new(PeerEventKind::Connected, Some(j.id), address);
+            e.name = crate::name::from_user_agent(&j.user_agent);
+            e.direction = Some(j.direction.as_str());
+            let _ = self.ctx.events.send(e);
+        }
         if j.direction == Direction::Inbound {
             self.learn(vec![j.listen]);
         }
@@ -408,9 +416,21 @@ impl Manager {
         {
             self.credit(&p);
             self.ctx.metrics.disconnected();
+            self.left(id, &p, None);
             return true;
         }
         false
+    }
+
+    /// Publishes a peer's leaving to event subscribers (if any).
+    fn left(&self, id: &NodeId, p: &Peer, reason: Option<&'static str>) {
+        if self.ctx.events.receiver_count() > 0 {
+            let mut e = PeerEvent::new(PeerEventKind::Disconnected, Some(*id), p.address);
+            e.name = p.name.clone();
+            e.direction = Some(p.direction.as_str());
+            e.reason = reason;
+            let _ = self.ctx.events.send(e);
+        }
     }
 
     /// Credits the address of a peer that delivered something new, for the book's reputation.
@@ -430,6 +450,7 @@ impl Manager {
             self.publish();
             cut_off(&p, code, why);
             self.ctx.metrics.disconnected();
+            self.left(id, &p, Some(code.code()));
         }
     }
 

@@ -18,6 +18,7 @@ const SSE_RETRY_MS = 15000;
 const RECENT_BLOCKS = 10;
 const TXS_PER_BLOCK_SHOWN = 5;
 const MAX_EVENTS = 30;
+const TX_EVENTS_PER_S = 5;
 const HISTORY_PAGE = 25;
 const TREE_HEIGHTS = 40;
 const MIN_REFRESH_MS = 400;
@@ -274,8 +275,12 @@ function connectEvents() {
   es.addEventListener('tx', (ev) => {
     const d = parseData(ev);
     if (!d) return;
-    record('tx', d);
+    recordTx(d);
     emit('tx', d);
+  });
+  es.addEventListener('lagged', (ev) => {
+    const d = parseData(ev);
+    if (d) record('lagged', d);
   });
   es.addEventListener('peer', (ev) => {
     const d = parseData(ev);
@@ -284,6 +289,25 @@ function connectEvents() {
     emit('peer', d);
     pollStatus(); // the peer count
   });
+}
+
+// Under a load of thousands of transactions a second the feed shows a few a second and counts
+// the rest, so the page stays responsive.
+const txBudget = { second: 0, used: 0, skipped: 0 };
+function recordTx(d) {
+  const now = Math.floor(Date.now() / 1000);
+  if (now !== txBudget.second) {
+    if (txBudget.skipped) record('more', { count: txBudget.skipped });
+    txBudget.second = now;
+    txBudget.used = 0;
+    txBudget.skipped = 0;
+  }
+  if (txBudget.used < TX_EVENTS_PER_S) {
+    txBudget.used += 1;
+    record('tx', d);
+  } else {
+    txBudget.skipped += 1;
+  }
 }
 
 function eventItem(e) {
@@ -299,7 +323,12 @@ function eventItem(e) {
     case 'tx':
       return h('li', { class: 'ev-tx' }, time, ' tx ', txLink(d.txid), ` ${num(d.amount)} → `, addrLink(d.to));
     case 'peer':
-      return h('li', { class: 'ev-peer' }, time, ` peer ${String(d.event ?? '')} `, String(d.name ?? short(d.node_id)), d.reason ? ` (${String(d.reason)})` : '');
+      return h('li', { class: 'ev-peer' }, time, ` peer ${String(d.event ?? '')} `, String(d.name ?? (d.node_id ? short(d.node_id) : d.addr ?? '')),
+        d.reason ? ` (${String(d.reason)}${d.by_peer ? ', by the peer' : ''})` : '');
+    case 'more':
+      return h('li', { class: 'ev-tx muted' }, time, ` … and ${num(d.count)} more transactions`);
+    case 'lagged':
+      return h('li', { class: 'ev-lagged muted' }, time, ` ${num(d.missed_txs)} transaction events skipped (too many to show)`);
     default:
       return h('li', null, time, ` ${e.kind}`);
   }
@@ -430,7 +459,8 @@ async function addressPage(ctx, id, state) {
     body.push(section('History', h('p', { class: 'muted' }, 'This node does not serve address history (GET /accounts/{address}/txs).')));
     return h('div', null, body);
   }
-  const pending = history.pending ?? [];
+  // Pending entries are {txid, direction, received_ms, transaction}.
+  const pending = (history.pending ?? []).map((p) => ({ ...(p.transaction ?? p), txid: p.txid ?? (p.transaction ?? {}).txid }));
   if (pending.length && !before) body.push(section('Pending', txTable('pending', pending)));
   const rows = (history.confirmed ?? []).map((c) => {
     const t = c.transaction ?? {};

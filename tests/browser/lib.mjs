@@ -36,6 +36,12 @@ export async function until(what, ms, probe) {
   }
 }
 
+/** Every process started here: whatever a failed test left running is killed at exit. */
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** A child process with its output kept line by line (stdout and stderr). */
 class Proc {
   constructor(args, opts = {}) {
@@ -45,7 +51,11 @@ class Proc {
     const env = { ...process.env, NO_COLOR: '1' };
     delete env.RUST_LOG; // the node's default filter: the lines read here are at info
     this.child = spawn(CAIRN, args, { stdio: ['pipe', 'pipe', 'pipe'], env, ...opts });
-    this.exited = new Promise((r) => this.child.on('exit', (code, signal) => r({ code, signal })));
+    running.add(this.child);
+    this.exited = new Promise((r) => this.child.on('exit', (code, signal) => {
+      running.delete(this.child);
+      r({ code, signal });
+    }));
     for (const stream of [this.child.stdout, this.child.stderr]) {
       createInterface({ input: stream }).on('line', (l) => {
         if (process.env.CAIRN_TEST_LOGS) console.error(`[${this.child.pid}] ${l}`);
@@ -80,7 +90,11 @@ class Proc {
 export async function startNode(extra = []) {
   const dir = mkdtempSync(join(tmpdir(), 'cairn-browser-'));
   const p = new Proc(['node', '--no-mdns', '--rpc-port', '0', '--p2p-port', '0', '--data-dir', join(dir, 'data'), ...extra]);
-  const [, url] = await p.line(/RPC listening on (http:\/\/\S+)/, 30000);
+  const [, url] = await p.line(/RPC listening on (http:\/\/\S+)/, 30000).catch(async (e) => {
+    await p.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  });
   const [, peer] = await p.line(/peers connect with --peers (\S+)/, 1000).catch(() => [null, null]);
   return {
     url,

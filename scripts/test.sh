@@ -15,6 +15,19 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
+# Their own group: the dashboard in headless chromium (tests/browser), against real processes of
+# the release binary the cargo tests just built; screenshots in $CARGO_TARGET_DIR/browser-artifacts.
+if [ "$status" -eq 0 ]; then
+  npm --prefix tests/browser test 2>&1 | tee -a "$log" || status=$?
+else
+  echo "browser tests skipped: the cargo tests failed"
+fi
+# The RPC fuzzed against its own OpenAPI document (a short budget; MAX_EXAMPLES=500 for long).
+if [ "$status" -eq 0 ]; then
+  if scripts/schemathesis.sh 2>&1 | tee -a "$log"; then echo "schemathesis: ok" | tee -a "$log"; else echo "schemathesis: failed" | tee -a "$log"; status=1; fi
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^ℹ pass [0-9]+$/ { p += $3 } /^ℹ fail [0-9]+$/ { f += $3 }
+     /^schemathesis: ok$/ { p += 1 } /^schemathesis: failed$/ { f += 1 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

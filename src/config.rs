@@ -170,6 +170,8 @@ pub struct NodeConfig {
     /// The RPC's bearer token; `None`: a cookie beyond loopback, open on loopback
     /// ([`crate::rpc::auth`]).
     pub rpc_token: Option<String>,
+    /// Inside `cairn devnet`: the devnet's network view, served at `GET /devnet/network`.
+    pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
     /// Origins allowed to read the RPC from a browser (CORS, GET and HEAD); `*` is any.
     pub rpc_cors: Vec<String>,
 }
@@ -203,6 +205,7 @@ impl NodeConfig {
             },
             seeds: Vec::new(),
             rpc_token: None,
+            devnet_network: None,
             rpc_cors: vec!["*".into()],
         }
     }
@@ -320,6 +323,7 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         seeds,
         chain,
         rpc_token: o.rpc_token.or(file.rpc_token).filter(|t| !t.is_empty()),
+        devnet_network: None,
         rpc_cors,
     })
 }

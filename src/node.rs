@@ -182,6 +182,7 @@ impl Node {
             node_id: node_id.to_string(),
             farm_threads: config.farm_threads,
             shutdown: shutdown.clone(),
+            devnet_network: config.devnet_network.clone(),
             subscribers: Arc::new(tokio::sync::Semaphore::new(crate::rpc::events::MAX_SUBSCRIBERS)),
         };
         let app = router(state, &config.rpc_cors);

@@ -8,7 +8,8 @@
 //! [`workers`] (built-in farmers and the [`load`] generator, the only other holders of a
 //! node's `ChainHandle`), and the [`screen`]. Commands ([`commands`], run by `control`)
 //! arrive on a bounded channel and run one at a time between status refreshes ([`status`]),
-//! so no state is shared and nothing needs a lock.
+//! so no state is shared and nothing needs a lock. The runner also publishes the
+//! dashboard's [`network`] view on a `watch` channel each node's RPC reads.
 //!
 //! # Correctness
 //! A node's store closes only once every `ChainHandle` clone is gone, and a restarted node
@@ -21,6 +22,7 @@
 pub mod commands;
 mod control;
 pub mod load;
+pub mod network;
 pub mod partition;
 pub mod ports;
 pub mod runner;

@@ -14,6 +14,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::load::LoadState;
+use super::network::{NetworkView, NodeView, Publisher, RateSample};
 use super::partition::Partition;
 use super::ports::{self, Ports};
 use super::screen::Screen;
@@ -51,6 +52,7 @@ pub async fn run(opts: DevnetOptions, mut lines: mpsc::Receiver<String>, stop: C
     net.replan().await;
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    net.publish().await;
     let mut stdin_open = true;
     loop {
         tokio::select! {
@@ -61,6 +63,7 @@ pub async fn run(opts: DevnetOptions, mut lines: mpsc::Receiver<String>, stop: C
                     if net.handle(&line).await.is_break() {
                         break;
                     }
+                    net.publish().await;
                 }
                 None => stdin_open = false,
             },
@@ -69,6 +72,10 @@ pub async fn run(opts: DevnetOptions, mut lines: mpsc::Receiver<String>, stop: C
     }
     net.shutdown(true).await;
     Ok(())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The data dirs' parent: kept (`--dir`) or temporary (removed when dropped, after the nodes
@@ -101,6 +108,8 @@ pub(super) struct Devnet {
     rate: Option<u32>,
     pub(super) screen: Screen,
     started: Instant,
+    /// The dashboard's view of the devnet, published to every node's RPC.
+    network: Publisher,
 }
 
 impl Devnet {
@@ -141,6 +150,7 @@ impl Devnet {
             rate: opts.tx_rate,
             screen: Screen::detect(),
             started: Instant::now(),
+            network: Publisher::default(),
         })
     }
 
@@ -244,7 +254,7 @@ impl Devnet {
         // across before the others' block lists name it.
         let part = self.partition.as_ref();
         let peers = self.slots.iter().filter(|s| part.is_none_or(|p| !p.separated(number, s.number))).filter_map(Slot::pinned_address).collect();
-        let mut slot = Slot::new(number, self.root.path().join(format!("node{number}")), ports, peers, self.spec.clone());
+        let mut slot = Slot::new(number, self.root.path().join(format!("node{number}")), ports, peers, self.spec.clone()).with_network(self.network.feed());
         if matches!(self.root, Root::Kept(_)) {
             slot = slot.with_log_file();
         }
@@ -310,8 +320,46 @@ impl Devnet {
         }
         let sent = self.workers.load_counters().map_or(0, |c| c.submitted.load(Ordering::Relaxed));
         self.rates.record(Instant::now(), height, new_txs, sent);
+        let (blocks_per_s, txs_per_s, _) = self.rates.per_second();
+        self.network.sample(RateSample { t_ms: millis(self.started.elapsed()), blocks_per_s, txs_per_s });
+        self.publish().await;
         let (panel, line) = self.render();
         self.screen.status(&panel, &line);
+    }
+
+    /// Records every running node's tip in the block tree and publishes the network view.
+    async fn publish(&mut self) {
+        let mut nodes = Vec::with_capacity(self.slots.len());
+        let by_id: std::collections::HashMap<NodeId, usize> = self.slots.iter().filter_map(|s| Some((s.node_id?, s.number))).collect();
+        for s in &self.slots {
+            let live = s.node.as_ref().map(|n| (n.chain().clone(), n.chain().tip(), n.p2p().clone(), n.metrics().mempool()));
+            if let Some((chain, tip, _, _)) = &live {
+                self.network.tree_mut().record(chain, tip.hash).await;
+            }
+            let mut peers: Vec<usize> =
+                live.as_ref().map_or_else(Vec::new, |(_, _, p2p, _)| p2p.peers().iter().filter_map(|p| by_id.get(&p.node_id).copied()).collect());
+            peers.sort_unstable();
+            nodes.push(NodeView {
+                number: s.number,
+                name: format!("node{}", s.number),
+                node_id: s.node_id,
+                rpc: s.rpc_url(),
+                up: live.is_some(),
+                group: self.partition.as_ref().and_then(|p| p.group_of(s.number)).map(|g| g + 1),
+                height: live.as_ref().map(|(_, tip, ..)| tip.height),
+                tip: live.as_ref().map(|(_, tip, ..)| tip.hash),
+                peers,
+                syncing: live.as_ref().is_some_and(|(_, _, p2p, _)| p2p.is_syncing()),
+                mempool: live.as_ref().map_or(0, |l| l.3),
+            });
+        }
+        self.network.publish(NetworkView {
+            uptime_ms: millis(self.started.elapsed()),
+            nodes,
+            partition: self.partition.as_ref().map(|p| p.groups().iter().map(|g| g.iter().copied().collect()).collect()),
+            farming: self.workers.farming(),
+            ..NetworkView::default()
+        });
     }
 
     /// Stops the workers, then every node at once; gives the terminal back. `announce` says

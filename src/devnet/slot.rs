@@ -10,6 +10,7 @@ use cairn_chain::{ChainSpec, MempoolLimits};
 use cairn_p2p::NodeId;
 
 use super::DevnetError;
+use super::network::NetworkFeed;
 use super::ports::Ports;
 use crate::Node;
 use crate::config::{NodeConfig, Overrides, resolve};
@@ -42,12 +43,20 @@ pub struct Slot {
     spec: ChainSpec,
     /// Whether its log lines also go to `dir/node.log`.
     log_file: bool,
+    /// The devnet's network view, served by its RPC at `GET /devnet/network`.
+    network: Option<NetworkFeed>,
 }
 
 impl Slot {
     /// A slot not yet started, to run `spec`.
     pub fn new(number: usize, dir: PathBuf, ports: Ports, peers: Vec<String>, spec: ChainSpec) -> Slot {
-        Slot { number, dir, ports, peers, node_id: None, node: None, spec, log_file: false }
+        Slot { number, dir, ports, peers, node_id: None, node: None, spec, log_file: false, network: None }
+    }
+
+    /// Serves the devnet's network view from its RPC.
+    pub fn with_network(mut self, feed: NetworkFeed) -> Slot {
+        self.network = Some(feed);
+        self
     }
 
     /// Also writes its node's log lines to `node.log` in its data dir (`--dir` kept dirs).
@@ -126,6 +135,7 @@ impl Slot {
         c.p2p.dial_interval = DIAL_INTERVAL;
         c.p2p.backoff_base = BACKOFF_BASE;
         c.p2p.backoff_max = BACKOFF_MAX;
+        c.devnet_network = self.network.clone();
         Ok(c)
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP + JSON RPC (DESIGN §5): routes, shared state and the request-counting layer.
-//! Handlers live by topic in [`chain`], [`txs`], [`farm`] and [`p2p`].
+//! Handlers live by topic in [`chain`], [`txs`], [`farm`] and [`p2p`]; the dashboard page
+//! and its files in [`ui`].
 
 pub mod auth;
 mod chain;
@@ -11,6 +12,7 @@ pub mod listener;
 pub mod openapi;
 mod p2p;
 mod txs;
+pub mod ui;
 pub mod views;
 
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub struct RpcState {
     pub shutdown: CancellationToken,
     /// What requests must carry ([`auth`]).
     pub auth: Arc<auth::RpcAuth>,
+    /// Inside `cairn devnet`: the devnet's network view (`GET /devnet/network`; 404 elsewhere).
+    pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
     /// `GET /events` subscribers' slots ([`events::MAX_SUBSCRIBERS`]).
     pub subscribers: Arc<tokio::sync::Semaphore>,
 }
@@ -73,6 +77,9 @@ pub fn router(state: RpcState, cors: &[String]) -> Router {
         .route("/p2p/bans", get(p2p::bans).post(p2p::ban))
         .route("/p2p/bans/{*target}", delete(p2p::unban))
         .route("/p2p/addresses", get(p2p::addresses))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
+        .route("/devnet/network", get(ui::devnet_network))
         .route("/events", get(events::events))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)

@@ -387,6 +387,7 @@ impl Modify for BearerAuth {
         super::chain::submit_block, super::farm::template, super::farm::farm_blocks, super::txs::account, super::txs::history,
         super::txs::submit, super::txs::lookup, super::txs::mempool, super::p2p::list, super::p2p::add, super::p2p::remove,
         super::p2p::bans, super::p2p::ban, super::p2p::unban, super::p2p::addresses, super::events::events, openapi_json,
+        super::ui::index, super::ui::asset, super::ui::devnet_network,
     ),
     modifiers(&BearerAuth),
     tags((name = "chain"), (name = "transactions"), (name = "farming"), (name = "p2p"), (name = "node")),

@@ -283,6 +283,16 @@ async fn partition_then_heal_gives_one_chain() {
     let (h1, side_a, _) = status(&rpcs[0]).await.unwrap();
     assert_eq!(h1, 2);
     assert_ne!(side_a, side_b);
+    // The dashboard's network view (any node serves it) shows the groups and the fork.
+    wait_for("the network view shows the partition and both branches", 30, || async {
+        let (_, v) = rpcs[2].try_get("/devnet/network").await?;
+        (v["partition"] == serde_json::json!([[1], [2, 3]])).then_some(())?;
+        let tips: Vec<&str> = v["nodes"].as_array()?.iter().filter_map(|n| n["tip"].as_str()).collect();
+        (tips == [side_a.as_str(), side_b.as_str(), side_b.as_str()]).then_some(())?;
+        let peers: Vec<&Value> = v["nodes"].as_array()?.iter().map(|n| &n["peers"]).collect();
+        (peers == [&serde_json::json!([]), &serde_json::json!([3]), &serde_json::json!([2])]).then_some(())
+    })
+    .await;
     // Nodes of different groups refuse each other while partitioned (not a ban).
     let (code, v) = rpcs[0].post("/p2p/peers", &serde_json::json!({"address": table[1].0})).await;
     assert_eq!((code, v["error"]["code"].as_str()), (409, Some("blocked")), "{v}");
@@ -292,7 +302,17 @@ async fn partition_then_heal_gives_one_chain() {
     d.send("heal");
     d.line("healed", before, 30).await;
     let (h, best) = one_chain(&rpcs, 4, 30).await;
-    assert_eq!((h, best), (4, side_b), "the chain with the most work won");
+    assert_eq!((h, &best), (4, &side_b), "the chain with the most work won");
+    // The tree keeps node 1's two blocks as a stale branch; every node follows node 2's.
+    wait_for("the network view shows the stale branch", 30, || async {
+        let (_, v) = rpcs[0].try_get("/devnet/network").await?;
+        v["partition"].is_null().then_some(())?;
+        let blocks = v["blocks"].as_array()?;
+        let stale = blocks.iter().filter(|b| b["best_of"] == serde_json::json!([])).count();
+        let tip = blocks.iter().find(|b| b["hash"] == side_b.as_str())?;
+        (stale == 2 && tip["best_of"] == serde_json::json!([1, 2, 3]) && blocks.len() == 7).then_some(())
+    })
+    .await;
 
     d.send("quit");
     d.exits_cleanly(30);

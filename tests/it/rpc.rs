@@ -328,3 +328,31 @@ async fn the_openapi_document_covers_every_route() {
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     n.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_from_the_binary_with_a_strict_policy() {
+    let n = start_node().await;
+    let get = |path: &str| reqwest::get(format!("{}{path}", n.rpc.base));
+    for (path, kind) in [("/", "text/html"), ("/ui/app.js", "text/javascript"), ("/ui/style.css", "text/css"), ("/ui/favicon.svg", "image/svg+xml")] {
+        let r = get(path).await.expect("GET");
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(h["content-type"].to_str().unwrap().starts_with(kind), "{path}: {:?}", h["content-type"]);
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'") && !csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["cache-control"], "no-cache");
+        // A revalidation with the ETag is answered without the body.
+        let etag = h["etag"].to_str().unwrap().to_string();
+        let again = reqwest::Client::new().get(format!("{}{path}", n.rpc.base)).header("if-none-match", &etag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let page = get("/").await.unwrap().text().await.unwrap();
+    assert!(page.contains("/ui/app.js") && page.contains("<main id=\"view\">"), "{page}");
+    let (s, v) = n.rpc.get("/ui/nothing.js").await;
+    assert_eq!((s, code(&v)), (404, "not_found"));
+    // Outside `cairn devnet` there is no network view.
+    let (s, v) = n.rpc.get("/devnet/network").await;
+    assert_eq!((s, code(&v)), (404, "not_found"));
+    n.node.shutdown().await;
+}

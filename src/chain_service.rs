@@ -1008,8 +1008,8 @@ impl Worker {
         let spec = self.chain.spec();
         let room = (spec.max_block_bytes as usize).saturating_sub(Header::ENCODED_LEN + 4) / Transaction::ENCODED_LEN;
         let max = room.min(spec.max_block_txs as usize);
-        let transactions = self.mempool.select(max, &self.chain)?;
-        let header = self.chain.template(farmer, &transactions, now_ms())?;
+        let (ids, transactions): (Vec<TxId>, Vec<Transaction>) = self.mempool.select_with_ids(max, &self.chain)?.into_iter().unzip();
+        let header = self.chain.template_for_ids(farmer, &ids, now_ms())?;
         Ok(Template { header, transactions })
     }
 }

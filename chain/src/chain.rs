@@ -68,6 +68,8 @@ pub struct CheckedBlock {
     hash: Hash,
     /// The genesis (so the chain) it was checked for.
     genesis: Hash,
+    /// Its transaction IDs, as the check computed them (the commit indexes them).
+    ids: Vec<TxId>,
 }
 
 impl CheckedBlock {
@@ -80,8 +82,8 @@ impl CheckedBlock {
     /// As [`CheckedBlock::check`], skipping signatures the mempool verified already (`cache`).
     pub fn check_with(spec: &ChainSpec, genesis: &Hash, block: Block, cache: Option<&SigCache>) -> CheckResult {
         let hash = block.hash();
-        match check_stateless_with(spec, genesis, &block, cache) {
-            Ok(()) => Ok(CheckedBlock { block, hash, genesis: *genesis }),
+        match check_stateless_ids(spec, genesis, &block, cache) {
+            Ok(ids) => Ok(CheckedBlock { block, hash, genesis: *genesis, ids }),
             Err(e) => Err(Box::new((hash, e))),
         }
     }
@@ -246,13 +248,19 @@ impl Chain {
     /// A header for a new block on the tip, paying `farmer`, with `txs`, nonce 0: a farmer
     /// varies the nonce until the hash meets the target.
     pub fn template(&self, farmer: Address, txs: &[Transaction], now_ms: u64) -> Result<Header, StoreError> {
-        let parent = &self.tip;
         let ids: Vec<_> = txs.iter().map(Transaction::id).collect();
+        self.template_for_ids(farmer, &ids, now_ms)
+    }
+
+    /// As [`Chain::template`], from the IDs of the transactions, in order (the mempool knows
+    /// them: no transaction is hashed again).
+    pub fn template_for_ids(&self, farmer: Address, ids: &[TxId], now_ms: u64) -> Result<Header, StoreError> {
+        let parent = &self.tip;
         Ok(Header {
             version: HEADER_VERSION,
             height: parent.header.height + 1,
             prev_hash: parent.hash,
-            tx_root: merkle_root(&ids),
+            tx_root: merkle_root(ids),
             timestamp: now_ms.max(self.median_time_past(parent)? + 1),
             target: self.expected_target(parent)?,
             nonce: 0,
@@ -385,12 +393,12 @@ impl Chain {
         if run.start.is_none() {
             run.start = Some(self.tip.clone());
         }
-        let CheckedBlock { block, hash, .. } = checked;
+        let CheckedBlock { block, hash, ids, .. } = checked;
         let n = block.transactions.len();
         run.bytes += Header::ENCODED_LEN + n * (Transaction::ENCODED_LEN + 2 * RUN_ENTRY_BYTES) + undo.prior.len() * RUN_ENTRY_BYTES;
         let rec = HeaderRecord { hash, total_work, header: block.header.clone() };
         self.set_tip(rec.clone());
-        run.blocks.push((rec, block, undo));
+        run.blocks.push((rec, block, undo, ids));
         Step::Applied
     }
 
@@ -404,16 +412,16 @@ impl Chain {
         run.bytes = 0;
         let store = self.store.clone();
         let mut b = store.batch();
-        for (rec, block, _) in &blocks {
+        for (rec, block, _, _) in &blocks {
             b.put_block(rec, &block.transactions);
         }
-        let pool = self.stage_connected(&mut b, blocks.iter().map(|(rec, block, undo)| (rec.hash, block, undo)));
+        let pool = self.stage_connected(&mut b, blocks.iter().map(|(rec, block, undo, ids)| (rec.hash, block, undo, Some(ids.as_slice()))));
         stage_accounts(&mut b, &changes);
         b.set_tip(&self.tip.hash);
         let written = self.write_state(b, &changes, pool);
         match written {
             Ok(()) => {
-                out.extend(blocks.into_iter().map(|(_, block, _)| Ok(Outcome::Connected { applied: vec![block], undone: Vec::new() })));
+                out.extend(blocks.into_iter().map(|(_, block, _, _)| Ok(Outcome::Connected { applied: vec![block], undone: Vec::new() })));
                 true
             }
             Err(e) => {
@@ -467,7 +475,7 @@ impl Chain {
 
     /// Stores a checked block and moves the tip if its chain has the most work.
     fn connect(&mut self, checked: CheckedBlock, now_ms: u64) -> Result<Outcome, BlockError> {
-        let CheckedBlock { block, hash, .. } = checked;
+        let CheckedBlock { block, hash, ids, .. } = checked;
         if self.invalid.contains(&block.header.prev_hash) {
             // Has a valid proof, so caching it costs an attacker real work.
             self.invalid.insert(hash);
@@ -491,7 +499,7 @@ impl Chain {
         }
         let rec = HeaderRecord { hash, total_work: parent.total_work.saturating_add(block.header.target.work()), header: block.header.clone() };
         if rec.total_work > self.tip.total_work {
-            self.reorganize(rec, block)
+            self.reorganize(rec, block, ids)
         } else {
             let mut b = self.store.batch();
             b.put_block(&rec, &block.transactions);
@@ -509,14 +517,18 @@ impl Chain {
     /// index entries, and the persisted mempool's new floor (no entry is deleted: see
     /// [`PoolLog`]). Returns the floor and the confirmed transactions, for
     /// [`Chain::write_state`].
-    fn stage_connected<'b>(&self, b: &mut StoreBatch<'_>, connected: impl Iterator<Item = (Hash, &'b Block, &'b Undo)>) -> PoolUpdate {
+    fn stage_connected<'b>(&self, b: &mut StoreBatch<'_>, connected: impl Iterator<Item = (Hash, &'b Block, &'b Undo, Option<&'b [TxId]>)>) -> PoolUpdate {
         let mut index = Vec::new();
-        for (hash, block, undo) in connected {
+        for (hash, block, undo, ids) in connected {
             b.set_height(block.header.height, &hash);
             b.put_undo(&hash, undo);
             index.reserve(block.transactions.len());
-            for (i, tx) in block.transactions.iter().enumerate() {
-                index.push((tx.id(), TxLocation { block: hash, index: i as u32 }));
+            match ids {
+                // The IDs its check computed (one per transaction, in order).
+                Some(ids) if ids.len() == block.transactions.len() => {
+                    index.extend(ids.iter().enumerate().map(|(i, id)| (*id, TxLocation { block: hash, index: i as u32 })));
+                }
+                _ => index.extend(block.transactions.iter().enumerate().map(|(i, tx)| (tx.id(), TxLocation { block: hash, index: i as u32 }))),
             }
         }
         // Keys in order within each column family: RocksDB inserts a sorted run into its
@@ -552,7 +564,7 @@ impl Chain {
     /// chain back to the fork point and applies the branch, all in one overlay, then writes it
     /// all in one batch. If a branch block breaks a state rule, it and its descendants are
     /// forgotten and the tip stays.
-    fn reorganize(&mut self, new_tip: HeaderRecord, new_block: Block) -> Result<Outcome, BlockError> {
+    fn reorganize(&mut self, new_tip: HeaderRecord, new_block: Block, new_ids: Vec<TxId>) -> Result<Outcome, BlockError> {
         let max_depth = self.spec.max_reorg_depth;
         let lowest = self.tip.header.height.saturating_sub(max_depth);
         // The branch, newest first, down to (not including) the fork point.
@@ -636,7 +648,15 @@ impl Chain {
                 b.delete_height(block.header.height);
             }
         }
-        let pool = self.stage_connected(&mut b, applied.iter().zip(&undos).map(|(bl, u)| (bl.hash(), bl, u)));
+        let last = applied.len().saturating_sub(1);
+        let pool = self.stage_connected(
+            &mut b,
+            applied
+                .iter()
+                .zip(&undos)
+                .enumerate()
+                .map(|(i, (bl, u))| if i == last { (new_tip.hash, bl, u, Some(new_ids.as_slice())) } else { (bl.hash(), bl, u, None) }),
+        );
         stage_accounts(&mut b, &changes);
         b.set_tip(&new_tip.hash);
         if let Err(e) = self.write_state(b, &changes, pool) {
@@ -683,8 +703,8 @@ enum Step {
 struct Run {
     /// The tip before the run's first block (restored if the write fails).
     start: Option<HeaderRecord>,
-    /// Each block with its header record and undo record, in order.
-    blocks: Vec<(HeaderRecord, Block, Undo)>,
+    /// Each block with its header record, undo record and transaction IDs, in order.
+    blocks: Vec<(HeaderRecord, Block, Undo, Vec<TxId>)>,
     /// Every account the run changed, with its value after the run's last block.
     changes: HashMap<Address, Account>,
     /// Rough size of the batch that will write it.
@@ -760,11 +780,17 @@ pub fn check_stateless(spec: &ChainSpec, genesis: &Hash, block: &Block) -> Resul
 /// when it entered the mempool) is not verified again. The cache only saves work: the answer is
 /// the same with or without it.
 pub fn check_stateless_with(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<(), BlockError> {
+    check_stateless_ids(spec, genesis, block, cache).map(drop)
+}
+
+/// As [`check_stateless_with`], returning the block's transaction IDs.
+fn check_stateless_ids(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<Vec<TxId>, BlockError> {
     let todo = check_structure(spec, genesis, block, cache)?;
     if todo.signatures.is_empty() || verify_all(&[(block, &todo)]) {
-        return Ok(());
+        return Ok(todo.ids);
     }
-    find_bad_signature(block, &todo)
+    find_bad_signature(block, &todo)?;
+    Ok(todo.ids)
 }
 
 /// Signatures to verify in one batch across blocks: past this many, a run of blocks is split
@@ -860,8 +886,9 @@ pub fn check_blocks(spec: &ChainSpec, genesis: &Hash, blocks: Vec<Block>, cache:
         match check_structure(spec, genesis, &block, cache) {
             Ok(work) => {
                 pending_sigs += work.signatures.len();
+                let ids = work.ids.clone();
                 pending.push((out.len(), work));
-                out.push(Ok(CheckedBlock { block, hash, genesis: *genesis }));
+                out.push(Ok(CheckedBlock { block, hash, genesis: *genesis, ids }));
             }
             Err(e) => out.push(Err(Box::new((hash, e)))),
         }

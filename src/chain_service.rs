@@ -239,15 +239,19 @@ impl ChainHandle {
         // Pending transactions persisted before a crash come back, in nonce order per sender;
         // only those that can never become valid again are deleted.
         let mut restored = 0;
-        let mut saved = store.mempool_txs(limits.max_txs.saturating_mul(2))?;
-        saved.sort_by_key(|tx| (tx.sender(), tx.nonce));
+        // Entries the pool does not take back (confirmed by a block above the floor, or refused
+        // now) are deleted: the persisted mempool mirrors the one in memory.
+        let mut saved = store.mempool_entries(limits.max_txs.saturating_mul(2))?;
+        saved.sort_by_key(|(_, tx)| (tx.sender(), tx.nonce));
         let mut dead = store.batch();
-        for tx in saved {
+        for (seq, tx) in saved {
             let id = tx.id();
             match mempool.insert(tx, &chain) {
-                Ok(_) => restored += 1,
-                Err(TxError::NonceTooLow { .. } | TxError::BadSignature | TxError::WrongChain { .. } | TxError::AlreadyKnown(_)) => dead.delete_mempool_tx(&id),
-                Err(_) => {}
+                Ok(_) => {
+                    chain.pool_mut().restored(id, seq);
+                    restored += 1;
+                }
+                Err(_) => dead.delete_mempool_tx(seq),
             }
         }
         store.write(dead)?;
@@ -803,11 +807,10 @@ impl Worker {
 
     fn submit_block(&mut self, block: Block) -> Result<Accepted, BlockError> {
         let (hash, height) = (block.hash(), block.header.height);
-        // The mempool's transactions are persisted: the commit deletes their records without
-        // reading the store first (a read each, ~3 µs, for a farmed block's every transaction).
-        let mempool = &self.mempool;
+        // The commit moves the persisted mempool's floor past the transactions it confirms
+        // (see `cairn_chain::pool_log`): no entry is deleted or read.
         let started = std::time::Instant::now();
-        let r = self.chain.submit_with_pending(block, now_ms(), &|id| mempool.get(id).is_some());
+        let r = self.chain.submit(block, now_ms());
         self.metrics.block_imported(started.elapsed().as_secs_f64());
         let mut moved = Moved::default();
         let r = self.record(hash, height, r, &mut moved);
@@ -903,10 +906,10 @@ impl Worker {
         let mut any = false;
         let mut senders = HashSet::new();
         for block in applied {
-            // The block's own transactions left the persisted mempool in its batch; only the
-            // same-sender ones whose nonce it used up are deleted here.
+            // The block's own transactions left the persisted mempool with its batch (the floor);
+            // only the same-sender ones whose nonce it used up are deleted here.
             for id in self.mempool.remove_included(&block.transactions) {
-                stale.delete_mempool_tx(&id);
+                self.chain.pool_mut().delete(&mut stale, &id);
                 any = true;
             }
             if !self.waiting.is_empty() {
@@ -917,21 +920,33 @@ impl Worker {
         let mut promoted = Vec::new();
         self.promote(senders, &mut stale, &mut promoted);
         any |= !promoted.is_empty();
+        let mut back = Vec::new();
+        for block in undone.iter().rev() {
+            for tx in &block.transactions {
+                let id = tx.id();
+                if store.tx_location(&id)?.is_none() && self.mempool.insert(tx.clone(), &self.chain).is_ok() {
+                    back.push(tx.clone());
+                } else if !self.mempool.contains(&id) {
+                    // The reorg's batch persisted it; the pool refused it (or a block has it).
+                    self.chain.pool_mut().delete(&mut stale, &id);
+                    any = true;
+                }
+            }
+        }
+        // Bounded on disk: long-pending entries move past the dead ones now and then.
+        let mempool = &self.mempool;
+        let compaction = self.chain.pool().compact(&mut stale, |id| mempool.get(id));
+        any |= compaction.is_some();
         if any {
             // Unsynced: a stale record that outlives a power loss is deleted at the next start
             // (it can never become valid again); the next group commit makes this durable.
             store.write_unsynced(stale)?;
             self.unsynced = true;
         }
-        self.accepted(promoted);
-        let mut back = Vec::new();
-        for block in undone.iter().rev() {
-            for tx in &block.transactions {
-                if store.tx_location(&tx.id())?.is_none() && self.mempool.insert(tx.clone(), &self.chain).is_ok() {
-                    back.push(tx.clone());
-                }
-            }
+        if let Some(c) = compaction {
+            self.chain.pool_mut().compacted(c);
         }
+        self.accepted(promoted);
         if !back.is_empty() {
             tracing::info!(target: "chain::mempool", back = back.len(), "returned transactions of reorged-out blocks");
             // Relayed like new transactions, so any farmer can re-include them.
@@ -1003,7 +1018,10 @@ impl Worker {
             // Not stored: take them out again so memory and disk agree, and say so.
             tracing::error!(target: "chain::store", "cannot persist accepted transactions: {e}");
             let ids: Vec<TxId> = accepted.iter().map(Transaction::id).collect();
-            self.mempool.remove_ids(&ids);
+            // Out of memory and out of the index: the floor may pass whatever the index had.
+            for id in self.mempool.remove_ids(&ids) {
+                self.chain.pool_mut().forget(&id);
+            }
             for r in out.iter_mut() {
                 if r.as_ref().is_ok_and(|id| ids.contains(id)) {
                     *r = Err(TxError::Store(e.to_string()));
@@ -1036,9 +1054,10 @@ impl Worker {
     /// of any it replaced or evicted) in `b`; on success it joins `accepted`.
     fn stage(&mut self, tx: &Transaction, b: &mut StoreBatch<'_>, accepted: &mut Vec<Transaction>) -> Result<TxId, TxError> {
         let ins = self.mempool.insert_verified(tx.clone(), &self.chain)?;
-        b.put_mempool_tx(tx);
+        let pool = self.chain.pool_mut();
+        pool.put(b, ins.id, tx);
         for old in &ins.removed {
-            b.delete_mempool_tx(old);
+            pool.delete(b, old);
         }
         accepted.push(tx.clone());
         Ok(ins.id)
@@ -1092,8 +1111,8 @@ impl Worker {
         let spec = self.chain.spec();
         let room = (spec.max_block_bytes as usize).saturating_sub(Header::ENCODED_LEN + 4) / Transaction::ENCODED_LEN;
         let max = room.min(spec.max_block_txs as usize);
-        let transactions = self.mempool.select(max, &self.chain)?;
-        let header = self.chain.template(farmer, &transactions, now_ms())?;
+        let (ids, transactions): (Vec<TxId>, Vec<Transaction>) = self.mempool.select_with_ids(max, &self.chain)?.into_iter().unzip();
+        let header = self.chain.template_for_ids(farmer, &ids, now_ms())?;
         Ok(Template { header, transactions })
     }
 }

@@ -13,6 +13,7 @@ use crate::error::{BlockError, TxError};
 use crate::hash::BoundedSet;
 use crate::hash::Hash;
 use crate::keys::Address;
+use crate::pool_log::PoolLog;
 use crate::pow::{Target, retarget};
 use crate::sigcache::SigCache;
 use crate::spec::ChainSpec;
@@ -67,6 +68,8 @@ pub struct CheckedBlock {
     hash: Hash,
     /// The genesis (so the chain) it was checked for.
     genesis: Hash,
+    /// Its transaction IDs, as the check computed them (the commit indexes them).
+    ids: Vec<TxId>,
 }
 
 impl CheckedBlock {
@@ -79,8 +82,8 @@ impl CheckedBlock {
     /// As [`CheckedBlock::check`], skipping signatures the mempool verified already (`cache`).
     pub fn check_with(spec: &ChainSpec, genesis: &Hash, block: Block, cache: Option<&SigCache>) -> CheckResult {
         let hash = block.hash();
-        match check_stateless_with(spec, genesis, &block, cache) {
-            Ok(()) => Ok(CheckedBlock { block, hash, genesis: *genesis }),
+        match check_stateless_ids(spec, genesis, &block, cache) {
+            Ok(ids) => Ok(CheckedBlock { block, hash, genesis: *genesis, ids }),
             Err(e) => Err(Box::new((hash, e))),
         }
     }
@@ -109,6 +112,9 @@ pub struct Chain {
     /// Accounts of the best tip (see [`AccountCache`]). A `RefCell` because reads through
     /// [`AccountSource`] (`&self`) fill it; the chain lives on one thread, so no lock.
     accounts: RefCell<AccountCache>,
+    /// The persisted mempool's index: a block moves its floor instead of deleting the entries
+    /// of the transactions it confirms.
+    pool: PoolLog,
 }
 
 impl Chain {
@@ -132,6 +138,7 @@ impl Chain {
             }
         };
         let tip = store.header(&tip_hash)?.ok_or_else(|| StoreError::Missing(format!("tip header {tip_hash}")))?;
+        let pool = PoolLog::new(store.mempool_floor()?.unwrap_or(0), store.mempool_next()?);
         let mut chain = Chain {
             spec,
             genesis,
@@ -141,6 +148,7 @@ impl Chain {
             invalid: BoundedSet::new(INVALID_CACHE),
             sigcache: None,
             accounts: RefCell::new(AccountCache::new(ACCOUNT_CACHE_HALF)),
+            pool,
         };
         chain.reload_recent()?;
         Ok(chain)
@@ -183,6 +191,15 @@ impl Chain {
     /// The best tip.
     pub fn tip(&self) -> &HeaderRecord {
         &self.tip
+    }
+    /// The persisted mempool's index (see [`PoolLog`]).
+    pub fn pool(&self) -> &PoolLog {
+        &self.pool
+    }
+    /// The persisted mempool's index, for the mempool's owner: every transaction it admits,
+    /// and every one that leaves it without a block, goes through here.
+    pub fn pool_mut(&mut self) -> &mut PoolLog {
+        &mut self.pool
     }
 
     /// `rec` and up to `n - 1` of its ancestors, newest first.
@@ -231,13 +248,19 @@ impl Chain {
     /// A header for a new block on the tip, paying `farmer`, with `txs`, nonce 0: a farmer
     /// varies the nonce until the hash meets the target.
     pub fn template(&self, farmer: Address, txs: &[Transaction], now_ms: u64) -> Result<Header, StoreError> {
-        let parent = &self.tip;
         let ids: Vec<_> = txs.iter().map(Transaction::id).collect();
+        self.template_for_ids(farmer, &ids, now_ms)
+    }
+
+    /// As [`Chain::template`], from the IDs of the transactions, in order (the mempool knows
+    /// them: no transaction is hashed again).
+    pub fn template_for_ids(&self, farmer: Address, ids: &[TxId], now_ms: u64) -> Result<Header, StoreError> {
+        let parent = &self.tip;
         Ok(Header {
             version: HEADER_VERSION,
             height: parent.header.height + 1,
             prev_hash: parent.hash,
-            tx_root: merkle_root(&ids),
+            tx_root: merkle_root(ids),
             timestamp: now_ms.max(self.median_time_past(parent)? + 1),
             target: self.expected_target(parent)?,
             nonce: 0,
@@ -269,13 +292,6 @@ impl Chain {
     /// Accepts a block: validates it, stores it, and moves the tip if its chain has the most
     /// work. Nothing of an invalid block is stored.
     pub fn submit(&mut self, block: Block, now_ms: u64) -> Result<Outcome, BlockError> {
-        self.submit_with_pending(block, now_ms, &|_| false)
-    }
-
-    /// As [`Chain::submit`]; `pending` names transactions the caller knows are in the
-    /// persisted mempool (its in-memory pool mirrors it), so their records are deleted
-    /// without reading the store first. Only a shortcut: the others are looked up as always.
-    pub fn submit_with_pending(&mut self, block: Block, now_ms: u64, pending: &dyn Fn(&TxId) -> bool) -> Result<Outcome, BlockError> {
         let hash = block.hash();
         if let Some(known) = self.known(&hash)? {
             return known;
@@ -288,7 +304,7 @@ impl Chain {
                 return Err(e);
             }
         };
-        self.connect(checked, now_ms, pending)
+        self.connect(checked, now_ms)
     }
 
     /// Accepts a block whose stateless checks already passed: as [`Chain::submit`] without
@@ -301,7 +317,7 @@ impl Chain {
         if let Some(known) = self.known(&block.hash)? {
             return known;
         }
-        self.connect(block, now_ms, &|_| false)
+        self.connect(block, now_ms)
     }
 
     /// Accepts a run of checked blocks in order, as [`Chain::submit_checked`] on each would,
@@ -377,12 +393,12 @@ impl Chain {
         if run.start.is_none() {
             run.start = Some(self.tip.clone());
         }
-        let CheckedBlock { block, hash, .. } = checked;
+        let CheckedBlock { block, hash, ids, .. } = checked;
         let n = block.transactions.len();
         run.bytes += Header::ENCODED_LEN + n * (Transaction::ENCODED_LEN + 2 * RUN_ENTRY_BYTES) + undo.prior.len() * RUN_ENTRY_BYTES;
         let rec = HeaderRecord { hash, total_work, header: block.header.clone() };
         self.set_tip(rec.clone());
-        run.blocks.push((rec, block, undo));
+        run.blocks.push((rec, block, undo, ids));
         Step::Applied
     }
 
@@ -394,19 +410,18 @@ impl Chain {
         let blocks = std::mem::take(&mut run.blocks);
         let changes = std::mem::take(&mut run.changes);
         run.bytes = 0;
-        let written = (|| {
-            let mut b = self.store.batch();
-            for (rec, block, _) in &blocks {
-                b.put_block(rec, &block.transactions);
-            }
-            self.stage_connected(&mut b, blocks.iter().map(|(rec, block, undo)| (rec.hash, block, undo)), &|_| false)?;
-            stage_accounts(&mut b, &changes);
-            b.set_tip(&self.tip.hash);
-            self.write_state(b, &changes)
-        })();
+        let store = self.store.clone();
+        let mut b = store.batch();
+        for (rec, block, _, _) in &blocks {
+            b.put_block(rec, &block.transactions);
+        }
+        let pool = self.stage_connected(&mut b, blocks.iter().map(|(rec, block, undo, ids)| (rec.hash, block, undo, Some(ids.as_slice()))));
+        stage_accounts(&mut b, &changes);
+        b.set_tip(&self.tip.hash);
+        let written = self.write_state(b, &changes, pool);
         match written {
             Ok(()) => {
-                out.extend(blocks.into_iter().map(|(_, block, _)| Ok(Outcome::Connected { applied: vec![block], undone: Vec::new() })));
+                out.extend(blocks.into_iter().map(|(_, block, _, _)| Ok(Outcome::Connected { applied: vec![block], undone: Vec::new() })));
                 true
             }
             Err(e) => {
@@ -459,8 +474,8 @@ impl Chain {
     }
 
     /// Stores a checked block and moves the tip if its chain has the most work.
-    fn connect(&mut self, checked: CheckedBlock, now_ms: u64, pending: &dyn Fn(&TxId) -> bool) -> Result<Outcome, BlockError> {
-        let CheckedBlock { block, hash, .. } = checked;
+    fn connect(&mut self, checked: CheckedBlock, now_ms: u64) -> Result<Outcome, BlockError> {
+        let CheckedBlock { block, hash, ids, .. } = checked;
         if self.invalid.contains(&block.header.prev_hash) {
             // Has a valid proof, so caching it costs an attacker real work.
             self.invalid.insert(hash);
@@ -484,7 +499,7 @@ impl Chain {
         }
         let rec = HeaderRecord { hash, total_work: parent.total_work.saturating_add(block.header.target.work()), header: block.header.clone() };
         if rec.total_work > self.tip.total_work {
-            self.reorganize(rec, block, pending)
+            self.reorganize(rec, block, ids)
         } else {
             let mut b = self.store.batch();
             b.put_block(&rec, &block.transactions);
@@ -499,24 +514,22 @@ impl Chain {
 
     /// Puts into `b` what joining the best chain writes for each of `connected` (hash, block,
     /// undo record), beyond the block itself: its height, its undo record, its transactions'
-    /// index entries, and the removal of those the persisted mempool holds (`pending` names
-    /// the ones the caller knows it holds; the others are looked up).
-    fn stage_connected<'b>(
-        &self,
-        b: &mut StoreBatch<'_>,
-        connected: impl Iterator<Item = (Hash, &'b Block, &'b Undo)>,
-        pending: &dyn Fn(&TxId) -> bool,
-    ) -> Result<(), StoreError> {
+    /// index entries, and the persisted mempool's new floor (no entry is deleted: see
+    /// [`PoolLog`]). Returns the floor and the confirmed transactions, for
+    /// [`Chain::write_state`].
+    fn stage_connected<'b>(&self, b: &mut StoreBatch<'_>, connected: impl Iterator<Item = (Hash, &'b Block, &'b Undo, Option<&'b [TxId]>)>) -> PoolUpdate {
         let mut index = Vec::new();
         let mut by_address = Vec::new();
-        for (hash, block, undo) in connected {
+        for (hash, block, undo, ids) in connected {
             let height = block.header.height;
             b.set_height(height, &hash);
             b.put_undo(&hash, undo);
             index.reserve(block.transactions.len());
             by_address.reserve(2 * block.transactions.len());
+            // The IDs its check computed (one per transaction, in order), else hashed here.
+            let known = ids.filter(|ids| ids.len() == block.transactions.len());
             for (i, tx) in block.transactions.iter().enumerate() {
-                let id = tx.id();
+                let id = known.map_or_else(|| tx.id(), |ids| ids[i]);
                 index.push((id, TxLocation { block: hash, index: i as u32 }));
                 let from = tx.sender();
                 by_address.push((from, height, i as u32, id));
@@ -534,20 +547,17 @@ impl Chain {
         index.sort_unstable_by_key(|(id, _)| *id);
         for (id, loc) in &index {
             b.index_tx(id, *loc);
-            // Only a transaction the node holds leaves the persisted mempool: a tombstone for
-            // each of the others (every transaction of a catch-up sync) would cost a memtable
-            // insert and compaction work for nothing.
-            if pending(id) || self.store.has_mempool_tx(id)? {
-                b.delete_mempool_tx(id);
-            }
         }
-        Ok(())
+        let confirmed: Vec<TxId> = index.into_iter().map(|(id, _)| id).collect();
+        let floor = self.pool.floor_without(|id| confirmed.binary_search(id).is_ok());
+        self.pool.stage_floor(b, floor);
+        PoolUpdate { floor, confirmed }
     }
 
-    /// Writes a batch that moves the tip and changes `changes`, and brings the account cache in
-    /// step: the new values after the write, nothing cached if it failed (its outcome is
-    /// unknown).
-    fn write_state(&self, b: StoreBatch<'_>, changes: &HashMap<Address, Account>) -> Result<(), StoreError> {
+    /// Writes a batch that moves the tip and changes `changes`, and brings the account cache and
+    /// the persisted mempool's index in step: the new values after the write, nothing cached if
+    /// it failed (its outcome is unknown).
+    fn write_state(&mut self, b: StoreBatch<'_>, changes: &HashMap<Address, Account>, pool: PoolUpdate) -> Result<(), StoreError> {
         let mut cache = self.accounts.borrow_mut();
         if let Err(e) = self.store.write(b) {
             cache.clear();
@@ -556,6 +566,8 @@ impl Chain {
         for (a, acc) in changes {
             cache.insert(*a, *acc);
         }
+        drop(cache);
+        self.pool.floor_written(pool.floor, &pool.confirmed);
         Ok(())
     }
 
@@ -563,7 +575,7 @@ impl Chain {
     /// chain back to the fork point and applies the branch, all in one overlay, then writes it
     /// all in one batch. If a branch block breaks a state rule, it and its descendants are
     /// forgotten and the tip stays.
-    fn reorganize(&mut self, new_tip: HeaderRecord, new_block: Block, pending: &dyn Fn(&TxId) -> bool) -> Result<Outcome, BlockError> {
+    fn reorganize(&mut self, new_tip: HeaderRecord, new_block: Block, new_ids: Vec<TxId>) -> Result<Outcome, BlockError> {
         let max_depth = self.spec.max_reorg_depth;
         let lowest = self.tip.header.height.saturating_sub(max_depth);
         // The branch, newest first, down to (not including) the fork point.
@@ -625,8 +637,10 @@ impl Chain {
         }
 
         let changes = overlay.into_changes();
-        let mut b = self.store.batch();
+        let store = self.store.clone();
+        let mut b = store.batch();
         b.put_block(&new_tip, &new_block.transactions);
+        let mut returned = Vec::new();
         let reapplied: HashSet<_> =
             if undone.is_empty() { HashSet::new() } else { applied.iter().flat_map(|bl| bl.transactions.iter().map(Transaction::id)).collect() };
         for block in &undone {
@@ -639,17 +653,32 @@ impl Chain {
                 b.unindex_address_tx(&tx.to, block.header.height, i as u32);
                 // Back to the (persisted) mempool in the same batch: a crash cannot lose it.
                 if !reapplied.contains(&id) {
-                    b.put_mempool_tx(tx);
+                    self.pool.put(&mut b, id, tx);
+                    returned.push(id);
                 }
             }
             if block.header.height > new_tip.header.height {
                 b.delete_height(block.header.height);
             }
         }
-        self.stage_connected(&mut b, applied.iter().zip(&undos).map(|(bl, u)| (bl.hash(), bl, u)), pending)?;
+        let last = applied.len().saturating_sub(1);
+        let pool = self.stage_connected(
+            &mut b,
+            applied
+                .iter()
+                .zip(&undos)
+                .enumerate()
+                .map(|(i, (bl, u))| if i == last { (new_tip.hash, bl, u, Some(new_ids.as_slice())) } else { (bl.hash(), bl, u, None) }),
+        );
         stage_accounts(&mut b, &changes);
         b.set_tip(&new_tip.hash);
-        self.write_state(b, &changes)?;
+        if let Err(e) = self.write_state(b, &changes, pool) {
+            // Not written: the returning transactions have no entries.
+            for id in &returned {
+                self.pool.forget(id);
+            }
+            return Err(e.into());
+        }
         let extends = undone.is_empty() && new_tip.header.prev_hash == self.tip.hash;
         if extends {
             self.set_tip(new_tip);
@@ -659,6 +688,13 @@ impl Chain {
         }
         Ok(Outcome::Connected { applied, undone })
     }
+}
+
+/// What [`Chain::stage_connected`] staged for the persisted mempool: its new floor, and the
+/// transactions that left the pool (sorted).
+struct PoolUpdate {
+    floor: u64,
+    confirmed: Vec<TxId>,
 }
 
 /// Rough bytes of one index, account or undo entry in a batch (key, value and overhead), for
@@ -680,8 +716,8 @@ enum Step {
 struct Run {
     /// The tip before the run's first block (restored if the write fails).
     start: Option<HeaderRecord>,
-    /// Each block with its header record and undo record, in order.
-    blocks: Vec<(HeaderRecord, Block, Undo)>,
+    /// Each block with its header record, undo record and transaction IDs, in order.
+    blocks: Vec<(HeaderRecord, Block, Undo, Vec<TxId>)>,
     /// Every account the run changed, with its value after the run's last block.
     changes: HashMap<Address, Account>,
     /// Rough size of the batch that will write it.
@@ -757,11 +793,17 @@ pub fn check_stateless(spec: &ChainSpec, genesis: &Hash, block: &Block) -> Resul
 /// when it entered the mempool) is not verified again. The cache only saves work: the answer is
 /// the same with or without it.
 pub fn check_stateless_with(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<(), BlockError> {
+    check_stateless_ids(spec, genesis, block, cache).map(drop)
+}
+
+/// As [`check_stateless_with`], returning the block's transaction IDs.
+fn check_stateless_ids(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<Vec<TxId>, BlockError> {
     let todo = check_structure(spec, genesis, block, cache)?;
     if todo.signatures.is_empty() || verify_all(&[(block, &todo)]) {
-        return Ok(());
+        return Ok(todo.ids);
     }
-    find_bad_signature(block, &todo)
+    find_bad_signature(block, &todo)?;
+    Ok(todo.ids)
 }
 
 /// Signatures to verify in one batch across blocks: past this many, a run of blocks is split
@@ -857,8 +899,9 @@ pub fn check_blocks(spec: &ChainSpec, genesis: &Hash, blocks: Vec<Block>, cache:
         match check_structure(spec, genesis, &block, cache) {
             Ok(work) => {
                 pending_sigs += work.signatures.len();
+                let ids = work.ids.clone();
                 pending.push((out.len(), work));
-                out.push(Ok(CheckedBlock { block, hash, genesis: *genesis }));
+                out.push(Ok(CheckedBlock { block, hash, genesis: *genesis, ids }));
             }
             Err(e) => out.push(Err(Box::new((hash, e)))),
         }

@@ -216,9 +216,15 @@ impl Mempool {
     /// next transaction, nonce order within a sender, each checked against `state` so the block
     /// is valid.
     pub fn select(&self, max: usize, state: &dyn AccountSource) -> Result<Vec<Transaction>, StoreError> {
-        let mut overlay = Overlay::new(state);
-        let mut heap = BinaryHeap::new();
-        let mut cursors: HashMap<Address, std::collections::btree_map::Values<'_, u64, TxId>> = HashMap::new();
+        Ok(self.select_with_ids(max, state)?.into_iter().map(|(_, tx)| tx).collect())
+    }
+
+    /// As [`Mempool::select`], each transaction with its ID.
+    pub fn select_with_ids(&self, max: usize, state: &dyn AccountSource) -> Result<Vec<(TxId, Transaction)>, StoreError> {
+        let room = max.min(self.by_id.len());
+        let mut overlay = Overlay::with_capacity(state, 2 * room + 1);
+        let mut heap = BinaryHeap::with_capacity(self.by_sender.len());
+        let mut cursors: HashMap<Address, std::collections::btree_map::Values<'_, u64, TxId>> = HashMap::with_capacity(self.by_sender.len());
         for (sender, q) in &self.by_sender {
             let mut it = q.values();
             if let Some(id) = it.next() {
@@ -226,13 +232,13 @@ impl Mempool {
                 cursors.insert(*sender, it);
             }
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(room);
         while out.len() < max {
             let Some((_, id, sender)) = heap.pop() else { break };
             let tx = &self.by_id[&id];
             match apply_tx(&mut overlay, tx, &self.chain) {
                 Ok(_) => {
-                    out.push(tx.clone());
+                    out.push((id, tx.clone()));
                     if let Some(next) = cursors.get_mut(&sender).and_then(Iterator::next) {
                         heap.push((self.by_id[next].fee, *next, sender));
                     }
@@ -250,10 +256,16 @@ impl Mempool {
     /// included ones are the block's: its caller knows them). The block is valid, so each
     /// sender's next nonce after it is one past its last transaction there: no state read.
     pub fn remove_included(&mut self, included: &[Transaction]) -> Vec<TxId> {
-        let mut next: HashMap<Address, u64> = HashMap::new();
+        let mut next: HashMap<Address, u64> = HashMap::with_capacity(included.len());
         for tx in included {
-            self.remove(&tx.id());
-            let n = next.entry(tx.sender()).or_default();
+            let sender = tx.sender();
+            // The pool's transaction at this sender and nonce, if it is this one (found
+            // without hashing the transaction; another one there is stale, removed below).
+            let same = self.by_sender.get(&sender).and_then(|q| q.get(&tx.nonce)).copied().filter(|id| self.by_id.get(id) == Some(tx));
+            if let Some(id) = same {
+                self.remove(&id);
+            }
+            let n = next.entry(sender).or_default();
             *n = (*n).max(tx.nonce.saturating_add(1));
         }
         let mut removed = Vec::new();

@@ -59,6 +59,11 @@ impl<'a> Overlay<'a> {
     pub fn new(base: &'a dyn AccountSource) -> Self {
         Overlay { base, changes: HashMap::new() }
     }
+    /// An empty overlay on `base` with room for `n` changed accounts (no rehashing while a
+    /// block of `n / 2` transfers is applied).
+    pub fn with_capacity(base: &'a dyn AccountSource, n: usize) -> Self {
+        Overlay { base, changes: HashMap::with_capacity(n) }
+    }
     /// Sets an account.
     pub fn set(&mut self, a: Address, acc: Account) {
         self.changes.insert(a, acc);
@@ -165,7 +170,9 @@ fn apply_tx_recording(state: &mut Overlay<'_>, tx: &Transaction, chain: &Hash, m
 /// plus fees) to `state`, returning the undo record. Stateless checks (signatures, root,
 /// proof) are not repeated here.
 pub fn apply_block(state: &mut Overlay<'_>, block: &Block, chain: &Hash, reward: u64) -> Result<Undo, BlockError> {
-    let mut rec = UndoRecorder { seen: HashMap::new(), undo: Undo::default() };
+    let touched = 2 * block.transactions.len() + 1;
+    let mut rec = UndoRecorder { seen: HashMap::with_capacity(touched), undo: Undo { prior: Vec::with_capacity(touched) } };
+    state.changes.reserve(touched);
     let mut fees: u64 = 0;
     for (index, tx) in block.transactions.iter().enumerate() {
         let fee = apply_tx_recording(state, tx, chain, Some(&mut rec)).map_err(|error| BlockError::Transaction { index, id: tx.id(), error })?;

@@ -99,3 +99,70 @@ async fn post_quiet(rpc: &Rpc, path: &str, body: &serde_json::Value) -> Option<(
     let s = r.status().as_u16();
     Some((s, r.json().await.ok()?))
 }
+
+/// The persisted mempool after SIGKILL, with a block that confirmed one pending transaction
+/// ahead of older ones: a block moves the mempool's floor instead of deleting entries (see
+/// `cairn_chain::pool_log`), so the confirmed one's entry is still on disk above the floor.
+/// After each kill the pool is exactly what was pending: nothing acknowledged is lost, nothing
+/// confirmed comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_keeps_exactly_the_pending_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let farmer = Keypair::generate().address();
+    let g = devnet_genesis();
+    let to = |i: u8| Address([i; 32]);
+    let old = Transaction::signed(&dev(0), g, to(1), 10, 1, 0);
+    let confirmed = Transaction::signed(&dev(1), g, to(2), 20, 1, 0);
+    let after = Transaction::signed(&dev(1), g, to(3), 30, 1, 1);
+    let late = Transaction::signed(&dev(2), g, to(4), 40, 1, 0);
+
+    let start = || async {
+        let (child, url) = spawn_node(&data, &[]);
+        let rpc = Rpc::new(url);
+        wait_for("health", 30, || async { rpc.try_get("/health").await.filter(|(s, _)| *s == 200) }).await;
+        (child, rpc)
+    };
+    let ids = |txs: &[&Transaction]| txs.iter().map(|t| t.id().to_string()).collect::<BTreeSet<_>>();
+    let mempool_ids = |rpc: Rpc| async move {
+        let (s, v) = rpc.get("/mempool?limit=100").await;
+        assert_eq!(s, 200);
+        v["transactions"].as_array().unwrap().iter().map(|t| t["txid"].as_str().unwrap().to_string()).collect::<BTreeSet<_>>()
+    };
+
+    let (mut child, rpc) = start().await;
+    for tx in [&old, &confirmed, &after] {
+        assert_eq!(rpc.post("/txs", &tx_json(tx)).await.0, 202);
+    }
+    // A block with only `confirmed` (mined here from the node's template): `old` stays pending
+    // below it, so the floor cannot pass `confirmed`'s entry.
+    let (s, t) = rpc.get(&format!("/farm/template?farmer={farmer}")).await;
+    assert_eq!(s, 200);
+    let mut header: cairn_chain::Header = serde_json::from_value(t["header"].clone()).unwrap();
+    header.tx_root = cairn_chain::block::merkle_root(&[confirmed.id()]);
+    let header = cairn::farm::miner::mine(&header, 1, &AtomicBool::new(false)).unwrap();
+    let block = cairn_chain::Block { header, transactions: vec![confirmed.clone()] };
+    let (s, v) = rpc.post("/blocks", &serde_json::to_value(cairn::rpc::views::BlockView::from(&block)).unwrap()).await;
+    assert_eq!(s, 201, "{v}");
+    // Acknowledged with no fsync of its own: the kill must not lose it either.
+    assert_eq!(rpc.post("/txs", &tx_json(&late)).await.0, 202);
+    assert_eq!(mempool_ids(rpc.clone()).await, ids(&[&old, &after, &late]));
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let (mut child, rpc) = start().await;
+    assert_eq!(mempool_ids(rpc.clone()).await, ids(&[&old, &after, &late]), "exactly the pending ones after a kill");
+    assert_eq!(rpc.get(&format!("/txs/{}", confirmed.id())).await.1["status"], "confirmed");
+    // Once everything is farmed, nothing comes back, after a kill or a clean stop.
+    rpc.farm(1, &farmer).await;
+    assert!(mempool_ids(rpc.clone()).await.is_empty());
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let (mut child, rpc) = start().await;
+    assert!(mempool_ids(rpc.clone()).await.is_empty(), "confirmed transactions stay out of the pool after a kill");
+    for (tx, want) in [(&old, 10), (&confirmed, 20), (&after, 30), (&late, 40)] {
+        assert_eq!(rpc.balance(&tx.to).await, want);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -9,7 +9,7 @@
 //! | `accounts` | address | balance u64 + nonce u64 (absent = default account) |
 //! | `undo` | block hash | [`Undo`] of a best-chain block |
 //! | `txindex` | txid | block hash + position u32 (best chain only) |
-//! | `mempool` | txid | transaction (canonical): pending transactions survive a crash |
+//! | `mempool` | admission number (u64 BE) | transaction (canonical): pending transactions survive a crash; entries below the `mempool_floor` in `meta` are dead (see [`crate::pool_log`]) |
 //! | `peers`, `bans` | owned by the p2p layer through [`Store::put_raw`]-style helpers |
 //! | `meta` | name | schema version, chain ID, genesis hash, tip hash |
 //!
@@ -65,6 +65,7 @@ const META_SCHEMA: &[u8] = b"schema";
 const META_CHAIN_ID: &[u8] = b"chain_id";
 const META_GENESIS: &[u8] = b"genesis";
 const META_TIP: &[u8] = b"tip";
+const META_MEMPOOL_FLOOR: &[u8] = b"mempool_floor";
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +285,7 @@ impl Store {
         })?;
         let store = Store { db: Arc::new(db), sync_writes: true };
         store.check_identity(dir, chain_id, genesis)?;
+        store.migrate_mempool()?;
         Ok(store)
     }
 
@@ -430,26 +432,73 @@ impl Store {
         Ok(out)
     }
 
-    /// Whether a transaction is in the persisted mempool.
-    pub fn has_mempool_tx(&self, id: &TxId) -> Result<bool, StoreError> {
-        Ok(self.db.get_pinned_cf(self.cf(CF_MEMPOOL), id.0)?.is_some())
+    /// The persisted mempool's floor: every entry numbered below it is dead (`None` in a store
+    /// written before entries were numbered, or before anything was pending).
+    pub fn mempool_floor(&self) -> Result<Option<u64>, StoreError> {
+        match self.meta(META_MEMPOOL_FLOOR)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(Reader::new(&v).u64("mempool floor").map_err(corrupt("mempool floor"))?)),
+        }
     }
 
-    /// Every persisted mempool transaction (at most `max`).
-    pub fn mempool_txs(&self, max: usize) -> Result<Vec<Transaction>, StoreError> {
+    /// The live persisted mempool: entries at or above the floor, in admission order, at most
+    /// `max`, with their numbers.
+    pub fn mempool_entries(&self, max: usize) -> Result<Vec<(u64, Transaction)>, StoreError> {
+        let floor = self.mempool_floor()?.unwrap_or(0);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_MEMPOOL), IteratorMode::Start).take(max) {
-            let (_, v) = item?;
-            out.push(Transaction::decode(&v).map_err(corrupt("mempool tx"))?);
+        let from = floor.to_be_bytes();
+        for item in self.db.iterator_cf_opt(self.cf(CF_MEMPOOL), total_order(), IteratorMode::From(&from, rocksdb::Direction::Forward)) {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = item?;
+            let Ok(key) = <[u8; 8]>::try_from(&*k) else { continue };
+            out.push((u64::from_be_bytes(key), Transaction::decode(&v).map_err(corrupt("mempool tx"))?));
         }
         Ok(out)
+    }
+
+    /// The number past every persisted mempool entry (0 if there is none).
+    pub fn mempool_next(&self) -> Result<u64, StoreError> {
+        let mut it = self.db.iterator_cf_opt(self.cf(CF_MEMPOOL), total_order(), IteratorMode::End);
+        match it.next().transpose()? {
+            Some((k, _)) => Ok(<[u8; 8]>::try_from(&*k).map_or(0, |key| u64::from_be_bytes(key).saturating_add(1))),
+            None => Ok(0),
+        }
+    }
+
+    /// Every live persisted mempool transaction (at most `max`), in admission order.
+    pub fn mempool_txs(&self, max: usize) -> Result<Vec<Transaction>, StoreError> {
+        Ok(self.mempool_entries(max)?.into_iter().map(|(_, tx)| tx).collect())
+    }
+
+    /// Entries of a mempool persisted before entries were numbered (keyed by transaction ID),
+    /// renumbered from 0 in one write, with the floor set: run once, at open.
+    fn migrate_mempool(&self) -> Result<(), StoreError> {
+        if self.mempool_floor()?.is_some() {
+            return Ok(());
+        }
+        let mut b = self.batch();
+        let mut seq = 0u64;
+        for item in self.db.iterator_cf_opt(self.cf(CF_MEMPOOL), total_order(), IteratorMode::Start) {
+            let (k, v) = item?;
+            if k.len() != 8 {
+                b.delete(CF_MEMPOOL, &k);
+                if Transaction::decode(&v).is_ok() {
+                    b.put(CF_MEMPOOL, &seq.to_be_bytes(), &v);
+                    seq += 1;
+                }
+            }
+        }
+        b.set_mempool_floor(0);
+        self.write(b)
     }
 
     /// Raw entries of a column family owned by another layer (address book, bans), at most
     /// `max`.
     pub fn raw_entries(&self, cf: &str, max: usize) -> Result<Vec<RawEntry>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start).take(max) {
+        for item in self.db.iterator_cf_opt(self.cf(cf), total_order(), IteratorMode::Start).take(max) {
             let (k, v) = item?;
             out.push((k.into_vec(), v.into_vec()));
         }
@@ -484,6 +533,14 @@ impl Store {
         self.db.write_opt(b.batch, &wo)?;
         Ok(())
     }
+}
+
+/// Read options for an iterator over a whole column family, in key order whatever the
+/// column family's prefix settings.
+fn total_order() -> rocksdb::ReadOptions {
+    let mut o = rocksdb::ReadOptions::default();
+    o.set_total_order_seek(true);
+    o
 }
 
 impl AccountSource for Store {
@@ -562,13 +619,21 @@ impl StoreBatch<'_> {
     pub fn unindex_address_tx(&mut self, address: &Address, height: u64, index: u32) {
         self.delete(CF_ADDRTX, &address_tx_key(&address.0, height, index));
     }
-    /// Persists a pending transaction.
-    pub fn put_mempool_tx(&mut self, tx: &Transaction) {
-        self.put(CF_MEMPOOL, &tx.id().0, &tx.encode());
+    /// Persists a pending transaction as entry `seq` (see [`crate::pool_log`]).
+    pub fn put_mempool_tx(&mut self, seq: u64, tx: &Transaction) {
+        self.put(CF_MEMPOOL, &seq.to_be_bytes(), &tx.encode());
     }
-    /// Forgets a pending transaction.
-    pub fn delete_mempool_tx(&mut self, id: &TxId) {
-        self.delete(CF_MEMPOOL, &id.0);
+    /// Forgets persisted mempool entry `seq`.
+    pub fn delete_mempool_tx(&mut self, seq: u64) {
+        self.delete(CF_MEMPOOL, &seq.to_be_bytes());
+    }
+    /// Sets the persisted mempool's floor: entries numbered below it are dead.
+    pub fn set_mempool_floor(&mut self, floor: u64) {
+        self.put(CF_META, META_MEMPOOL_FLOOR, &floor.to_le_bytes());
+    }
+    /// Deletes every persisted mempool entry numbered in `from..to` (one range tombstone).
+    pub fn delete_mempool_range(&mut self, from: u64, to: u64) {
+        self.batch.delete_range_cf(self.store.cf(CF_MEMPOOL), from.to_be_bytes(), to.to_be_bytes());
     }
     /// Moves the tip.
     pub fn set_tip(&mut self, hash: &Hash) {

@@ -213,6 +213,58 @@ fn render(entry: Entry) -> Event {
 mod tests {
     use super::*;
 
+    fn block(height: u64) -> ChainEvent {
+        let h = cairn_chain::Hash([height as u8; 32]);
+        ChainEvent::Block(crate::events::BlockEvent { height, hash: h, prev_hash: h, txs: 0, farmer: cairn_chain::Address([0; 32]), timestamp: 0 })
+    }
+
+    /// A subscriber whose buffer is full when a block comes is cut off: the forwarder ends
+    /// (dropping its sender, so the stream ends after what is buffered) instead of waiting.
+    #[tokio::test]
+    async fn a_full_buffer_cuts_the_subscriber_off() {
+        let (chain_tx, chain_rx) = broadcast::channel(64);
+        let (out, mut buffered) = mpsc::channel(4);
+        let types = Types::parse("block").unwrap();
+        let forwarder = tokio::spawn(async move { forward(types, Some(chain_rx), None, None, &out).await });
+        for h in 0..10 {
+            chain_tx.send(block(h)).unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(10), forwarder).await.expect("the forwarder ended").unwrap();
+        let mut got = Vec::new();
+        while let Some(Entry::Chain(ChainEvent::Block(b))) = buffered.recv().await {
+            got.push(b.height);
+        }
+        assert_eq!(got, [0, 1, 2, 3], "what was buffered, then the end");
+    }
+
+    /// Transactions never crowd out blocks: a batch that would leave fewer than TX_ROOM free
+    /// entries is counted, and told as `lagged` once there is room, and blocks still pass.
+    #[tokio::test]
+    async fn transactions_past_the_room_are_counted_not_buffered() {
+        let (chain_tx, chain_rx) = broadcast::channel(64);
+        let (txs_tx, txs_rx) = broadcast::channel::<Arc<[Transaction]>>(64);
+        let (out, mut buffered) = mpsc::channel(TX_ROOM + 2);
+        let forwarder = tokio::spawn(async move { forward(Types::ALL, Some(chain_rx), Some(txs_rx), None, &out).await });
+        let batch: Arc<[Transaction]> = Arc::from(Vec::new());
+        for _ in 0..5 {
+            txs_tx.send(batch.clone()).unwrap();
+        }
+        // Two batches fit above the room; the rest are counted (as batches of 0 here).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        chain_tx.send(block(7)).unwrap();
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            kinds.push(match tokio::time::timeout(Duration::from_secs(10), buffered.recv()).await.unwrap().unwrap() {
+                Entry::Txs(_) => "tx",
+                Entry::Chain(_) => "block",
+                Entry::Lagged(_) => "lagged",
+                Entry::Peer(_) => "peer",
+            });
+        }
+        assert_eq!(kinds, ["tx", "tx", "block"]);
+        forwarder.abort();
+    }
+
     #[test]
     fn types_parse_known_names_and_refuse_others() {
         assert_eq!(Types::parse("block,reorg").unwrap(), Types { block: true, reorg: true, tx: false, peer: false });

@@ -184,9 +184,10 @@ impl Node {
             shutdown: shutdown.clone(),
             devnet_network: config.devnet_network.clone(),
             subscribers: Arc::new(tokio::sync::Semaphore::new(crate::rpc::events::MAX_SUBSCRIBERS)),
+            events: crate::rpc::events::EventHub::start(&chain, &p2p, shutdown.clone()),
         };
         let app = router(state, &config.rpc_cors);
-        let listener = crate::rpc::listener::TimedListener::new(listener, crate::rpc::listener::WRITE_TIMEOUT);
+        let listener = crate::rpc::listener::TimedListener::new(listener, crate::rpc::listener::WRITE_TIMEOUT, crate::rpc::listener::MAX_CONNECTIONS);
         let stop = shutdown.clone();
         tasks.spawn(
             async move {

@@ -1,9 +1,11 @@
 //! `GET /events`: Server-Sent Events of the best chain (`block`, `reorg`), the mempool (`tx`)
 //! and peers (`peer`), filtered with `?types=block,reorg`.
 //!
-//! One forwarding task per subscriber moves events from the node's broadcasts into that
-//! subscriber's bounded buffer ([`CLIENT_BUFFER`] entries; a `tx` entry is one accepted batch).
-//! The node never waits for a subscriber:
+//! One [`EventHub`] task per node subscribes to the chain, transaction and peer broadcasts and
+//! renders each event's JSON once, however many subscribers there are; it publishes the
+//! rendered events on one bounded broadcast. One forwarding task per subscriber moves those
+//! (shared, `Arc`) into that subscriber's bounded buffer ([`CLIENT_BUFFER`] entries; a `tx`
+//! entry is one accepted batch). The node never waits for a subscriber:
 //! - transactions are only buffered while [`TX_ROOM`] entries stay free (else counted and told
 //!   as `event: lagged` with `missed_txs` once there is room), so a flood of transactions cannot
 //!   crowd out the chain;
@@ -12,7 +14,7 @@
 //!   RPC's write timeout, see [`super::listener`]);
 //! - at most [`MAX_SUBSCRIBERS`] at once; more get 503 `too_many_subscribers`.
 //!
-//! Memory per subscriber is bounded by its buffer; the broadcasts' rings are shared.
+//! Memory per subscriber is bounded by its buffer of pointers; the rendered events are shared.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,17 +24,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use cairn_chain::Transaction;
-use cairn_p2p::PeerEvent;
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::RpcState;
 use super::error::ApiError;
 use super::extract::Query;
-use crate::events::ChainEvent;
+use crate::chain_service::ChainHandle;
 
 /// Subscribers at once.
 pub const MAX_SUBSCRIBERS: usize = 1024;
@@ -40,9 +42,103 @@ pub const MAX_SUBSCRIBERS: usize = 1024;
 pub const CLIENT_BUFFER: usize = 256;
 /// Free entries a `tx` batch leaves for the chain and peer events.
 pub const TX_ROOM: usize = 64;
+/// Rendered events the hub's broadcast holds for the slowest forwarder.
+const HUB_EVENTS: usize = 1024;
 /// How often an idle stream sends a comment (keeps proxies from closing it, finds dead
 /// clients).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The kinds of event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Block,
+    Reorg,
+    Tx,
+    Peer,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Block => "block",
+            Kind::Reorg => "reorg",
+            Kind::Tx => "tx",
+            Kind::Peer => "peer",
+        }
+    }
+}
+
+/// An event rendered once for every subscriber: its kind and its JSON data, one per
+/// transaction for a `tx` batch.
+#[derive(Debug)]
+pub struct Rendered {
+    kind: Kind,
+    data: Box<[Box<str>]>,
+}
+
+impl Rendered {
+    fn one(kind: Kind, data: &impl serde::Serialize) -> Rendered {
+        Rendered { kind, data: Box::new([serde_json::to_string(data).unwrap_or_default().into_boxed_str()]) }
+    }
+
+    fn txs(batch: &[Transaction]) -> Rendered {
+        let data = batch
+            .iter()
+            .map(|t| {
+                json!({"txid": t.id(), "from": t.from.address(), "to": t.to, "amount": t.amount, "fee": t.fee, "nonce": t.nonce}).to_string().into_boxed_str()
+            })
+            .collect();
+        Rendered { kind: Kind::Tx, data }
+    }
+}
+
+/// The node's one renderer of events (see the module doc). Cheap to clone.
+#[derive(Clone)]
+pub struct EventHub {
+    out: broadcast::Sender<Arc<Rendered>>,
+}
+
+impl EventHub {
+    /// Starts the hub's task; it ends with `shutdown` or when its sources close.
+    pub fn start(chain: &ChainHandle, p2p: &cairn_p2p::P2p, shutdown: CancellationToken) -> EventHub {
+        let (out, _) = broadcast::channel(HUB_EVENTS);
+        let hub = EventHub { out: out.clone() };
+        let (mut chain, mut txs, mut peers) = (chain.subscribe_events(), chain.subscribe_txs(), p2p.subscribe_events());
+        tokio::spawn(async move {
+            loop {
+                let rendered = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = chain.recv() => match r {
+                        Ok(e) => Rendered::one(if e.kind() == "block" { Kind::Block } else { Kind::Reorg }, &e),
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(target: "rpc", missed = n, "event hub fell behind the chain's events");
+                            continue;
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    r = peers.recv() => match r {
+                        Ok(e) => Rendered::one(Kind::Peer, &e),
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    },
+                    r = txs.recv() => match r {
+                        // Rendered only while someone listens (a batch can be 10,000).
+                        Ok(batch) if out.receiver_count() > 0 => Rendered::txs(&batch),
+                        Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    },
+                };
+                // Nobody subscribed is fine.
+                let _ = out.send(Arc::new(rendered));
+            }
+        });
+        hub
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Rendered>> {
+        self.out.subscribe()
+    }
+}
 
 /// Which event types a subscriber wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +174,20 @@ impl Types {
         }
         Ok(t)
     }
+
+    fn wants(self, kind: Kind) -> bool {
+        match kind {
+            Kind::Block => self.block,
+            Kind::Reorg => self.reorg,
+            Kind::Tx => self.tx,
+            Kind::Peer => self.peer,
+        }
+    }
+
+    /// Whether it wants anything but transactions (which may be dropped; the rest may not).
+    fn wants_all_of(self) -> bool {
+        self.block || self.reorg || self.peer
+    }
 }
 
 #[derive(Deserialize)]
@@ -88,10 +198,9 @@ pub struct EventsQuery {
 }
 
 /// One buffered entry.
+#[derive(Debug)]
 enum Entry {
-    Chain(ChainEvent),
-    Peer(PeerEvent),
-    Txs(Arc<[Transaction]>),
+    Event(Arc<Rendered>),
     Lagged(u64),
 }
 
@@ -103,109 +212,67 @@ pub async fn events(State(s): State<RpcState>, Query(q): Query<EventsQuery>) -> 
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_subscribers", format!("{MAX_SUBSCRIBERS} event subscribers already; try again later"))
     })?;
     let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-    let chain = (types.block || types.reorg).then(|| s.chain.subscribe_events());
-    let txs = types.tx.then(|| s.chain.subscribe_txs());
-    let peers = types.peer.then(|| s.p2p.subscribe_events());
+    let events = s.events.subscribe();
     let shutdown = s.shutdown.clone();
     tokio::spawn(async move {
         let _permit = permit;
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = forward(types, chain, txs, peers, &tx) => {}
+            _ = forward(types, events, &tx) => {}
         }
     });
-    // A batch of transactions is rendered one event at a time (batches are shared with every
-    // other subscriber; the rendered text is not).
-    let stream = futures_util::stream::unfold((rx, None::<(Arc<[Transaction]>, usize)>), |(mut rx, batch)| async move {
-        if let Some((b, i)) = batch
-            && let Some(t) = b.get(i)
-        {
-            let e = tx_event(t);
-            return Some((Ok(e), (rx, Some((b, i + 1)))));
-        }
-        let e = match rx.recv().await? {
-            Entry::Txs(b) => {
-                let e = b.first().map(tx_event).unwrap_or_else(|| Event::default().comment("empty"));
-                return Some((Ok(e), (rx, Some((b, 1)))));
-            }
-            other => render(other),
+    // A `tx` entry gives one SSE event per transaction, in turn.
+    let stream = futures_util::stream::unfold((rx, None::<(Arc<Rendered>, usize)>), |(mut rx, current)| async move {
+        let (r, i) = match current {
+            Some((r, i)) if i < r.data.len() => (r, i),
+            _ => match rx.recv().await? {
+                Entry::Event(r) => (r, 0),
+                Entry::Lagged(n) => {
+                    let e = Event::default().event("lagged").data(json!({"missed_txs": n}).to_string());
+                    return Some((Ok(e), (rx, None)));
+                }
+            },
         };
-        Some((Ok(e), (rx, None)))
+        let e = match r.data.get(i) {
+            Some(d) => Event::default().event(r.kind.name()).data(&**d),
+            None => Event::default().comment("empty"),
+        };
+        Some((Ok(e), (rx, Some((r, i + 1)))))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-/// Moves events into the subscriber's buffer until it is gone or must be cut off.
-async fn forward(
-    types: Types,
-    mut chain: Option<broadcast::Receiver<ChainEvent>>,
-    mut txs: Option<broadcast::Receiver<Arc<[Transaction]>>>,
-    mut peers: Option<broadcast::Receiver<PeerEvent>>,
-    out: &mpsc::Sender<Entry>,
-) {
+/// Moves the subscriber's events into its buffer until it is gone or must be cut off.
+async fn forward(types: Types, mut events: broadcast::Receiver<Arc<Rendered>>, out: &mpsc::Sender<Entry>) {
     let mut missed: u64 = 0;
     loop {
-        let entry = tokio::select! {
+        let r = tokio::select! {
             _ = out.closed() => return,
-            r = recv(&mut chain) => match r {
-                Ok(e) if (e.kind() == "block" && types.block) || (e.kind() == "reorg" && types.reorg) => Entry::Chain(e),
-                Ok(_) => continue,
-                // Fell behind the node's own ring: events are lost, so is the subscriber.
-                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
-            },
-            r = recv(&mut peers) => match r {
-                Ok(e) => Entry::Peer(e),
-                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
-            },
-            r = recv(&mut txs) => match r {
-                Ok(batch) => {
-                    if out.capacity() <= TX_ROOM {
-                        missed += batch.len() as u64;
-                        continue;
-                    }
-                    Entry::Txs(batch)
-                }
-                Err(RecvError::Lagged(n)) => {
-                    missed += n;
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            },
+            r = events.recv() => r,
+        };
+        let event = match r {
+            Ok(e) if !types.wants(e.kind) => continue,
+            Ok(e) if e.kind == Kind::Tx && out.capacity() <= TX_ROOM => {
+                missed += e.data.len() as u64;
+                continue;
+            }
+            Ok(e) => e,
+            // Fell behind the hub's ring: if what it missed may have been a block, a reorg or
+            // a peer event, the subscriber is cut off (those are never dropped silently).
+            Err(RecvError::Lagged(_)) if types.wants_all_of() => return,
+            Err(RecvError::Lagged(n)) => {
+                missed += n;
+                continue;
+            }
+            Err(RecvError::Closed) => return,
         };
         if missed > 0 && out.capacity() > TX_ROOM && out.try_send(Entry::Lagged(missed)).is_ok() {
             missed = 0;
         }
-        if out.try_send(entry).is_err() {
+        if out.try_send(Entry::Event(event)).is_err() {
             // Full (the client reads too slowly) or gone.
             return;
         }
-    }
-}
-
-/// The next message of an optional subscription (never, when not subscribed).
-async fn recv<T: Clone>(r: &mut Option<broadcast::Receiver<T>>) -> Result<T, RecvError> {
-    match r {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn event(name: &str, data: &impl serde::Serialize) -> Event {
-    Event::default().event(name).data(serde_json::to_string(data).unwrap_or_default())
-}
-
-/// `event: tx`.
-fn tx_event(t: &Transaction) -> Event {
-    event("tx", &json!({"txid": t.id(), "from": t.from.address(), "to": t.to, "amount": t.amount, "fee": t.fee, "nonce": t.nonce}))
-}
-
-/// The SSE event of a buffered chain, peer or lagged entry.
-fn render(entry: Entry) -> Event {
-    match entry {
-        Entry::Chain(e) => event(e.kind(), &e),
-        Entry::Peer(e) => event("peer", &e),
-        Entry::Lagged(n) => event("lagged", &json!({"missed_txs": n})),
-        Entry::Txs(b) => b.first().map(tx_event).unwrap_or_else(|| Event::default().comment("empty")),
     }
 }
 
@@ -213,55 +280,53 @@ fn render(entry: Entry) -> Event {
 mod tests {
     use super::*;
 
-    fn block(height: u64) -> ChainEvent {
-        let h = cairn_chain::Hash([height as u8; 32]);
-        ChainEvent::Block(crate::events::BlockEvent { height, hash: h, prev_hash: h, txs: 0, farmer: cairn_chain::Address([0; 32]), timestamp: 0 })
+    fn block(height: u64) -> Arc<Rendered> {
+        Arc::new(Rendered::one(Kind::Block, &json!({"height": height})))
     }
 
     /// A subscriber whose buffer is full when a block comes is cut off: the forwarder ends
     /// (dropping its sender, so the stream ends after what is buffered) instead of waiting.
     #[tokio::test]
     async fn a_full_buffer_cuts_the_subscriber_off() {
-        let (chain_tx, chain_rx) = broadcast::channel(64);
+        let (hub, events) = broadcast::channel(64);
         let (out, mut buffered) = mpsc::channel(4);
         let types = Types::parse("block").unwrap();
-        let forwarder = tokio::spawn(async move { forward(types, Some(chain_rx), None, None, &out).await });
+        let forwarder = tokio::spawn(async move { forward(types, events, &out).await });
         for h in 0..10 {
-            chain_tx.send(block(h)).unwrap();
+            hub.send(block(h)).unwrap();
         }
         tokio::time::timeout(Duration::from_secs(10), forwarder).await.expect("the forwarder ended").unwrap();
         let mut got = Vec::new();
-        while let Some(Entry::Chain(ChainEvent::Block(b))) = buffered.recv().await {
-            got.push(b.height);
+        while let Some(Entry::Event(e)) = buffered.recv().await {
+            got.push(e.data[0].to_string());
         }
-        assert_eq!(got, [0, 1, 2, 3], "what was buffered, then the end");
+        assert_eq!(got, ["{\"height\":0}", "{\"height\":1}", "{\"height\":2}", "{\"height\":3}"], "what was buffered, then the end");
     }
 
     /// Transactions never crowd out blocks: a batch that would leave fewer than TX_ROOM free
-    /// entries is counted, and told as `lagged` once there is room, and blocks still pass.
+    /// entries is counted, told as `lagged` once there is room, and blocks still pass.
     #[tokio::test]
     async fn transactions_past_the_room_are_counted_not_buffered() {
-        let (chain_tx, chain_rx) = broadcast::channel(64);
-        let (txs_tx, txs_rx) = broadcast::channel::<Arc<[Transaction]>>(64);
+        let (hub, events) = broadcast::channel(64);
         let (out, mut buffered) = mpsc::channel(TX_ROOM + 2);
-        let forwarder = tokio::spawn(async move { forward(Types::ALL, Some(chain_rx), Some(txs_rx), None, &out).await });
-        let batch: Arc<[Transaction]> = Arc::from(Vec::new());
+        let forwarder = tokio::spawn(async move { forward(Types::ALL, events, &out).await });
+        let batch = Arc::new(Rendered { kind: Kind::Tx, data: vec!["{}".into(); 3].into_boxed_slice() });
         for _ in 0..5 {
-            txs_tx.send(batch.clone()).unwrap();
+            hub.send(batch.clone()).unwrap();
         }
-        // Two batches fit above the room; the rest are counted (as batches of 0 here).
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        chain_tx.send(block(7)).unwrap();
+        hub.send(block(7)).unwrap();
         let mut kinds = Vec::new();
         for _ in 0..3 {
             kinds.push(match tokio::time::timeout(Duration::from_secs(10), buffered.recv()).await.unwrap().unwrap() {
-                Entry::Txs(_) => "tx",
-                Entry::Chain(_) => "block",
-                Entry::Lagged(_) => "lagged",
-                Entry::Peer(_) => "peer",
+                Entry::Event(e) => e.kind.name().to_string(),
+                Entry::Lagged(n) => format!("lagged {n}"),
             });
         }
-        assert_eq!(kinds, ["tx", "tx", "block"]);
+        assert_eq!(kinds, ["tx", "tx", "block"], "two batches fit above the room, three (9 transactions) were counted");
+        // Room again: the count is told before the next event.
+        hub.send(block(8)).unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(10), buffered.recv()).await.unwrap().unwrap();
+        assert!(matches!(next, Entry::Lagged(9)), "{next:?}");
         forwarder.abort();
     }
 

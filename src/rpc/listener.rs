@@ -1,31 +1,39 @@
-//! The RPC's TCP listener: every connection gets a write timeout, so a client that stops
+//! The RPC's TCP listener: at most [`MAX_CONNECTIONS`] connections at once (past that, new
+//! ones wait in the kernel's listen backlog until one closes: each open connection costs
+//! ~100 KB, measured), and every connection gets a write timeout, so a client that stops
 //! reading (an `/events` subscriber that never reads, a response nobody drains) is closed
 //! after [`WRITE_TIMEOUT`] without progress instead of holding its connection for ever.
-//! hyper itself has no write timeout; the timer lives in the connection's I/O instead.
+//! hyper itself has neither; the timer lives in the connection's I/O instead.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 /// How long a write may make no progress before the connection is closed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Open RPC connections at once: every event subscriber ([`super::events::MAX_SUBSCRIBERS`])
+/// and room for others beside them.
+pub const MAX_CONNECTIONS: usize = super::events::MAX_SUBSCRIBERS + 256;
 
 /// A [`TcpListener`] whose connections time out stalled writes.
 pub struct TimedListener {
     inner: TcpListener,
     timeout: Duration,
+    slots: Arc<Semaphore>,
 }
 
 impl TimedListener {
-    /// Wraps a bound listener.
-    pub fn new(inner: TcpListener, timeout: Duration) -> TimedListener {
-        TimedListener { inner, timeout }
+    /// Wraps a bound listener: at most `max` connections at once.
+    pub fn new(inner: TcpListener, timeout: Duration, max: usize) -> TimedListener {
+        TimedListener { inner, timeout, slots: Arc::new(Semaphore::new(max)) }
     }
 }
 
@@ -34,11 +42,17 @@ impl axum::serve::Listener for TimedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (TimedStream, SocketAddr) {
+        // The semaphore is never closed, so this waits for a slot and never fails.
+        let slot = loop {
+            if let Ok(p) = self.slots.clone().acquire_owned().await {
+                break p;
+            }
+        };
         loop {
             match self.inner.accept().await {
                 Ok((s, a)) => {
                     let _ = s.set_nodelay(true);
-                    return (TimedStream { inner: s, timeout: self.timeout, stalled: None }, a);
+                    return (TimedStream { inner: s, timeout: self.timeout, stalled: None, _slot: slot }, a);
                 }
                 // Out of file descriptors and the like: wait a little rather than spin (what
                 // axum's own TcpListener does).
@@ -61,6 +75,8 @@ pub struct TimedStream {
     timeout: Duration,
     /// Armed while a write is pending.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Its place among the listener's connections, given back when it closes.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl TimedStream {
@@ -115,7 +131,7 @@ mod tests {
     /// `TimedOut` once the timeout passes without progress.
     #[tokio::test]
     async fn a_write_to_a_peer_that_never_reads_times_out() {
-        let mut l = TimedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap(), Duration::from_millis(300));
+        let mut l = TimedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap(), Duration::from_millis(300), 4);
         let addr = l.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
         let (mut s, _) = l.accept().await;
@@ -128,5 +144,18 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(30), "writes never stalled");
         };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    /// Past the bound, a connection waits for one to close.
+    #[tokio::test]
+    async fn connections_past_the_bound_wait_for_a_slot() {
+        let mut l = TimedListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap(), WRITE_TIMEOUT, 2);
+        let addr = l.local_addr().unwrap();
+        let _clients: Vec<TcpStream> = futures_util::future::join_all((0..3).map(|_| TcpStream::connect(addr))).await.into_iter().map(Result::unwrap).collect();
+        let first = l.accept().await;
+        let _second = l.accept().await;
+        assert!(tokio::time::timeout(Duration::from_millis(200), l.accept()).await.is_err(), "a third while two are open");
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), l.accept()).await.expect("a slot freed by a close");
     }
 }

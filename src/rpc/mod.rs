@@ -50,6 +50,8 @@ pub struct RpcState {
     pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
     /// `GET /events` subscribers' slots ([`events::MAX_SUBSCRIBERS`]).
     pub subscribers: Arc<tokio::sync::Semaphore>,
+    /// The node's rendered events, for `GET /events`.
+    pub events: events::EventHub,
 }
 
 /// Largest body accepted for a block (a full block in JSON is ~3.5 KiB per 10 transactions).

@@ -64,6 +64,14 @@ async fn line_of_three_shares_blocks_and_transactions() {
     let mut m = String::new();
     b.p2p().render_metrics(&mut m);
     assert!(m.contains("cairn_p2p_duplicate_blocks_total") && m.contains("cairn_p2p_duplicate_transactions_total"), "{m}");
+    // The two new blocks reached B and C as announcements: their journey is in the histograms.
+    for n in [&b, &c] {
+        let mut m = String::new();
+        n.p2p().render_metrics(&mut m);
+        for h in ["cairn_block_propagation_seconds_count 2", "cairn_block_announce_to_accept_seconds_count 2"] {
+            assert!(m.contains(h), "no {h} in:\n{m}");
+        }
+    }
     for n in [a, b, c] {
         n.shutdown().await;
     }

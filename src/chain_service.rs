@@ -218,6 +218,8 @@ pub struct ChainHandle {
     events: broadcast::Sender<ChainEvent>,
     spec: Arc<ChainSpec>,
     genesis: Hash,
+    /// Where the address index starts (`None`: not kept); set at start, fixed after.
+    address_index_from: Option<u64>,
 }
 
 fn tip_of(chain: &Chain) -> Tip {
@@ -228,8 +230,10 @@ fn tip_of(chain: &Chain) -> Tip {
 impl ChainHandle {
     /// Opens the store's chain and starts the chain thread. Blocking (opens RocksDB): call
     /// it from `spawn_blocking` or before the runtime starts.
-    pub fn start(store: Store, spec: ChainSpec, limits: MempoolLimits, metrics: Arc<Metrics>) -> Result<ChainHandle, StoreError> {
+    pub fn start(store: Store, spec: ChainSpec, limits: MempoolLimits, metrics: Arc<Metrics>, address_index: bool) -> Result<ChainHandle, StoreError> {
         let mut chain = Chain::open(store.clone(), spec.clone())?;
+        chain.set_address_index(address_index)?;
+        let address_index_from = chain.address_index_from();
         // Room for every pending transaction twice over (replacements, a block in flight).
         let sigcache = Arc::new(SigCache::new(limits.max_txs.saturating_mul(2).max(10_000)));
         chain.set_sigcache(sigcache.clone());
@@ -301,7 +305,7 @@ impl ChainHandle {
             .name("chain".into())
             .spawn(move || span.in_scope(|| worker.run(cmd_rx)))
             .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
-        Ok(ChainHandle { commands: cmd_tx, sigcache, store, tip: tip_rx, txs, events, spec: Arc::new(spec), genesis })
+        Ok(ChainHandle { commands: cmd_tx, sigcache, store, tip: tip_rx, txs, events, spec: Arc::new(spec), genesis, address_index_from })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
@@ -341,6 +345,12 @@ impl ChainHandle {
     /// Transactions as they are accepted into the mempool, in batches.
     pub fn subscribe_txs(&self) -> broadcast::Receiver<Arc<[Transaction]>> {
         self.txs.subscribe()
+    }
+
+    /// The height from which the address index holds every best-chain block, or `None` if
+    /// this node keeps none (`address_index = false`).
+    pub fn address_index_from(&self) -> Option<u64> {
+        self.address_index_from
     }
 
     /// The best chain's moves: each block joining it, and reorgs (see [`ChainEvent`]).

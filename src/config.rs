@@ -107,6 +107,8 @@ pub struct FileConfig {
     /// Origins whose pages may read the RPC (CORS, GET only): `["*"]` for any [default: any
     /// when the RPC is on loopback, none beyond].
     pub rpc_cors: Option<Vec<String>>,
+    /// Keep the address index (`GET /accounts/{a}/txs`) [default: true].
+    pub address_index: Option<bool>,
 }
 
 /// `seed_peers.toml`.
@@ -174,6 +176,9 @@ pub struct NodeConfig {
     pub devnet_network: Option<crate::devnet::network::NetworkFeed>,
     /// Origins allowed to read the RPC from a browser (CORS, GET and HEAD); `*` is any.
     pub rpc_cors: Vec<String>,
+    /// Keep the address index: two more index entries per transaction in each block's batch,
+    /// for `GET /accounts/{a}/txs`.
+    pub address_index: bool,
 }
 
 impl NodeConfig {
@@ -207,6 +212,7 @@ impl NodeConfig {
             rpc_token: None,
             devnet_network: None,
             rpc_cors: vec!["*".into()],
+            address_index: true,
         }
     }
 }
@@ -244,6 +250,8 @@ pub struct Overrides {
     pub rpc_token: Option<String>,
     /// `--rpc-cors`.
     pub rpc_cors: Option<Vec<String>>,
+    /// `--address-index`.
+    pub address_index: Option<bool>,
 }
 
 /// Builds the node config: flags/env override the file, the file overrides defaults.
@@ -325,6 +333,7 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
         rpc_token: o.rpc_token.or(file.rpc_token).filter(|t| !t.is_empty()),
         devnet_network: None,
         rpc_cors,
+        address_index: o.address_index.or(file.address_index).unwrap_or(true),
     })
 }
 

@@ -114,6 +114,7 @@ impl Node {
         let dir = config.data_dir.clone();
         let spec = config.chain.clone();
         let limits = config.mempool;
+        let address_index = config.address_index;
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
         // Files and RocksDB: off the async runtime.
@@ -124,7 +125,7 @@ impl Node {
             let identity = NodeIdentity::load_or_create(&dir)?;
             let genesis = spec.genesis().hash();
             let store = Store::open(&dir.join("db"), &spec.chain_id, genesis)?;
-            Ok((identity, ChainHandle::start(store.clone(), spec, limits, m)?, store))
+            Ok((identity, ChainHandle::start(store.clone(), spec, limits, m, address_index)?, store))
         })
         .await
         .map_err(|e| StoreError::Missing(format!("node start task: {e}")))??;

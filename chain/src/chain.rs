@@ -115,6 +115,9 @@ pub struct Chain {
     /// The persisted mempool's index: a block moves its floor instead of deleting the entries
     /// of the transactions it confirms.
     pool: PoolLog,
+    /// The height from which the address index is complete; `None`: no index is kept (see
+    /// [`Chain::set_address_index`]).
+    address_index_from: Option<u64>,
 }
 
 impl Chain {
@@ -139,6 +142,7 @@ impl Chain {
         };
         let tip = store.header(&tip_hash)?.ok_or_else(|| StoreError::Missing(format!("tip header {tip_hash}")))?;
         let pool = PoolLog::new(store.mempool_floor()?.unwrap_or(0), store.mempool_next()?);
+        let address_index_from = store.address_index_from()?;
         let mut chain = Chain {
             spec,
             genesis,
@@ -149,9 +153,36 @@ impl Chain {
             sigcache: None,
             accounts: RefCell::new(AccountCache::new(ACCOUNT_CACHE_HALF)),
             pool,
+            address_index_from,
         };
         chain.reload_recent()?;
+        chain.set_address_index(true)?;
         Ok(chain)
+    }
+
+    /// Keeps (`true`, the default) or stops keeping the address index: each connected block's
+    /// transactions under their sender and recipient, in the block's own batch. Turned on for
+    /// a chain past genesis that had none (a data dir from before the index, or kept with it
+    /// off), the index is complete only from the next block: [`Chain::address_index_from`]
+    /// says from where. Turned off, the record of where it starts is dropped, so turning it on
+    /// again starts over from that tip.
+    pub fn set_address_index(&mut self, on: bool) -> Result<(), StoreError> {
+        let want = match (on, self.address_index_from) {
+            (true, Some(_)) | (false, None) => return Ok(()),
+            (true, None) => Some(if self.tip.header.height == 0 { 0 } else { self.tip.header.height + 1 }),
+            (false, Some(_)) => None,
+        };
+        let mut b = self.store.batch();
+        b.set_address_index_from(want);
+        self.store.write(b)?;
+        self.address_index_from = want;
+        Ok(())
+    }
+
+    /// The height from which the address index holds every best-chain block, or `None` if this
+    /// node keeps no address index.
+    pub fn address_index_from(&self) -> Option<u64> {
+        self.address_index_from
     }
 
     /// How many headers [`Chain::recent_best`] keeps: what the header rules of a child of the
@@ -520,21 +551,26 @@ impl Chain {
     fn stage_connected<'b>(&self, b: &mut StoreBatch<'_>, connected: impl Iterator<Item = (Hash, &'b Block, &'b Undo, Option<&'b [TxId]>)>) -> PoolUpdate {
         let mut index = Vec::new();
         let mut by_address = Vec::new();
+        let indexing = self.address_index_from.is_some();
         for (hash, block, undo, ids) in connected {
             let height = block.header.height;
             b.set_height(height, &hash);
             b.put_undo(&hash, undo);
             index.reserve(block.transactions.len());
-            by_address.reserve(2 * block.transactions.len());
+            if indexing {
+                by_address.reserve(2 * block.transactions.len());
+            }
             // The IDs its check computed (one per transaction, in order), else hashed here.
             let known = ids.filter(|ids| ids.len() == block.transactions.len());
             for (i, tx) in block.transactions.iter().enumerate() {
                 let id = known.map_or_else(|| tx.id(), |ids| ids[i]);
                 index.push((id, TxLocation { block: hash, index: i as u32 }));
-                let from = tx.sender();
-                by_address.push((from, height, i as u32, id));
-                if tx.to != from {
-                    by_address.push((tx.to, height, i as u32, id));
+                if indexing {
+                    let from = tx.sender();
+                    by_address.push((from, height, i as u32, id));
+                    if tx.to != from {
+                        by_address.push((tx.to, height, i as u32, id));
+                    }
                 }
             }
         }
@@ -649,8 +685,10 @@ impl Chain {
             for (i, tx) in block.transactions.iter().enumerate() {
                 let id = tx.id();
                 b.unindex_tx(&id);
-                b.unindex_address_tx(&tx.sender(), block.header.height, i as u32);
-                b.unindex_address_tx(&tx.to, block.header.height, i as u32);
+                if self.address_index_from.is_some() {
+                    b.unindex_address_tx(&tx.sender(), block.header.height, i as u32);
+                    b.unindex_address_tx(&tx.to, block.header.height, i as u32);
+                }
                 // Back to the (persisted) mempool in the same batch: a crash cannot lose it.
                 if !reapplied.contains(&id) {
                     self.pool.put(&mut b, id, tx);

@@ -299,6 +299,10 @@ pub struct NodeArgs {
     /// any [default: any when the RPC is on loopback, none beyond]
     #[arg(long, env = "CAIRN_RPC_CORS", value_delimiter = ',', value_name = "ORIGINS")]
     pub rpc_cors: Option<Vec<String>>,
+    /// Keep the address index, which `GET /accounts/{address}/txs` reads (two more index
+    /// entries per transaction in each block's write) [default: true]
+    #[arg(long, env = "CAIRN_ADDRESS_INDEX", value_name = "BOOL")]
+    pub address_index: Option<bool>,
 }
 
 /// `cairn devnet` flags. While it runs, stdin takes commands (`help` lists them): stop N,

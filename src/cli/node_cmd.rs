@@ -27,6 +27,7 @@ pub async fn run(a: NodeArgs) -> anyhow::Result<()> {
         blocks_only: a.blocks_only,
         rpc_token: a.rpc_token,
         rpc_cors: a.rpc_cors,
+        address_index: a.address_index,
     })?;
     let node = Node::start(config).await?;
     tokio::select! {

@@ -240,6 +240,9 @@ pub struct History {
     pub pending: Vec<PendingEntry>,
     /// The next page's cursor (`HEIGHT-POSITION`), or null.
     pub next: Option<String>,
+    /// The height from which the index holds every block (0: all; later for a data dir that
+    /// had no index before).
+    pub indexed_from: u64,
 }
 
 /// A connected peer.

@@ -150,11 +150,14 @@ fn parse_cursor(c: &str) -> Result<(u64, u32), ApiError> {
 /// transactions (sent and received) newest first, from the address index kept in each
 /// block's own batch (and undone with it on a reorg); on the first page (no `before`) also
 /// its pending ones. `next` is the cursor of the following page, or null at the end.
-#[utoipa::path(get, path = "/accounts/{address}/txs", tag = "transactions", params(("address" = String, Path, description = "64 hex"), ("limit" = Option<u64>, Query, description = "1 to 100 (default 50)"), ("before" = Option<String>, Query, description = "`next` of the previous page (HEIGHT-POSITION)")), responses((status = 200, description = "Confirmed transactions newest first, and pending ones on the first page", body = crate::rpc::openapi::History), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/accounts/{address}/txs", tag = "transactions", params(("address" = String, Path, description = "64 hex"), ("limit" = Option<u64>, Query, description = "1 to 100 (default 50)"), ("before" = Option<String>, Query, description = "`next` of the previous page (HEIGHT-POSITION)")), responses((status = 200, description = "Confirmed transactions newest first, and pending ones on the first page", body = crate::rpc::openapi::History), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 404, description = "This node keeps no address index (`address_index_off`)", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn history(State(s): State<RpcState>, PathParam(a): PathParam, Query(q): Query<HistoryQuery>) -> Result<Json<Value>, ApiError> {
     let address: Address = parse_hex(&a, "address", "invalid_address")?;
     let limit = limit(q.limit, 50, MAX_HISTORY)?;
     let before = q.before.as_deref().map(parse_cursor).transpose()?;
+    let Some(indexed_from) = s.chain.address_index_from() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "address_index_off", "this node keeps no address index (address_index = false)"));
+    };
     let confirmed = s.chain.address_txs(address, before, limit).await?;
     let pending = if before.is_none() { s.chain.pending_for(address, limit).await? } else { Vec::new() };
     let next = (confirmed.len() == limit).then(|| confirmed.last().map(|c| format!("{}-{}", c.height, c.index))).flatten();
@@ -174,7 +177,7 @@ pub async fn history(State(s): State<RpcState>, PathParam(a): PathParam, Query(q
         .collect();
     let pending: Vec<Value> =
         pending.iter().map(|p| json!({"txid": p.0.id(), "direction": direction(&p.0), "received_ms": p.1, "transaction": TxView::from(&p.0)})).collect();
-    Ok(Json(json!({"address": address, "confirmed": confirmed, "pending": pending, "next": next})))
+    Ok(Json(json!({"address": address, "confirmed": confirmed, "pending": pending, "next": next, "indexed_from": indexed_from})))
 }
 
 /// `GET /txs/{txid}`: the transaction and where it is.

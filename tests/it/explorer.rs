@@ -110,3 +110,35 @@ async fn address_history_pages_newest_first_and_follows_reorgs() {
     other.node.shutdown().await;
     n.node.shutdown().await;
 }
+
+/// `address_index = false` keeps no index (the history answers 404 `address_index_off`);
+/// turned on later for that data dir, the index is complete from the next block and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_index_can_be_off_and_says_where_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cairn::config::NodeConfig::for_tests(dir.path().join("data"));
+    cfg.address_index = false;
+    let node = cairn::Node::start(cfg.clone()).await.unwrap();
+    let rpc = Rpc::new(format!("http://{}", node.rpc_addr()));
+    let a = dev(0);
+    let to = Keypair::generate().address();
+    let t1 = Transaction::signed(&a, devnet_genesis(), to, 5, 1, 0);
+    assert_eq!(rpc.post("/txs", &tx_json(&t1)).await.0, 202);
+    rpc.farm(2, &Keypair::generate().address()).await;
+    let (s, v) = rpc.get(&format!("/accounts/{}/txs", a.address())).await;
+    assert_eq!((s, code(&v)), (404, "address_index_off"), "{v}");
+    node.shutdown().await;
+
+    cfg.address_index = true;
+    let node = cairn::Node::start(cfg).await.unwrap();
+    let rpc = Rpc::new(format!("http://{}", node.rpc_addr()));
+    let t2 = Transaction::signed(&a, devnet_genesis(), to, 6, 1, 1);
+    assert_eq!(rpc.post("/txs", &tx_json(&t2)).await.0, 202);
+    rpc.farm(1, &Keypair::generate().address()).await;
+    let (s, v) = rpc.get(&format!("/accounts/{to}/txs")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["indexed_from"], 3, "complete from the block after the tip it was turned on at");
+    let ids: Vec<&str> = v["confirmed"].as_array().unwrap().iter().map(|c| c["txid"].as_str().unwrap()).collect();
+    assert_eq!(ids, [t2.id().to_string()], "only what was indexed");
+    node.shutdown().await;
+}

@@ -66,6 +66,8 @@ const META_CHAIN_ID: &[u8] = b"chain_id";
 const META_GENESIS: &[u8] = b"genesis";
 const META_TIP: &[u8] = b"tip";
 const META_MEMPOOL_FLOOR: &[u8] = b"mempool_floor";
+/// The height from which the address index holds every best-chain block (absent: no index).
+const META_ADDRESS_INDEX_FROM: &[u8] = b"address_index_from";
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -432,6 +434,14 @@ impl Store {
         Ok(out)
     }
 
+    /// The height from which the address index is complete, or `None` if the node keeps none.
+    pub fn address_index_from(&self) -> Result<Option<u64>, StoreError> {
+        match self.meta(META_ADDRESS_INDEX_FROM)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(Reader::new(&v).u64("address index start").map_err(corrupt("address index start"))?)),
+        }
+    }
+
     /// The persisted mempool's floor: every entry numbered below it is dead (`None` in a store
     /// written before entries were numbered, or before anything was pending).
     pub fn mempool_floor(&self) -> Result<Option<u64>, StoreError> {
@@ -634,6 +644,13 @@ impl StoreBatch<'_> {
     /// Deletes every persisted mempool entry numbered in `from..to` (one range tombstone).
     pub fn delete_mempool_range(&mut self, from: u64, to: u64) {
         self.batch.delete_range_cf(self.store.cf(CF_MEMPOOL), from.to_be_bytes(), to.to_be_bytes());
+    }
+    /// Records the height from which the address index is complete (`None`: no index kept).
+    pub fn set_address_index_from(&mut self, from: Option<u64>) {
+        match from {
+            Some(h) => self.put(CF_META, META_ADDRESS_INDEX_FROM, &h.to_le_bytes()),
+            None => self.delete(CF_META, META_ADDRESS_INDEX_FROM),
+        }
     }
     /// Moves the tip.
     pub fn set_tip(&mut self, hash: &Hash) {

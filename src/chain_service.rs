@@ -240,11 +240,10 @@ impl ChainHandle {
         let _ = metrics.sigcache.set(sigcache.clone());
         let genesis = chain.genesis_hash();
         let mut mempool = Mempool::new(genesis, limits);
-        // Pending transactions persisted before a crash come back, in nonce order per sender;
-        // only those that can never become valid again are deleted.
-        let mut restored = 0;
+        // Pending transactions persisted before a crash come back, in nonce order per sender.
         // Entries the pool does not take back (confirmed by a block above the floor, or refused
         // now) are deleted: the persisted mempool mirrors the one in memory.
+        let mut restored = 0;
         let mut saved = store.mempool_entries(limits.max_txs.saturating_mul(2))?;
         saved.sort_by_key(|(_, tx)| (tx.sender(), tx.nonce));
         let mut dead = store.batch();
@@ -772,13 +771,11 @@ impl Worker {
                     let _ = reply.send((self.mempool.len(), list));
                 }
                 Command::PendingFor(address, max, reply) => {
-                    let list = self
-                        .mempool
-                        .iter()
-                        .filter(|tx| tx.to == address || tx.sender() == address)
-                        .take(max)
-                        .map(|tx| (tx.clone(), self.arrivals.get(&tx.id()).copied()))
-                        .collect();
+                    // Sent: the sender's own run. Received: a scan comparing recipients only
+                    // (no hashing of senders' keys), so a busy pool costs microseconds here.
+                    let sent = self.mempool.from_sender(&address);
+                    let received = self.mempool.iter().filter(|tx| tx.to == address && tx.sender() != address);
+                    let list = sent.chain(received).take(max).map(|tx| (tx.clone(), self.arrivals.get(&tx.id()).copied())).collect();
                     let _ = reply.send(list);
                 }
                 Command::PendingIds(skip, max, reply) => {

@@ -322,4 +322,9 @@ impl Mempool {
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
         self.by_sender.values().flat_map(|q| q.values()).map(|id| &self.by_id[id])
     }
+
+    /// A sender's pending transactions, in nonce order.
+    pub fn from_sender(&self, sender: &Address) -> impl Iterator<Item = &Transaction> {
+        self.by_sender.get(sender).into_iter().flat_map(|q| q.values()).map(|id| &self.by_id[id])
+    }
 }

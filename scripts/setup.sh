@@ -6,7 +6,8 @@
 # prometheus package) to check the node's /metrics; schemathesis (PyPI, in a venv under
 # ~/.cache/cairn) to fuzz the RPC against its OpenAPI document; for the dashboard's
 # browser tests (tests/browser) Debian's chromium, Node.js and npm, then `npm ci` there (the
-# pinned playwright-core, which drives that chromium: no browser is downloaded). Running a node
+# pinned playwright-core, which drives that chromium: no browser is downloaded); cargo-fuzz
+# (crates.io, pinned) for scripts/fuzz.sh. Running a node
 # needs none of those. Idempotent and quiet when everything is there already.
 set -euo pipefail
 need=()
@@ -44,5 +45,13 @@ if [ "${1:-}" = "--test" ]; then
     echo "setup: schemathesis into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5
+  fi
+fi
+if [ "${1:-}" = "--test" ]; then
+  # cargo-fuzz (crates.io, pinned) for scripts/fuzz.sh, into ~/.cargo/bin; built in its own
+  # cached target dir, so a reinstall after a cache wipe is the only cost (~1 min).
+  if ! cargo fuzz --version 2>/dev/null | grep -q "0.13.1"; then
+    echo "setup: cargo-fuzz into ~/.cargo/bin" >&2
+    CARGO_TARGET_DIR="$HOME/.cache/cairn/cargo-install" cargo install --quiet --locked cargo-fuzz --version 0.13.1
   fi
 fi

@@ -26,8 +26,14 @@ fi
 if [ "$status" -eq 0 ]; then
   if scripts/schemathesis.sh 2>&1 | tee -a "$log"; then echo "schemathesis: ok" | tee -a "$log"; else echo "schemathesis: failed" | tee -a "$log"; status=1; fi
 fi
+# Every fuzz target for a few seconds (FUZZ_SECONDS, default 15; scripts/fuzz.sh 600 for the
+# 10-minute run): a crash fails the run. Its own target dir, never RocksDB.
+if [ "$status" -eq 0 ]; then
+  if scripts/fuzz.sh "${FUZZ_SECONDS:-15}" 2>&1 | tee -a "$log"; then echo "fuzz: ok" | tee -a "$log"; else echo "fuzz: failed" | tee -a "$log"; status=1; fi
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      /^ℹ pass [0-9]+$/ { p += $3 } /^ℹ fail [0-9]+$/ { f += $3 }
      /^schemathesis: ok$/ { p += 1 } /^schemathesis: failed$/ { f += 1 }
+     /^fuzz: ok$/ { p += 1 } /^fuzz: failed$/ { f += 1 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

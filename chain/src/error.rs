@@ -1,6 +1,9 @@
 //! Typed reasons a block or transaction is refused. Each has a stable `code()` that the RPC
 //! returns and `/metrics` counts by.
 
+use std::path::PathBuf;
+
+use crate::encode::DecodeError;
 use crate::hash::Hash;
 use crate::tx::TxId;
 
@@ -283,14 +286,80 @@ impl BlockError {
     }
 }
 
-impl From<crate::store::StoreError> for TxError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
         TxError::Store(e.to_string())
     }
 }
 
-impl From<crate::store::StoreError> for BlockError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for BlockError {
+    fn from(e: StoreError) -> Self {
         BlockError::Store(e.to_string())
+    }
+}
+
+/// Storage failures. Here rather than in `store` so that the state and mempool code, which
+/// read accounts through [`crate::AccountSource`], builds without the `store` feature.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[cfg(feature = "store")]
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The data directory is locked by another process.
+    #[error("data dir {0} is in use by another cairn process")]
+    Locked(PathBuf),
+    /// The data directory belongs to another chain.
+    #[error("{0}")]
+    WrongChain(Box<ChainMismatch>),
+    /// The data directory was written by an incompatible version.
+    #[error("data dir {dir} has schema version {found}, this build reads {expected}")]
+    Schema {
+        /// The directory.
+        dir: PathBuf,
+        /// Version stored there.
+        found: u32,
+        /// Version this build writes.
+        expected: u32,
+    },
+    /// Stored bytes do not decode: the database is corrupt.
+    #[error("corrupt {what}: {source}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// The decode failure.
+        source: DecodeError,
+    },
+    /// A record the invariants require is missing.
+    #[error("missing {0}")]
+    Missing(String),
+}
+
+/// A data directory made for one chain opened with the spec of another.
+#[derive(Debug)]
+pub struct ChainMismatch {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Chain ID stored there.
+    pub found_chain: String,
+    /// Genesis stored there (hex).
+    pub found_genesis: String,
+    /// Chain ID of the loaded spec.
+    pub want_chain: String,
+    /// Genesis of the loaded spec.
+    pub want_genesis: Hash,
+}
+
+impl std::fmt::Display for ChainMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "data dir {} holds chain '{}' (genesis {}), but the chain spec is '{}' (genesis {})",
+            self.dir.display(),
+            self.found_chain,
+            self.found_genesis,
+            self.want_chain,
+            self.want_genesis
+        )
     }
 }

@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
+use crate::error::StoreError;
 use crate::error::TxError;
 use crate::hash::Hash;
 use crate::keys::Address;
 use crate::state::{Account, AccountSource, Overlay, apply_tx};
-use crate::store::StoreError;
 use crate::tx::{Transaction, TxId};
 
 /// Mempool limits.

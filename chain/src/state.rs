@@ -4,10 +4,10 @@ use std::collections::HashMap;
 
 use crate::block::Block;
 use crate::encode::{DecodeError, Reader, Writer};
+use crate::error::StoreError;
 use crate::error::{BlockError, TxError};
 use crate::hash::Hash;
 use crate::keys::Address;
-use crate::store::StoreError;
 use crate::tx::Transaction;
 
 /// An account: what it holds and the nonce its next transaction must carry.

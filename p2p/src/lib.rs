@@ -115,3 +115,5 @@ pub use service::{ConnectError, Direction, P2p, P2pError, PeerView};
 
 #[cfg(test)]
 mod architecture_test;
+#[cfg(test)]
+mod fuzz_seeds;

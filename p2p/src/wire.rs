@@ -341,7 +341,10 @@ pub struct WireTx {
     bytes_out: Arc<AtomicU64>,
 }
 
-fn codec(limit: usize) -> LengthDelimitedCodec {
+/// The frame codec: a 4-byte big-endian length, then the body; a length over `limit` is an
+/// error before anything is buffered. Public for the fuzz targets (`fuzz/`), which feed it
+/// bytes without a stream.
+pub fn codec(limit: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().length_field_type::<u32>().max_frame_length(limit).new_codec()
 }
 

@@ -24,7 +24,7 @@
 
 mod keys;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
@@ -34,6 +34,7 @@ use rocksdb::{
 
 use crate::block::{Block, Header, read_transactions, write_transactions};
 use crate::encode::{DecodeError, Reader, Writer};
+pub use crate::error::{ChainMismatch, StoreError};
 use crate::hash::Hash;
 use crate::keys::Address;
 use crate::pow::Work;
@@ -68,70 +69,6 @@ const META_TIP: &[u8] = b"tip";
 const META_MEMPOOL_FLOOR: &[u8] = b"mempool_floor";
 /// The height from which the address index holds every best-chain block (absent: no index).
 const META_ADDRESS_INDEX_FROM: &[u8] = b"address_index_from";
-
-/// Storage failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// RocksDB reported an error.
-    #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
-    /// The data directory is locked by another process.
-    #[error("data dir {0} is in use by another cairn process")]
-    Locked(PathBuf),
-    /// The data directory belongs to another chain.
-    #[error("{0}")]
-    WrongChain(Box<ChainMismatch>),
-    /// The data directory was written by an incompatible version.
-    #[error("data dir {dir} has schema version {found}, this build reads {expected}")]
-    Schema {
-        /// The directory.
-        dir: PathBuf,
-        /// Version stored there.
-        found: u32,
-        /// Version this build writes.
-        expected: u32,
-    },
-    /// Stored bytes do not decode: the database is corrupt.
-    #[error("corrupt {what}: {source}")]
-    Corrupt {
-        /// Which record.
-        what: &'static str,
-        /// The decode failure.
-        source: DecodeError,
-    },
-    /// A record the invariants require is missing.
-    #[error("missing {0}")]
-    Missing(String),
-}
-
-/// A data directory made for one chain opened with the spec of another.
-#[derive(Debug)]
-pub struct ChainMismatch {
-    /// The directory.
-    pub dir: PathBuf,
-    /// Chain ID stored there.
-    pub found_chain: String,
-    /// Genesis stored there (hex).
-    pub found_genesis: String,
-    /// Chain ID of the loaded spec.
-    pub want_chain: String,
-    /// Genesis of the loaded spec.
-    pub want_genesis: Hash,
-}
-
-impl std::fmt::Display for ChainMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "data dir {} holds chain '{}' (genesis {}), but the chain spec is '{}' (genesis {})",
-            self.dir.display(),
-            self.found_chain,
-            self.found_genesis,
-            self.want_chain,
-            self.want_genesis
-        )
-    }
-}
 
 fn corrupt(what: &'static str) -> impl FnOnce(DecodeError) -> StoreError {
     move |source| StoreError::Corrupt { what, source }

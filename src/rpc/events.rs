@@ -35,6 +35,7 @@ use super::RpcState;
 use super::error::ApiError;
 use super::extract::Query;
 use crate::chain_service::ChainHandle;
+use crate::events::ChainEvent;
 
 /// Subscribers at once.
 pub const MAX_SUBSCRIBERS: usize = 1024;
@@ -109,7 +110,7 @@ impl EventHub {
                 let rendered = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     r = chain.recv() => match r {
-                        Ok(e) => Rendered::one(if e.kind() == "block" { Kind::Block } else { Kind::Reorg }, &e),
+                        Ok(e) => Rendered::one(match e { ChainEvent::Block(_) => Kind::Block, ChainEvent::Reorg(_) => Kind::Reorg }, &e),
                         Err(RecvError::Lagged(n)) => {
                             tracing::warn!(target: "rpc", missed = n, "event hub fell behind the chain's events");
                             continue;

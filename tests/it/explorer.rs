@@ -2,13 +2,8 @@
 //! address index, undone on a reorg; pending from the mempool), their limits and cursors.
 
 use cairn_chain::{Keypair, Transaction};
-use serde_json::Value;
 
 use crate::support::*;
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<no error code>")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mempool_lists_highest_fee_first_with_arrival_times() {

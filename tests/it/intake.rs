@@ -58,10 +58,6 @@ async fn an_array_is_answered_entry_by_entry() {
     n.node.shutdown().await;
 }
 
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<no error code>")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_of_mempool_transactions_verifies_no_signature_twice() {
     let n = start_node().await;

@@ -5,10 +5,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<no error code>")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn farm_send_and_see_balances_move() {
     let n = start_node().await;

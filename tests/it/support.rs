@@ -282,3 +282,8 @@ pub fn prebuild_chain(db: &Path, blocks: u64, farmer: Address) -> Hash {
     }
     chain.tip().hash
 }
+
+/// The error code of an RPC error answer.
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}

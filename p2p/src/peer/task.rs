@@ -226,11 +226,7 @@ impl PeerTask {
                 Action::Serve(s) => self.serve(s).await,
                 Action::Sync(m) => self.sync(m).await,
                 Action::Transactions(list) => self.transactions(list).await,
-                Action::Announced(ids) => {
-                    // Dropped when the relay is behind: load, not the peer's fault.
-                    let _ = self.ctx.relay.try_send(RelayMsg::Announced { ids, from: self.id });
-                    Ok(())
-                }
+                Action::Announced(ids) => self.announced(ids).await,
                 Action::Learn(list) => {
                     let addrs = list.into_iter().map(|p| p.addr).collect();
                     self.guarded(self.ctx.manager.send(ManagerMsg::Learned(addrs))).await;
@@ -446,6 +442,26 @@ impl PeerTask {
         unrequested_block_wanted(parent, b.header.target.work(), tip)
     }
 
+    /// Tells the relay which of a peer's announced transactions the chain lacks (asking the
+    /// chain here, not in the relay, so the relay never waits on it for a peer), waiting for
+    /// room: back-pressure on this peer, never a lost announcement.
+    async fn announced(&mut self, ids: Vec<cairn_chain::Hash>) -> Result<(), End> {
+        let Some(lacking) = self.guarded(self.ctx.chain.lacking_txs(ids)).await else { return Err(End::Cancelled) };
+        if !lacking.is_empty() {
+            self.relay(RelayMsg::Announced { ids: lacking, from: self.id }).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a note for the relay, waiting for room (bounded by the cancellation).
+    async fn relay(&self, note: RelayMsg) -> Result<(), End> {
+        match self.guarded(self.ctx.relay.send(note)).await {
+            Some(Ok(())) => Ok(()),
+            // The relay is gone: the node is shutting down.
+            _ => Err(End::Cancelled),
+        }
+    }
+
     /// Submits relayed transactions in order, in runs that grow while the peer's
     /// transactions are valid (1, 4, 16, … up to [`MAX_TX_RUN`], carried from one message to
     /// the next): an honest relayer's messages are verified whole and in parallel, while a
@@ -460,7 +476,6 @@ impl PeerTask {
             let undecodable = match &next {
                 Some(bytes) => match Transaction::decode(bytes) {
                     Ok(tx) => {
-                        let _ = self.ctx.relay.try_send(RelayMsg::Seen { txid: tx.id(), from: self.id });
                         run.push(tx);
                         false
                     }
@@ -490,6 +505,8 @@ impl PeerTask {
         if self.cancel.is_cancelled() {
             return Err(End::Cancelled);
         }
+        // Their source, before the mempool can announce them.
+        self.relay(RelayMsg::Seen { txids: run.iter().map(Transaction::id).collect(), from: self.id }).await?;
         let Some(results) = self.guarded(self.ctx.chain.submit_txs(run)).await else { return Err(End::Cancelled) };
         let mut clean = true;
         for r in results {

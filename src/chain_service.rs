@@ -26,6 +26,11 @@ use crate::metrics::Metrics;
 
 /// Commands queued for the chain thread before senders wait.
 const COMMAND_QUEUE: usize = 1024;
+/// Commands served in a row while intake waits (see [`Worker::next`]).
+const URGENT_RUN: usize = 16;
+/// Transaction intake and relay lookups waiting for the chain thread (see [`Worker::next`]);
+/// when full, submitters wait (an RPC client's request, a peer's relayed batch).
+const INTAKE_QUEUE: usize = 256;
 
 /// Batches of accepted transactions buffered for gossip (one per intake call or block, so a
 /// 10,000-transaction array is one entry); a listener lagging further skips ahead.
@@ -211,6 +216,9 @@ enum Command {
 #[derive(Clone)]
 pub struct ChainHandle {
     commands: mpsc::Sender<Command>,
+    /// Transaction intake and relay lookups, served when `commands` is empty (see
+    /// [`Worker::next`]).
+    intake: mpsc::Sender<Command>,
     sigcache: Arc<SigCache>,
     store: Store,
     tip: watch::Receiver<Tip>,
@@ -271,6 +279,7 @@ impl ChainHandle {
         metrics.set_mempool(mempool.len());
         let (tip_tx, tip_rx) = watch::channel(tip_of(&chain));
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (intake_tx, intake_rx) = mpsc::channel(INTAKE_QUEUE);
         let (txs, _) = broadcast::channel(TX_EVENTS);
         let (events, _) = broadcast::channel(CHAIN_EVENTS);
         let worker = Worker {
@@ -308,14 +317,21 @@ impl ChainHandle {
         let span = tracing::Span::current();
         std::thread::Builder::new()
             .name("chain".into())
-            .spawn(move || span.in_scope(|| worker.run(cmd_rx)))
+            .spawn(move || span.in_scope(|| worker.run(cmd_rx, intake_rx)))
             .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
-        Ok(ChainHandle { commands: cmd_tx, sigcache, store, tip: tip_rx, txs, events, spec: Arc::new(spec), genesis, address_index_from })
+        Ok(ChainHandle { commands: cmd_tx, intake: intake_tx, sigcache, store, tip: tip_rx, txs, events, spec: Arc::new(spec), genesis, address_index_from })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx)).await.map_err(|_| ServiceError::Stopped)?;
+        rx.await.map_err(|_| ServiceError::Stopped)
+    }
+
+    /// [`ChainHandle::ask`] on the intake queue: behind blocks, farming and reads.
+    async fn ask_intake<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.intake.send(make(tx)).await.map_err(|_| ServiceError::Stopped)?;
         rx.await.map_err(|_| ServiceError::Stopped)
     }
 
@@ -492,7 +508,7 @@ impl ChainHandle {
         if txs.is_empty() {
             return Ok(Vec::new());
         }
-        let (txs, pre) = self.ask(|r| Command::Precheck(txs, r)).await?;
+        let (txs, pre) = self.ask_intake(|r| Command::Precheck(txs, r)).await?;
         let passed: Vec<usize> = (0..txs.len()).filter(|i| pre[*i].is_ok()).collect();
         let mut out: Vec<Result<TxId, TxError>> = pre.into_iter().zip(&txs).map(|(r, tx)| r.map(|()| tx.id())).collect();
         if passed.is_empty() {
@@ -506,7 +522,7 @@ impl ChainHandle {
         })
         .await
         .map_err(|_| ServiceError::Stopped)?;
-        let admitted = self.ask(|r| Command::Admit(todo.into_iter().zip(ok).collect(), relayed, r)).await?;
+        let admitted = self.ask_intake(|r| Command::Admit(todo.into_iter().zip(ok).collect(), relayed, r)).await?;
         for (i, r) in passed.into_iter().zip(admitted) {
             out[i] = r;
         }
@@ -605,11 +621,11 @@ impl ChainHandle {
     }
     /// The pending transactions among `ids`, in the order asked.
     pub async fn pending_by_ids(&self, ids: Vec<TxId>) -> Result<Vec<Transaction>, ServiceError> {
-        self.ask(|r| Command::PendingByIds(ids, r)).await
+        self.ask_intake(|r| Command::PendingByIds(ids, r)).await
     }
     /// Those of `ids` worth fetching from a peer: not pending, not known bad.
     pub async fn lacking(&self, ids: Vec<TxId>) -> Result<Vec<TxId>, ServiceError> {
-        self.ask(|r| Command::Lacking(ids, r)).await
+        self.ask_intake(|r| Command::Lacking(ids, r)).await
     }
     /// A compact block's slots filled from the mempool.
     pub async fn rebuild(&self, compact: CompactBlock) -> Result<Partial, ServiceError> {
@@ -708,8 +724,61 @@ fn verify_signatures(txs: &[Transaction], cache: &SigCache) -> Vec<bool> {
 }
 
 impl Worker {
-    fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(cmd) = commands.blocking_recv() {
+    /// The next command: blocks, farming, reads and control first; transaction intake and
+    /// relay lookups (`intake`) when none waits, or once every [`URGENT_RUN`] commands, so a
+    /// block is never queued behind seconds of transactions (at most behind the one intake
+    /// batch being served) and a stream of reads cannot starve intake. `None` once the main
+    /// queue is closed.
+    fn next(
+        rt: &tokio::runtime::Runtime,
+        commands: &mut mpsc::Receiver<Command>,
+        intake: &mut mpsc::Receiver<Command>,
+        intake_open: &mut bool,
+        urgent_run: &mut usize,
+    ) -> Option<Command> {
+        if *urgent_run < URGENT_RUN {
+            match commands.try_recv() {
+                Ok(c) => {
+                    *urgent_run += 1;
+                    return Some(c);
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+        }
+        *urgent_run = 0;
+        if *intake_open {
+            match intake.try_recv() {
+                Ok(c) => return Some(c),
+                Err(mpsc::error::TryRecvError::Disconnected) => *intake_open = false,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+        }
+        rt.block_on(async {
+            loop {
+                tokio::select! {
+                    biased;
+                    c = commands.recv() => return c,
+                    c = intake.recv(), if *intake_open => match c {
+                        Some(c) => return Some(c),
+                        None => *intake_open = false,
+                    },
+                }
+            }
+        })
+    }
+
+    fn run(mut self, mut commands: mpsc::Receiver<Command>, mut intake: mpsc::Receiver<Command>) {
+        // Only to wait on two queues at once: no I/O, no timers, no tasks of its own.
+        let rt = match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(target: "chain::service", "chain thread cannot wait on its queues: {e}");
+                return;
+            }
+        };
+        let (mut intake_open, mut urgent_run) = (true, 0);
+        while let Some(cmd) = Self::next(&rt, &mut commands, &mut intake, &mut intake_open, &mut urgent_run) {
             match cmd {
                 Command::SubmitBlock(block, reply) => {
                     let r = self.submit_block(block);
@@ -1128,6 +1197,36 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blocks_and_reads_go_before_intake_which_is_served_at_least_every_run() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (urgent_tx, mut urgent) = mpsc::channel(64);
+        let (intake_tx, mut intake) = mpsc::channel(64);
+        let intake_cmd = || Command::Lacking(Vec::new(), oneshot::channel().0);
+        intake_tx.try_send(intake_cmd()).unwrap();
+        intake_tx.try_send(intake_cmd()).unwrap();
+        for _ in 0..URGENT_RUN + 4 {
+            urgent_tx.try_send(Command::SyncWal).unwrap();
+        }
+        let (mut open, mut run) = (true, 0);
+        let mut order = String::new();
+        for _ in 0..URGENT_RUN + 6 {
+            match Worker::next(&rt, &mut urgent, &mut intake, &mut open, &mut run) {
+                Some(Command::SyncWal) => order.push('u'),
+                Some(Command::Lacking(..)) => order.push('i'),
+                _ => order.push('?'),
+            }
+        }
+        assert_eq!(order, format!("{}i{}i", "u".repeat(URGENT_RUN), "u".repeat(4)));
+        // Both queues empty: it waits for either (here the intake).
+        intake_tx.try_send(intake_cmd()).unwrap();
+        assert!(matches!(Worker::next(&rt, &mut urgent, &mut intake, &mut open, &mut run), Some(Command::Lacking(..))));
+        // The main queue closed: the worker stops, whatever intake holds.
+        intake_tx.try_send(intake_cmd()).unwrap();
+        drop(urgent_tx);
+        assert!(Worker::next(&rt, &mut urgent, &mut intake, &mut open, &mut run).is_none());
+    }
+
     use super::*;
     use cairn_chain::Keypair;
 

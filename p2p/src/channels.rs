@@ -381,13 +381,12 @@ pub(crate) enum RelayMsg {
     /// A peer sent these transactions (a run of one `transactions` message, before it is
     /// submitted, so the relay knows their source before the mempool can announce them).
     Seen { txids: Vec<Hash>, from: NodeId },
-    /// A peer announced these transaction IDs, which the chain lacks (at most
-    /// `MAX_TX_IDS_PER_MESSAGE`; the peer task asked the chain, so the relay never waits on
-    /// it for an announcement).
+    /// A peer announced these transaction IDs (at most `MAX_TX_IDS_PER_MESSAGE`).
     Announced { ids: Vec<Hash>, from: NodeId },
 }
 
 /// Notes queued for the relay task; when full, the peer task waits (back-pressure on the peer
 /// whose messages made them): no note is lost to a busy moment. The relay waits on nobody but
-/// the chain (and only for its own rounds), so the wait always ends.
+/// the chain, so the wait always ends. (One `Seen` a run of up to 1000 transactions, so the
+/// queue fills only when the chain is far behind.)
 pub(crate) const RELAY_INBOX: usize = 1024;

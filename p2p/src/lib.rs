@@ -43,7 +43,7 @@
 //! | `ManagerMsg` | [`config::MANAGER_INBOX`] | senders wait (mDNS announcements are dropped: the LAN repeats them) |
 //! | `SyncMsg` | [`sync::SYNC_INBOX`] | the peer task waits: back-pressure on the peer that sends most |
 //! | `PeerCmd` (per peer) | [`config::PEER_INBOX`] | the manager and the sync task never wait: a request is taken back, gossip dropped |
-//! | `RelayMsg` | `channels::RELAY_INBOX` | the peer task waits (back-pressure on the peer whose messages made the notes): the relay waits only on the chain, so no note is lost |
+//! | `RelayMsg` | `channels::RELAY_INBOX` | the peer task waits (back-pressure on the peer whose messages made the notes; the relay waits only on the chain): no note is lost |
 //! | a peer's outbox | [`peer::writer`]: 8 MiB, 4096 messages | gossip (`tx_ids`, `get_txs`, `get_txs` answers) is dropped; other messages wait (the peer is not reading what it asked for); a frame stuck for the ping timeout ends the connection |
 //!
 //! No cycle of waits: the manager waits on nobody; the sync task waits only on the manager

@@ -149,7 +149,8 @@ impl P2p {
         ctx.tasks.spawn(crate::manager::run(ctx.clone(), manager_rx, book, bans, peers_tx));
         ctx.tasks.spawn(crate::sync::run(ctx.clone(), sync_rx, sync_tx));
         if ctx.cfg.blocks_only {
-            // No relay task: peer tasks' notes fail to send and are dropped.
+            // No relay task: peer tasks' notes fail to send and are dropped (never waited on:
+            // the channel is closed).
             drop(relay_rx);
             tracing::info!(target: "p2p::gossip", "blocks only: transactions are not relayed");
         } else {

@@ -442,23 +442,19 @@ impl PeerTask {
         unrequested_block_wanted(parent, b.header.target.work(), tip)
     }
 
-    /// Tells the relay which of a peer's announced transactions the chain lacks (asking the
-    /// chain here, not in the relay, so the relay never waits on it for a peer), waiting for
-    /// room: back-pressure on this peer, never a lost announcement.
+    /// Hands a peer's announcement to the relay, waiting for room: back-pressure on this
+    /// peer, never a lost announcement. (Not asking the chain here: this peer's block
+    /// requests would wait behind it.)
     async fn announced(&mut self, ids: Vec<cairn_chain::Hash>) -> Result<(), End> {
-        let Some(lacking) = self.guarded(self.ctx.chain.lacking_txs(ids)).await else { return Err(End::Cancelled) };
-        if !lacking.is_empty() {
-            self.relay(RelayMsg::Announced { ids: lacking, from: self.id }).await?;
-        }
-        Ok(())
+        self.relay(RelayMsg::Announced { ids, from: self.id }).await
     }
 
-    /// Queues a note for the relay, waiting for room (bounded by the cancellation).
+    /// Queues a note for the relay, waiting for room (bounded by the cancellation). A node
+    /// that relays no transactions (`blocks_only`) runs no relay: the note is dropped.
     async fn relay(&self, note: RelayMsg) -> Result<(), End> {
         match self.guarded(self.ctx.relay.send(note)).await {
-            Some(Ok(())) => Ok(()),
-            // The relay is gone: the node is shutting down.
-            _ => Err(End::Cancelled),
+            Some(_) => Ok(()),
+            None => Err(End::Cancelled),
         }
     }
 

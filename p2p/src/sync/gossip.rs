@@ -15,10 +15,9 @@
 //! only what they lack, so a round costs an ID per pending transaction and little else.
 //!
 //! # Fetching
-//! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad; the
-//! peer task asks it, so this task never waits on the chain for a peer), and [`TxRequests`]
-//! which of those are not already asked of another peer; the rest is asked of the announcer
-//! in one `get_txs`. An ID in flight from one peer remembers one other
+//! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad), and
+//! [`TxRequests`] which of those are not already asked of another peer; the rest is asked of
+//! the announcer in one `get_txs`. An ID in flight from one peer remembers one other
 //! announcer, asked in turn if the first does not deliver within [`TX_REQUEST_TIMEOUT`] or
 //! leaves.
 //!
@@ -320,7 +319,8 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                         }
                     }
                     Some(RelayMsg::Announced { ids, from }) => {
-                        let ask = requests.announced(from, ids, Instant::now());
+                        let lacking = ctx.chain.lacking_txs(ids).await;
+                        let ask = requests.announced(from, lacking, Instant::now());
                         ctx.metrics.txs_requested(ask.len());
                         let snapshot = peers.borrow().clone();
                         ask_for(&snapshot, &from, ask, &mut retry);

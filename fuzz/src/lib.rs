@@ -5,6 +5,8 @@
 //! messages or events refers to the same blocks and peers often enough to reach the machines'
 //! deeper states; a raw 32-byte value would almost never repeat.
 
+pub mod submit;
+
 use std::net::{Ipv4Addr, SocketAddr};
 
 use arbitrary::Arbitrary;

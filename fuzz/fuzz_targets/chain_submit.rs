@@ -219,7 +219,7 @@ impl Tester {
                     header.timestamp = self.chain.median_time_past(rec).unwrap_or(0).saturating_sub(u64::from(plan.arg % 2));
                 }
             }
-            9 => header.height = if plan.arg % 2 == 0 { header.height + 1 + u64::from(plan.arg % 5) } else { header.height - 1 },
+            9 => header.height = if plan.arg.is_multiple_of(2) { header.height + 1 + u64::from(plan.arg % 5) } else { header.height - 1 },
             10 => header.version = HEADER_VERSION + 1 + u32::from(plan.arg),
             11 => header.target.0[usize::from(plan.arg % 32)] ^= 1 << (plan.arg % 8),
             15 => header.timestamp += drift + 1 + u64::from(plan.arg),
@@ -234,7 +234,7 @@ impl Tester {
             header.nonce += 1;
         }
         let mut now = header.timestamp.max(self.chain.tip().header.timestamp);
-        if plan.now % 8 == 0 {
+        if plan.now.is_multiple_of(8) {
             now = header.timestamp.saturating_sub(drift + 1);
         }
         let block = Block { header, transactions: txs };

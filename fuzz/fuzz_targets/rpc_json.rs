@@ -257,6 +257,6 @@ fn json_value(u: &mut Unstructured<'_>, depth: u8) -> Value {
 
 /// `n` hex digits, varied by `seed` (upper case for odd seeds: not accepted).
 fn hex_digits(seed: u8, n: usize) -> String {
-    let digits = if seed % 2 == 0 { b"0123456789abcdef" } else { b"0123456789ABCDEF" };
+    let digits = if seed.is_multiple_of(2) { b"0123456789abcdef" } else { b"0123456789ABCDEF" };
     (0..n).map(|i| char::from(digits[(usize::from(seed) + i) % 16])).collect()
 }

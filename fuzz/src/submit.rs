@@ -120,9 +120,9 @@ fn build(retarget: bool) -> World {
     let elsewhere = Hash::digest(b"another chain");
     let mut txs = Vec::with_capacity(SENDERS * KINDS * RECIPIENTS * NONCES as usize);
     for (s, key) in keys.iter().enumerate() {
+        let recipients: [Address; RECIPIENTS] = [OUTSIDERS[0], OUTSIDERS[1], keys[(s + 1) % SENDERS].address()];
         for kind in 0..KINDS {
-            for r in 0..RECIPIENTS {
-                let to = if r < OUTSIDERS.len() { OUTSIDERS[r] } else { keys[(s + 1) % SENDERS].address() };
+            for to in recipients {
                 for nonce in 0..NONCES {
                     let (chain, amount) = match kind {
                         KIND_SMALL => (genesis, 1000),

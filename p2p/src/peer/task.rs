@@ -29,8 +29,12 @@ use crate::peer::writer::{Outbox, WriteError};
 use crate::verdict::{Misbehaviour, Verdict, block_verdict, tx_verdict};
 use crate::wire::{BlockId, Hello, Message, RejectReason, Wire, WireRx};
 
-/// Longest run of relayed transactions submitted together (see `PeerTask::transactions`).
-const MAX_TX_RUN: usize = 256;
+/// Longest run of relayed transactions submitted together (see `PeerTask::transactions`): a
+/// whole `transactions` message. Each run is one round trip through the chain thread's queue
+/// (a precheck, the signatures on every core, the admission), which under load waits behind
+/// blocks and RPC intake: runs of at most 256, starting again at 1 for every message (eight
+/// round trips a message), held an honest relayer to ~3k tx/s into a busy node.
+const MAX_TX_RUN: usize = crate::config::MAX_TXS_PER_MESSAGE;
 
 /// How long a leaving peer task may spend on its goodbye (a `Reject` with the reason).
 const GOODBYE: Duration = Duration::from_millis(200);
@@ -78,6 +82,9 @@ struct PeerTask {
     cancel: CancellationToken,
     stats: Arc<PeerStats>,
     proto: PeerProtocol,
+    /// The length of the peer's next run of relayed transactions: grows while its runs are
+    /// clean, across messages, back to 1 after a punishable one (see `transactions`).
+    tx_run: usize,
 }
 
 /// Runs a registered connection until it ends.
@@ -101,7 +108,7 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
     let (proto, first) = PeerProtocol::new(cfg, direction == Direction::Outbound, Instant::now(), rand::random());
     let (rx, tx) = wire.split();
     let outbox = Outbox::start(tx, ctx.cfg.ping_timeout);
-    let mut t = PeerTask { ctx: ctx.clone(), id, rx, outbox, cancel, stats, proto };
+    let mut t = PeerTask { ctx: ctx.clone(), id, rx, outbox, cancel, stats, proto, tx_run: 1 };
     let mut actions = first;
     let end = loop {
         if let Some(end) = t.carry_out(std::mem::take(&mut actions)).await {
@@ -440,12 +447,12 @@ impl PeerTask {
     }
 
     /// Submits relayed transactions in order, in runs that grow while the peer's
-    /// transactions are valid (1, 4, 16, … up to [`MAX_TX_RUN`]): an honest relayer's batch is
-    /// verified in parallel, while a peer sending junk costs at most one signature before it
-    /// is judged (at most three times what it sent valid before). The moment the peer is
-    /// judged, the rest of the batch is dropped unverified.
+    /// transactions are valid (1, 4, 16, … up to [`MAX_TX_RUN`], carried from one message to
+    /// the next): an honest relayer's messages are verified whole and in parallel, while a
+    /// peer sending junk costs at most one signature before it is judged (at most three times
+    /// what it sent valid before). The moment the peer is judged, the rest of the batch is
+    /// dropped unverified.
     async fn transactions(&mut self, list: Vec<Bytes>) -> Result<(), End> {
-        let mut run_len = 1;
         let mut run = Vec::new();
         let mut entries = list.into_iter();
         loop {
@@ -461,9 +468,9 @@ impl PeerTask {
                 },
                 None => false,
             };
-            if run.len() >= run_len || next.is_none() || undecodable {
+            if run.len() >= self.tx_run || next.is_none() || undecodable {
                 let clean = self.submit_run(std::mem::take(&mut run)).await?;
-                run_len = if clean { (run_len * 4).min(MAX_TX_RUN) } else { 1 };
+                self.tx_run = if clean { self.tx_run.saturating_mul(4).min(MAX_TX_RUN) } else { 1 };
             }
             if undecodable {
                 return Err(End::Violation(Misbehaviour::UndecodableChainData));

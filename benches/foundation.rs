@@ -131,7 +131,7 @@ async fn bench_farm_rpc() {
             let k = spec.dev_key(i % 10).unwrap();
             let acct: serde_json::Value = http.get(format!("{base}/accounts/{}", k.address())).send().await.unwrap().json().await.unwrap();
             let tx = Transaction::signed(&k, genesis, Address([3; 32]), 1, 1, acct["next_nonce"].as_u64().unwrap());
-            let r = http.post(format!("{base}/txs")).json(&cairn::rpc::views::TxView::from(&tx)).send().await.unwrap();
+            let r = http.post(format!("{base}/txs")).json(&cairn_rpc_types::views::TxView::from(&tx)).send().await.unwrap();
             assert!(r.status().is_success());
         }
         let start = Instant::now();

@@ -5,7 +5,10 @@
 //! messages or events refers to the same blocks and peers often enough to reach the machines'
 //! deeper states; a raw 32-byte value would almost never repeat.
 
+pub mod submit;
+
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
@@ -14,6 +17,7 @@ use cairn_chain::hash::Hash;
 use cairn_chain::keys::{Address, PublicKey, SignatureBytes};
 use cairn_chain::pow::Target;
 use cairn_chain::{Block, Header, Transaction};
+use cairn_p2p::config::{MAX_BLOCKS_PER_REQUEST, MAX_HEADERS, MAX_LOCATOR, MAX_PEERS_PER_MESSAGE, MAX_TX_IDS_PER_MESSAGE};
 use cairn_p2p::wire::{BlockId, Hello, Message, PeerAddress, RejectReason};
 
 /// Most transactions a block may hold in the fuzzed decoders (the devnet spec's rule is the
@@ -35,9 +39,17 @@ impl Pool {
     }
 }
 
-/// Node `i` of the fuzz targets (a fixed, valid Ed25519 key).
+/// Node `i` of the fuzz targets (a fixed, valid Ed25519 key). The pool's four are derived
+/// once: a derivation is a base-point multiplication, slow under coverage instrumentation, and
+/// every fake transaction names one (`wire_roundtrip` ran ~100 inputs a second deriving them
+/// anew, 255 for a block).
 pub fn node(i: u8) -> PublicKey {
-    cairn_chain::Keypair::from_seed([i.wrapping_add(1); 32]).public()
+    static POOL: OnceLock<[PublicKey; 4]> = OnceLock::new();
+    let derive = |i: u8| cairn_chain::Keypair::from_seed([i.wrapping_add(1); 32]).public();
+    match POOL.get_or_init(|| [0, 1, 2, 3].map(derive)).get(usize::from(i)) {
+        Some(key) => *key,
+        None => derive(i),
+    }
 }
 
 /// The genesis the fuzzed nodes share.
@@ -151,20 +163,39 @@ impl FuzzTx {
     }
 }
 
+/// Headers of the fake chain kept from its start (every `u8` height the inputs name).
+const CACHED_HEADERS: usize = 256;
+
 /// Header `height` of the fake chain every structured target shares (no valid proof: the
-/// schedule and the protocol machine never check one).
+/// schedule and the protocol machine never check one). The first [`CACHED_HEADERS`] are built
+/// once (each names its parent's hash: header `h` built alone costs `h` hashes).
 pub fn chain_header(height: u64) -> Header {
-    let prev_hash = if height == 0 { genesis() } else { chain_header(height - 1).hash() };
-    Header {
-        version: cairn_chain::block::HEADER_VERSION,
-        height,
-        prev_hash,
-        tx_root: Hash::ZERO,
-        timestamp: 1_000 * height,
-        target: Target::MAX,
-        nonce: 0,
-        farmer: Address([7; 32]),
+    static FIRST: OnceLock<Vec<Header>> = OnceLock::new();
+    let first = FIRST.get_or_init(|| {
+        let first = Header {
+            version: cairn_chain::block::HEADER_VERSION,
+            height: 0,
+            prev_hash: genesis(),
+            tx_root: Hash::ZERO,
+            timestamp: 0,
+            target: Target::MAX,
+            nonce: 0,
+            farmer: Address([7; 32]),
+        };
+        std::iter::successors(Some(first), |h| Some(next_header(h))).take(CACHED_HEADERS).collect()
+    });
+    match usize::try_from(height).ok().and_then(|i| first.get(i)) {
+        Some(h) => h.clone(),
+        None => {
+            let last = &first[CACHED_HEADERS - 1];
+            (last.height..height).fold(last.clone(), |h, _| next_header(&h))
+        }
     }
+}
+
+/// The fake chain's header after `h`.
+fn next_header(h: &Header) -> Header {
+    Header { height: h.height + 1, prev_hash: h.hash(), timestamp: h.timestamp + 1_000, ..h.clone() }
 }
 
 /// Headers `from..from + n` of the fake chain (built in one pass).
@@ -172,7 +203,7 @@ pub fn chain_headers(from: u64, n: u64) -> Vec<Header> {
     let mut out = Vec::with_capacity(n as usize);
     let mut h = chain_header(from);
     for _ in 0..n {
-        let next = Header { height: h.height + 1, prev_hash: h.hash(), timestamp: h.timestamp + 1_000, ..h.clone() };
+        let next = next_header(&h);
         out.push(std::mem::replace(&mut h, next));
     }
     out
@@ -188,8 +219,22 @@ pub fn chain_block(height: u64, txs: u8) -> Block {
     Block { header, transactions }
 }
 
-/// Most copies [`Msg::Many`] makes: past every per-message count limit.
+/// Most copies [`Msg::Many`] makes where no fixed limit applies (a block's transaction
+/// indexes, whose limit is the configured block size): past any the targets configure.
 const MANY: usize = 5_000;
+
+/// How many items [`Msg::Many`] puts in a message whose count limit is `limit`: a few (mod
+/// 64), or one below, at or one past the limit; the boundary is what matters, and filling
+/// every such message to [`MANY`] (as before) made `wire_roundtrip` encode, decode and check
+/// megabytes an input: ~100 inputs a second.
+fn many(n: u16, limit: usize) -> usize {
+    match n % 4 {
+        0 => usize::from(n >> 2) % 64,
+        1 => limit - 1,
+        2 => limit,
+        _ => limit + 1,
+    }
+}
 
 /// A message, built from the input with values the machines will recognise.
 #[derive(Arbitrary, Debug)]
@@ -240,8 +285,9 @@ pub enum Msg {
     GetBlockTxs(Pool, Vec<u32>),
     /// `BlockTxs`.
     BlockTxs(Pool, Vec<Payload>),
-    /// A message of kind `kind` holding `n` items: reaches the count limits that an input of
-    /// a few kilobytes could not.
+    /// A message of kind `kind` with a few items, or one below, at or one past its count
+    /// limit, as `n` says ([`many`]): reaches the limits that an input of a few kilobytes
+    /// could not.
     Many(u8, u16),
 }
 
@@ -291,17 +337,20 @@ impl Msg {
             Msg::GetBlockTxs(hash, idx) => Message::GetBlockTxs { hash: hash.hash(), indexes: idx.clone() },
             Msg::BlockTxs(hash, v) => Message::BlockTxs { hash: hash.hash(), txs: payloads(v) },
             Msg::Many(kind, n) => {
-                let n = (*n as usize).min(MANY);
-                let h = || vec![Pool(3).hash(); n];
+                let h = |limit: usize| vec![Pool(3).hash(); many(*n, limit)];
                 match kind % 8 {
-                    0 => Message::Peers(vec![PeerAddress { node_id: None, addr: SocketAddr::from(([10, 0, 0, 1], 9000)) }; n]),
-                    1 => Message::GetHeaders { locator: h(), max: n as u32 },
-                    2 => Message::GetBlocks(h()),
-                    3 => Message::TxIds(h()),
-                    4 => Message::GetTxs(h()),
-                    5 => Message::NotFound(h()),
-                    6 => Message::GetBlockTxs { hash: Pool(2).hash(), indexes: (0..n as u32).collect() },
-                    _ => Message::Headers(vec![Bytes::copy_from_slice(&chain_header(1).encode()); n]),
+                    0 => Message::Peers(vec![PeerAddress { node_id: None, addr: SocketAddr::from(([10, 0, 0, 1], 9000)) }; many(*n, MAX_PEERS_PER_MESSAGE)]),
+                    1 => {
+                        let locator = h(MAX_LOCATOR);
+                        // `max` past the headers' limit too (the machine caps it).
+                        Message::GetHeaders { max: many(*n, MAX_HEADERS) as u32, locator }
+                    }
+                    2 => Message::GetBlocks(h(MAX_BLOCKS_PER_REQUEST)),
+                    3 => Message::TxIds(h(MAX_TX_IDS_PER_MESSAGE)),
+                    4 => Message::GetTxs(h(MAX_TX_IDS_PER_MESSAGE)),
+                    5 => Message::NotFound(h(MAX_BLOCKS_PER_REQUEST)),
+                    6 => Message::GetBlockTxs { hash: Pool(2).hash(), indexes: (0..(*n as usize).min(MANY) as u32).collect() },
+                    _ => Message::Headers(vec![Bytes::copy_from_slice(&chain_header(1).encode()); many(*n, MAX_HEADERS)]),
                 }
             }
         }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{FarmArgs, RpcClient};
 use crate::farm::miner::mine;
-use crate::rpc::views::{BlockView, TxView};
+use cairn_rpc_types::{BlockView, TxView};
 
 /// How often the tip is polled while searching.
 const TIP_POLL: Duration = Duration::from_millis(250);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{RpcClient, TransferArgs};
-use crate::rpc::views::TxView;
+use cairn_rpc_types::TxView;
 
 /// `cairn keygen [--out FILE [--force]]`: the key is written (and synced) before its address
 /// is printed, so `ME=$(cairn keygen --out me.key)` never captures the address of a lost key.

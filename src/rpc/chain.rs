@@ -4,15 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use cairn_chain::Hash;
-use serde::Deserialize;
+use cairn_rpc_types::BlockView;
+use cairn_rpc_types::query::{BlockId, RangeQuery, parse_block_id};
 use serde_json::{Value, json};
 
 use super::MAX_BLOCK_BODY;
 use super::RpcState;
 use super::error::ApiError;
-use super::extract::{JsonBody, PathParam, Query, parse_hex};
-use super::views::BlockView;
+use super::extract::{JsonBody, PathParam, Query};
 use crate::chain_service::Accepted;
 
 /// Most blocks one `GET /blocks` returns.
@@ -52,22 +51,11 @@ pub async fn metrics(State(s): State<RpcState>) -> impl IntoResponse {
 /// `GET /blocks/{height|hash}`: all digits is a height, 64 hex characters a hash.
 #[utoipa::path(get, path = "/blocks/{id}", tag = "chain", params(("id" = String, Path, description = "A height (digits) or a block hash (64 hex)")), responses((status = 200, description = "The block", body = crate::rpc::openapi::BlockSchema), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 404, description = "Not found", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn block(State(s): State<RpcState>, PathParam(id): PathParam) -> Result<Json<BlockView>, ApiError> {
-    let block = if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
-        let height: u64 = id.parse().map_err(|_| ApiError::bad_request("invalid_height", format!("height {id} out of range")))?;
-        s.chain.block_at(height).await?
-    } else {
-        let hash: Hash = parse_hex(&id, "block hash or height", "invalid_block_id")?;
-        s.chain.block(hash).await?
+    let block = match parse_block_id(&id)? {
+        BlockId::Height(height) => s.chain.block_at(height).await?,
+        BlockId::Hash(hash) => s.chain.block(hash).await?,
     };
     block.map(|b| Json(BlockView::from(&b))).ok_or_else(|| ApiError::not_found(format!("no block {id}")))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RangeQuery {
-    from: u64,
-    #[serde(default)]
-    limit: Option<u64>,
 }
 
 /// `GET /blocks?from=H&limit=N` (limit capped at [`MAX_RANGE`]).

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cairn_chain::{BlockError, TxError};
+use cairn_rpc_types::{Rejection, RequestError};
 use serde_json::json;
 
 use crate::chain_service::ServiceError;
@@ -42,6 +43,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        let status = match e.rejection {
+            Rejection::Malformed => StatusCode::BAD_REQUEST,
+            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        ApiError::new(status, e.code, e.message)
     }
 }
 

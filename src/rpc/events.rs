@@ -24,8 +24,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use cairn_chain::Transaction;
+use cairn_rpc_types::query::EventsQuery;
 use futures_util::Stream;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
@@ -189,13 +189,6 @@ impl Types {
     fn wants_all_of(self) -> bool {
         self.block || self.reorg || self.peer
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    #[serde(default)]
-    types: Option<String>,
 }
 
 /// One buffered entry.

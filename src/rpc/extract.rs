@@ -1,5 +1,6 @@
 //! Request extractors that answer every malformed input with a JSON [`ApiError`] instead of
-//! axum's plain-text rejections, and read bodies under an explicit size limit.
+//! axum's plain-text rejections, and read bodies under an explicit size limit. What they read
+//! is parsed by `cairn-rpc-types` (pure functions, fuzzed by `fuzz/`'s `rpc_json`).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -22,20 +23,8 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
             return Err(too_large());
         }
         let bytes = axum::body::to_bytes(req.into_body(), LIMIT).await.map_err(|_| too_large())?;
-        parse_json(&bytes).map(JsonBody)
+        Ok(JsonBody(cairn_rpc_types::parse_json(&bytes)?))
     }
-}
-
-/// Parses JSON, telling syntax errors (`invalid_json`) from shape errors (`invalid_request`).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        let code = match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => "invalid_json",
-            Category::Data => "invalid_request",
-        };
-        ApiError::bad_request(code, e.to_string())
-    })
 }
 
 /// Query parameters; a malformed query is a JSON 400.
@@ -44,8 +33,8 @@ pub struct Query<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, s).await.map(|q| Query(q.0)).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Query(cairn_rpc_types::query::parse_query(parts.uri.query().unwrap_or_default())?))
     }
 }
 
@@ -61,9 +50,4 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
             .map(|p| PathParam(p.0))
             .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
     }
-}
-
-/// Parses a hex value of a fixed-size type, naming what it should have been.
-pub fn parse_hex<T: std::str::FromStr>(s: &str, what: &'static str, code: &'static str) -> Result<T, ApiError> {
-    s.parse().map_err(|_| ApiError::bad_request(code, format!("malformed {what} {:?}: expected lowercase hex", s.chars().take(80).collect::<String>())))
 }

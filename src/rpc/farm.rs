@@ -3,24 +3,19 @@
 use axum::Json;
 use axum::extract::State;
 use cairn_chain::Address;
-use serde::Deserialize;
+use cairn_rpc_types::TxView;
+use cairn_rpc_types::body::FarmRequest;
+use cairn_rpc_types::query::{TemplateQuery, parse_hex};
 use serde_json::{Value, json};
 
 use super::MAX_SMALL_BODY;
 use super::RpcState;
 use super::error::ApiError;
-use super::extract::{JsonBody, Query, parse_hex};
-use super::views::TxView;
+use super::extract::{JsonBody, Query};
 use crate::farm::farmer::{FarmError, farm_blocks as farm_n};
 
 /// Most blocks one `POST /farm/blocks` farms.
 pub const MAX_FARM_COUNT: u64 = 10_000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateQuery {
-    farmer: String,
-}
 
 /// `GET /farm/template?farmer=ADDRESS`: a header with nonce 0 and its transactions; vary the
 /// nonce until BLAKE3(header) ≤ target, then `POST /blocks` `{header, transactions}`.
@@ -32,21 +27,11 @@ pub async fn template(State(s): State<RpcState>, Query(q): Query<TemplateQuery>)
     Ok(Json(json!({"header": t.header, "target": t.header.target, "transactions": txs})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FarmRequest {
-    count: u64,
-    farmer: String,
-}
-
 /// `POST /farm/blocks {count, farmer}`: farms `count` blocks now; answers their hashes.
 #[utoipa::path(post, path = "/farm/blocks", tag = "farming", request_body = crate::rpc::openapi::FarmRequestSchema, responses((status = 200, description = "Farmed now", body = crate::rpc::openapi::Farmed), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn farm_blocks(State(s): State<RpcState>, JsonBody(req): JsonBody<FarmRequest, MAX_SMALL_BODY>) -> Result<Json<Value>, ApiError> {
-    let farmer: Address = parse_hex(&req.farmer, "farmer address", "invalid_address")?;
-    if req.count == 0 || req.count > MAX_FARM_COUNT {
-        return Err(ApiError::bad_request("invalid_count", format!("count must be 1 to {MAX_FARM_COUNT}")));
-    }
-    let hashes = farm_n(&s.chain, farmer, req.count, s.farm_threads, &s.shutdown).await.map_err(|e| match e {
+    let (farmer, count) = req.parse(MAX_FARM_COUNT)?;
+    let hashes = farm_n(&s.chain, farmer, count, s.farm_threads, &s.shutdown).await.map_err(|e| match e {
         FarmError::Service(e) => ApiError::from(e),
         FarmError::Refused(e) => ApiError::from(e),
         FarmError::Cancelled => ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "node is shutting down"),

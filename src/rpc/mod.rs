@@ -13,7 +13,6 @@ pub mod openapi;
 mod p2p;
 mod txs;
 pub mod ui;
-pub mod views;
 
 use std::sync::Arc;
 

@@ -10,11 +10,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use cairn_p2p::ports::{Ban, BanTarget};
 use cairn_p2p::{ConnectError, NodeId};
-use serde::Deserialize;
+use cairn_rpc_types::body::{AddPeer, BanRequest, BanWho};
+use cairn_rpc_types::query::parse_hex;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{JsonBody, PathParam, parse_hex};
+use super::extract::{JsonBody, PathParam};
 use super::{MAX_SMALL_BODY, RpcState};
 
 /// `GET /p2p/peers`.
@@ -58,22 +59,6 @@ fn ban_json(b: &Ban) -> Value {
     v
 }
 
-/// Longest ban the RPC accepts: ten years.
-const MAX_BAN_S: u64 = 10 * 365 * 24 * 3600;
-/// Default ban: a day.
-const DEFAULT_BAN_S: u64 = 24 * 3600;
-/// Longest reason kept.
-const MAX_REASON: usize = 200;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BanRequest {
-    node_id: Option<String>,
-    ip: Option<String>,
-    duration_s: Option<Value>,
-    reason: Option<String>,
-}
-
 /// `GET /p2p/bans`.
 #[utoipa::path(get, path = "/p2p/bans", tag = "p2p", responses((status = 200, description = "Bans in force", body = crate::rpc::openapi::BanList)))]
 pub async fn bans(State(s): State<RpcState>) -> Json<Value> {
@@ -87,23 +72,12 @@ pub async fn bans(State(s): State<RpcState>) -> Json<Value> {
 /// once; answers the ban and how many peers it cut off.
 #[utoipa::path(post, path = "/p2p/bans", tag = "p2p", request_body = crate::rpc::openapi::BanRequestSchema, responses((status = 200, description = "Banned and cut off", body = crate::rpc::openapi::Banned), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn ban(State(s): State<RpcState>, JsonBody(req): JsonBody<BanRequest, MAX_SMALL_BODY>) -> Result<Json<Value>, ApiError> {
-    let target = match (&req.node_id, &req.ip) {
-        (Some(id), None) => BanTarget::Node(parse_hex(id, "node ID", "invalid_node_id")?),
-        (None, Some(ip)) => BanTarget::Net(cairn_p2p::netgroup::parse(ip).map_err(|e| ApiError::bad_request("invalid_ip", e))?),
-        _ => return Err(ApiError::bad_request("invalid_request", "give exactly one of \"node_id\" and \"ip\"")),
+    let ban = req.parse()?;
+    let target = match ban.who {
+        BanWho::Node(id) => BanTarget::Node(id),
+        BanWho::Ip(ip) => BanTarget::Net(cairn_p2p::netgroup::parse(ip).map_err(|e| ApiError::bad_request("invalid_ip", e))?),
     };
-    let secs = match &req.duration_s {
-        None => DEFAULT_BAN_S,
-        Some(v) => v
-            .as_u64()
-            .filter(|s| (1..=MAX_BAN_S).contains(s))
-            .ok_or_else(|| ApiError::bad_request("invalid_duration", format!("duration_s must be a whole number of seconds from 1 to {MAX_BAN_S}, got {v}")))?,
-    };
-    let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or("banned by operator");
-    if reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("invalid_reason", format!("reason must be at most {MAX_REASON} printable characters")));
-    }
-    let (ban, cut) = s.p2p.ban(target, Duration::from_secs(secs), reason).await;
+    let (ban, cut) = s.p2p.ban(target, Duration::from_secs(ban.secs), ban.reason).await;
     Ok(Json(json!({"ban": ban_json(&ban), "disconnected": cut})))
 }
 
@@ -136,12 +110,6 @@ pub async fn addresses(State(s): State<RpcState>) -> Json<Value> {
         })
         .collect();
     Json(json!({"addresses": list, "count": list.len()}))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddPeer {
-    address: String,
 }
 
 impl From<ConnectError> for ApiError {

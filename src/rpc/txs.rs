@@ -8,12 +8,14 @@ use axum::http::StatusCode;
 /// each) fits with room to spare.
 pub const MAX_TXS_BODY: usize = 8 << 20;
 use cairn_chain::{Address, TxId};
+use cairn_rpc_types::TxView;
+use cairn_rpc_types::body::{Submission, parse_submission};
+use cairn_rpc_types::query::{HistoryQuery, MempoolQuery, limit, parse_cursor, parse_hex};
 use serde_json::{Value, json};
 
 use super::RpcState;
 use super::error::ApiError;
-use super::extract::{JsonBody, PathParam, Query, parse_hex};
-use super::views::TxView;
+use super::extract::{JsonBody, PathParam, Query};
 use crate::chain_service::MAX_TX_BATCH;
 use crate::chain_service::TxStatus;
 
@@ -36,30 +38,20 @@ pub async fn account(State(s): State<RpcState>, PathParam(a): PathParam) -> Resu
 /// order: `{"txid"}` or `{"error": {code, message}}`; a malformed entry fails alone).
 #[utoipa::path(post, path = "/txs", tag = "transactions", request_body(content = crate::rpc::openapi::TxSchema, description = "A signed transaction, or a JSON array of up to 10,000 of them"), responses((status = 202, description = "Accepted into the mempool", body = crate::rpc::openapi::Accepted), (status = 200, description = "An array: one result per entry, in order", body = Vec<crate::rpc::openapi::TxResult>), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 409, description = "Already known", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody), (status = 422, description = "The transaction breaks a rule (code says which)", body = crate::rpc::openapi::ErrorBody), (status = 429, description = "Mempool full, or too many pending from this sender", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn submit(State(s): State<RpcState>, JsonBody(body): JsonBody<Value, MAX_TXS_BODY>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Value::Array(entries) = body else {
-        let view: TxView = serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
-        let tx = view.into_tx()?;
-        let id = s.chain.submit_tx(tx).await??;
-        return Ok((StatusCode::ACCEPTED, Json(json!({"txid": id}))));
+    let parsed = match parse_submission(body, MAX_TX_BATCH)? {
+        Submission::One(tx) => {
+            let id = s.chain.submit_tx(tx).await??;
+            return Ok((StatusCode::ACCEPTED, Json(json!({"txid": id}))));
+        }
+        Submission::Many(parsed) => parsed,
     };
-    if entries.len() > MAX_TX_BATCH {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_transactions",
-            format!("{} transactions in one request, at most {MAX_TX_BATCH}; nothing was accepted", entries.len()),
-        ));
-    }
     // Malformed entries answer alone; the well-formed ones go through intake together.
-    let parsed: Vec<Result<cairn_chain::Transaction, ApiError>> = entries
-        .into_iter()
-        .map(|v| serde_json::from_value::<TxView>(v).map_err(|e| ApiError::bad_request("invalid_request", e.to_string())).and_then(TxView::into_tx))
-        .collect();
     let txs: Vec<cairn_chain::Transaction> = parsed.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
     let mut results = s.chain.submit_txs(txs).await?.into_iter();
     let answers: Vec<Value> = parsed
         .into_iter()
         .map(|p| match p {
-            Err(e) => error_json(&e),
+            Err(e) => error_json(&ApiError::from(e)),
             Ok(_) => match results.next() {
                 Some(Ok(id)) => json!({"txid": id}),
                 Some(Err(e)) => error_json(&ApiError::from(e)),
@@ -78,22 +70,6 @@ fn error_json(e: &ApiError) -> Value {
 pub const MAX_MEMPOOL_LIST: usize = 1000;
 /// Most transactions one `GET /accounts/{address}/txs` lists.
 pub const MAX_HISTORY: usize = 100;
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MempoolQuery {
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
-/// `limit` within 1..=`max` (default `default`), else 400 `invalid_limit`.
-fn limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
-    match given {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request("invalid_limit", format!("limit {n} out of range: 1 to {max}"))),
-    }
-}
 
 /// A pending transaction and when this node received it.
 #[derive(serde::Serialize)]
@@ -119,31 +95,6 @@ pub async fn mempool(State(s): State<RpcState>, Query(q): Query<MempoolQuery>) -
     let (count, txs) = s.chain.mempool(limit).await?;
     let views: Vec<PendingView> = txs.iter().map(PendingView::of).collect();
     Ok(Json(json!({"count": count, "transactions": views})))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryQuery {
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
-    before: Option<String>,
-}
-
-/// A history cursor: `HEIGHT-POSITION` of the last transaction a page showed.
-fn parse_cursor(c: &str) -> Result<(u64, u32), ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            format!("malformed cursor {:?}: expected HEIGHT-POSITION as given in `next`", c.chars().take(40).collect::<String>()),
-        )
-    };
-    let (h, i) = c.split_once('-').ok_or_else(bad)?;
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(h) || !digits(i) {
-        return Err(bad());
-    }
-    Ok((h.parse().map_err(|_| bad())?, i.parse().map_err(|_| bad())?))
 }
 
 /// `GET /accounts/{address}/txs?limit=N&before=CURSOR`: the address's best-chain

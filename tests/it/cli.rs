@@ -383,7 +383,7 @@ async fn sigterm_while_farming_exits_within_a_second() {
     let txs: Vec<serde_json::Value> = (0..200)
         .map(|n| {
             let tx = cairn_chain::Transaction::signed(&dev(1), genesis, Address([7; 32]), 1, 1, n);
-            serde_json::to_value(cairn::rpc::views::TxView::from(&tx)).unwrap()
+            serde_json::to_value(cairn_rpc_types::views::TxView::from(&tx)).unwrap()
         })
         .collect();
     let (code, _) = rpc.post("/txs", &serde_json::Value::Array(txs)).await;

@@ -142,7 +142,7 @@ async fn sigkill_keeps_exactly_the_pending_transactions() {
     header.tx_root = cairn_chain::block::merkle_root(&[confirmed.id()]);
     let header = cairn::farm::miner::mine(&header, 1, &AtomicBool::new(false)).unwrap();
     let block = cairn_chain::Block { header, transactions: vec![confirmed.clone()] };
-    let (s, v) = rpc.post("/blocks", &serde_json::to_value(cairn::rpc::views::BlockView::from(&block)).unwrap()).await;
+    let (s, v) = rpc.post("/blocks", &serde_json::to_value(cairn_rpc_types::views::BlockView::from(&block)).unwrap()).await;
     assert_eq!(s, 201, "{v}");
     // Acknowledged with no fsync of its own: the kill must not lose it either.
     assert_eq!(rpc.post("/txs", &tx_json(&late)).await.0, 202);

@@ -98,7 +98,7 @@ async fn every_error_has_its_code() {
     let unmined = (0u64..64)
         .map(|nonce| block_with(&|b| b["header"]["nonce"] = json!(nonce)))
         .find(|b| {
-            let v: cairn::rpc::views::BlockView = serde_json::from_value(b.clone()).unwrap();
+            let v: cairn_rpc_types::views::BlockView = serde_json::from_value(b.clone()).unwrap();
             let h = v.into_block().unwrap().header;
             !h.target.is_met_by(&h.hash())
         })
@@ -106,7 +106,7 @@ async fn every_error_has_its_code() {
     let (s, v) = rpc.post("/blocks", &unmined).await;
     assert_eq!((s, code(&v)), (422, "bad_proof"), "{v}");
     let mined = |mut b: Value| {
-        let view: cairn::rpc::views::BlockView = serde_json::from_value(b.clone()).unwrap();
+        let view: cairn_rpc_types::views::BlockView = serde_json::from_value(b.clone()).unwrap();
         let header = view.into_block().unwrap().header;
         let found = cairn::farm::miner::mine(&header, 1, &std::sync::atomic::AtomicBool::new(false)).unwrap();
         b["header"]["nonce"] = json!(found.nonce);

@@ -127,7 +127,7 @@ pub fn devnet_genesis() -> Hash {
 
 /// JSON for a signed transfer.
 pub fn tx_json(tx: &Transaction) -> Value {
-    serde_json::to_value(cairn::rpc::views::TxView::from(tx)).unwrap()
+    serde_json::to_value(cairn_rpc_types::views::TxView::from(tx)).unwrap()
 }
 
 /// Replays the best chain of the node behind `rpc` into a fresh store and returns the
@@ -142,7 +142,7 @@ pub async fn replay_into(rpc: &Rpc, dir: &Path) -> (Hash, cairn_chain::Store) {
         let (s, v) = rpc.get(&format!("/blocks?from={from}&limit=100")).await;
         assert_eq!(s, 200);
         for b in v["blocks"].as_array().unwrap() {
-            let view: cairn::rpc::views::BlockView = serde_json::from_value(b.clone()).unwrap();
+            let view: cairn_rpc_types::views::BlockView = serde_json::from_value(b.clone()).unwrap();
             let block = view.into_block().unwrap();
             let now = block.header.timestamp;
             chain.submit(block, now).expect("replayed block is valid");

@@ -1,11 +1,11 @@
-//! JSON shapes of the RPC (DESIGN §5). Hashes, addresses and keys are lowercase hex; amounts
-//! are integers.
+//! JSON shapes of transactions and blocks in the RPC (DESIGN §5), shown and accepted. Hashes,
+//! addresses and keys are lowercase hex; amounts are integers.
 
 use cairn_chain::keys::{PublicKey, SignatureBytes};
 use cairn_chain::{Address, Block, Hash, Header, Transaction};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use crate::error::RequestError;
 
 /// A transaction as shown and accepted. `txid` and `from` are derived; a client may send them,
 /// and they must then match. `from` is the sender's address, `public_key` its key.
@@ -99,7 +99,7 @@ impl From<&Transaction> for TxView {
 
 impl TxView {
     /// The transaction, checking a declared `txid`.
-    pub fn into_tx(self) -> Result<Transaction, ApiError> {
+    pub fn into_tx(self) -> Result<Transaction, RequestError> {
         let tx = Transaction {
             chain: self.chain,
             from: self.public_key,
@@ -111,7 +111,7 @@ impl TxView {
         };
         match self.txid {
             Some(declared) if declared != tx.id() => {
-                Err(ApiError::bad_request("txid_mismatch", format!("declared txid {declared} but the transaction hashes to {}", tx.id())))
+                Err(RequestError::malformed("txid_mismatch", format!("declared txid {declared} but the transaction hashes to {}", tx.id())))
             }
             _ => Ok(tx),
         }
@@ -139,12 +139,12 @@ impl From<&Block> for BlockView {
 
 impl BlockView {
     /// The block, checking declared hashes.
-    pub fn into_block(self) -> Result<Block, ApiError> {
+    pub fn into_block(self) -> Result<Block, RequestError> {
         let transactions = self.transactions.into_iter().map(TxView::into_tx).collect::<Result<Vec<_>, _>>()?;
         let block = Block { header: self.header, transactions };
         match self.hash {
             Some(declared) if declared != block.hash() => {
-                Err(ApiError::bad_request("hash_mismatch", format!("declared hash {declared} but the header hashes to {}", block.hash())))
+                Err(RequestError::malformed("hash_mismatch", format!("declared hash {declared} but the header hashes to {}", block.hash())))
             }
             _ => Ok(block),
         }

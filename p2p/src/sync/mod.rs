@@ -22,7 +22,7 @@
 //! peers that send most). The schedule, orphan pool and source maps are bounded (see their
 //! modules).
 
-mod compact;
+pub mod compact;
 pub mod download;
 mod gossip;
 pub(crate) mod import;

@@ -429,6 +429,18 @@ impl Sim {
         }
     }
 
+    /// Node `i` farms a block now (whatever the farming process draws).
+    pub fn mine_by(&mut self, i: usize) {
+        if !self.w.up[i] {
+            return;
+        }
+        let now = self.now();
+        let node = &mut self.nodes[i];
+        node.begin(now);
+        node.mine(&mut self.w);
+        node.end(&mut self.w);
+    }
+
     /// Partitions the network: `groups[i]` is node `i`'s side.
     pub fn partition(&mut self, groups: Vec<u32>) {
         self.w.net.set_groups(groups);

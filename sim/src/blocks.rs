@@ -5,7 +5,8 @@
 //! # The mempool model
 //! The transaction relay is not simulated message by message (5,000 transactions a block
 //! over 1,000 nodes would be billions of events). Instead transaction `i` of the pool is
-//! created at `i × block_time / txs_per_block` and reaches each node at a delay drawn from
+//! created at `i × block_time / txs_per_block` (and a block made at `t` holds the
+//! `txs_per_block` created just before `t - 2 s`), and reaches each node at a delay drawn from
 //! the run's seed (100 ms to 1.5 s, what the relay's 100 ms flushes over a few hops give), and
 //! a fraction `mempool_miss` of (node, transaction) pairs never arrive. A node restarted
 //! (or joined) at `t` has what arrived after `t`. Compact blocks are rebuilt from what that
@@ -143,7 +144,10 @@ impl Factory {
     /// root its transactions do not have (a hostile maker's block; its proof is still good).
     pub fn make(&mut self, parent: &Header, maker: usize, now: Time, farmer: Address, valid: bool) -> Arc<Made> {
         let height = parent.height + 1;
-        let tx_first = height * self.txs_per_block;
+        // The transactions created just before `now - 2 s`: what has had time to spread (a
+        // fork at the same time holds about the same ones, as competing real blocks do).
+        let created = (now.saturating_sub(2 * crate::engine::SECOND) as u128 * self.txs_per_block as u128 / self.block_time.max(1) as u128) as u64;
+        let tx_first = created.saturating_sub(self.txs_per_block);
         let transactions: Vec<Transaction> = (tx_first..tx_first + self.txs_per_block).map(|i| self.tx(i).1.clone()).collect();
         let ids: Vec<TxId> = (tx_first..tx_first + self.txs_per_block).map(|i| *self.tx(i).0).collect();
         let mut tx_root = merkle_root(&ids);

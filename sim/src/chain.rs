@@ -62,6 +62,8 @@ pub struct LightChain {
     /// Best chain: hash by height.
     best: Vec<Hash>,
     invalid: HashMap<Hash, BlockError>,
+    /// The best tip's cumulative work.
+    tip_work: Work,
     /// Whether to run the real stateless checks (else the caller's verdict is taken).
     validate: bool,
 }
@@ -71,9 +73,10 @@ impl LightChain {
     pub fn new(spec: Arc<ChainSpec>, genesis: Arc<Block>, validate: bool) -> LightChain {
         let hash = genesis.hash();
         let work = genesis.header.target.work();
+        let tip_work = work;
         let mut blocks = HashMap::new();
         blocks.insert(hash, Entry { block: genesis, work });
-        LightChain { spec, genesis: hash, blocks, best: vec![hash], invalid: HashMap::new(), validate }
+        LightChain { spec, genesis: hash, blocks, best: vec![hash], invalid: HashMap::new(), tip_work, validate }
     }
 
     fn position(&self, hash: &Hash) -> Option<u64> {
@@ -86,8 +89,7 @@ impl LightChain {
 impl ChainModel for LightChain {
     fn tip(&self) -> Tip {
         let hash = *self.best.last().unwrap_or(&self.genesis);
-        let work = self.blocks.get(&hash).map_or(Work::ZERO, |e| e.work);
-        Tip { height: (self.best.len() as u64).saturating_sub(1), hash, work }
+        Tip { height: (self.best.len() as u64).saturating_sub(1), hash, work: self.tip_work }
     }
 
     fn has_block(&self, hash: &Hash) -> bool {
@@ -184,6 +186,7 @@ impl ChainModel for LightChain {
         let fork = self.position(&cur).unwrap_or(0);
         self.best.truncate(fork as usize + 1);
         self.best.extend(branch.into_iter().rev());
+        self.tip_work = work;
         debug_assert_eq!(self.best.len() as u64, height + 1);
         Ok(Submitted::Connected)
     }

@@ -914,9 +914,13 @@ impl Node {
         let now = self.inst(w);
         let mut ids = self.peer_ids();
         // Quickest first, as the real one; ties in node-ID order (the real order there is a
-        // hash map's, which a replayable run cannot use).
-        ids.sort_by_key(|id| (self.download.timeout(id), *id));
-        for id in &ids {
+        // hash map's, which a replayable run cannot use). With nothing wanted, `assign` has
+        // nothing to give: skipped (the same outcome, without its cost after every event).
+        let assigning = self.download.wanted() > 0;
+        if assigning {
+            ids.sort_by_key(|id| (self.download.timeout(id), *id));
+        }
+        for id in ids.iter().filter(|_| assigning) {
             while let Some(hashes) = self.download.assign(*id, MAX_BLOCKS_PER_REQUEST, now) {
                 if !self.send_to(w, id, Message::GetBlocks(hashes)) {
                     self.download.unassign_last(id);

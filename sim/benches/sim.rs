@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use cairn_sim::engine::{MS, SECOND, Time};
+use cairn_sim::engine::{SECOND, Time};
 use cairn_sim::{Fidelity, Sim, SimConfig};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -70,15 +70,21 @@ fn main() {
             f.all_bytes_per_node_per_block / 1e3,
             t0.elapsed().as_secs_f64()
         );
+        let made = sim.w.metrics.made.len().max(1) as f64;
+        let per = |kind: &str| sim.w.metrics.msgs_by_kind.get(kind).copied().unwrap_or(0) as f64 / nodes as f64 / made;
         eprintln!(
-            "  (events {}, measured {} blocks, unreached {}, counters {:?}, virtual {} s)",
+            "  events {}, virtual {} s; measured {} blocks ({} unreached); per node per block: compact_block {:.1}, new_block {:.1}, get_block {:.2}, block_data {:.2}, get_block_txs {:.2}; {:?}",
             sim.w.eng.events,
+            sim.now() / SECOND,
             f.measured,
             f.unreached,
+            per("compact_block"),
+            per("new_block"),
+            per("get_block"),
+            per("block_data"),
+            per("get_block_txs"),
             sim.w.metrics.counters,
-            sim.now() / SECOND
         );
-        let _ = MS;
     }
     println!();
     println!("wall time: {:.1} s", started.elapsed().as_secs_f64());

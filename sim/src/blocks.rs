@@ -5,7 +5,7 @@
 //! # The mempool model
 //! The transaction relay is not simulated message by message (5,000 transactions a block
 //! over 1,000 nodes would be billions of events). Instead transaction `i` of the pool is
-//! created at `i × block_time / txs_per_block` (and a block made at `t` holds the
+//! created at `i × block_time / txs_per_block − block_time` (and a block made at `t` holds the
 //! `txs_per_block` created just before `t - 2 s`), and reaches each node at a delay drawn from
 //! the run's seed (100 ms to 1.5 s, what the relay's 100 ms flushes over a few hops give), and
 //! a fraction `mempool_miss` of (node, transaction) pairs never arrive. A node restarted
@@ -118,11 +118,17 @@ impl Factory {
 
     /// Whether node `node` (up since `since`) holds transaction `i` in its mempool at `now`.
     pub fn has_tx(&self, node: usize, since: Time, i: u64, now: Time) -> bool {
-        let created = i.saturating_mul(self.block_time) / self.txs_per_block.max(1);
         let r = mix(self.seed ^ 0x6d65_6d70, (node as u64) << 40 ^ i);
-        let arrives = created + 100_000_000 + r % 1_400_000_000;
+        let arrives = self.created(i) + 100_000_000 + i128::from(r % 1_400_000_000);
         let kept = (r >> 32) as f64 / u32::MAX as f64 >= self.mempool_miss;
-        kept && arrives <= now && arrives >= since
+        // A node up from the start holds what arrived before it too.
+        kept && arrives <= i128::from(now) && (since == 0 || arrives >= i128::from(since))
+    }
+
+    /// When transaction `i` is created: `i × block_time / txs_per_block − block_time` (a
+    /// block's worth exists when the run starts).
+    fn created(&self, i: u64) -> i128 {
+        i128::from(i) * i128::from(self.block_time) / i128::from(self.txs_per_block.max(1)) - i128::from(self.block_time)
     }
 
     /// The mempool candidates a node offers to a compact block's rebuild: the pool around
@@ -146,7 +152,8 @@ impl Factory {
         let height = parent.height + 1;
         // The transactions created just before `now - 2 s`: what has had time to spread (a
         // fork at the same time holds about the same ones, as competing real blocks do).
-        let created = (now.saturating_sub(2 * crate::engine::SECOND) as u128 * self.txs_per_block as u128 / self.block_time.max(1) as u128) as u64;
+        let horizon = i128::from(now) - 2 * i128::from(crate::engine::SECOND) + i128::from(self.block_time);
+        let created = u64::try_from(horizon.max(0) * i128::from(self.txs_per_block) / i128::from(self.block_time.max(1))).unwrap_or(0);
         let tx_first = created.saturating_sub(self.txs_per_block);
         let transactions: Vec<Transaction> = (tx_first..tx_first + self.txs_per_block).map(|i| self.tx(i).1.clone()).collect();
         let ids: Vec<TxId> = (tx_first..tx_first + self.txs_per_block).map(|i| *self.tx(i).0).collect();

@@ -191,3 +191,34 @@ impl ChainModel for LightChain {
         Ok(Submitted::Connected)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocks::{Factory, PoolConfig};
+    use crate::engine::SECOND;
+
+    #[test]
+    fn the_most_work_wins_and_a_reorg_rewrites_the_best_chain() {
+        let cfg = PoolConfig { txs_per_block: 2, pool: 16, signed: true, block_time: 10 * SECOND, mempool_miss: 0.0 };
+        let mut f = Factory::new(1, &cfg);
+        let mut c = LightChain::new(f.spec.clone(), f.genesis.clone(), true);
+        let g = f.genesis.header.clone();
+        let farmer = cairn_chain::Address([1; 32]);
+        let a1 = f.make(&g, 0, 30 * SECOND, farmer, true);
+        let b1 = f.make(&g, 1, 31 * SECOND, farmer, true);
+        let b2 = f.make(&b1.block.header, 1, 32 * SECOND, farmer, true);
+        assert_eq!(c.submit(a1.block.clone(), None), Ok(Submitted::Connected));
+        assert_eq!(c.submit(b2.block.clone(), None), Err(BlockError::UnknownParent(b1.block.hash())));
+        assert_eq!(c.submit(b1.block.clone(), None), Ok(Submitted::SideChain), "equal work: the first seen stays");
+        assert_eq!(c.submit(b2.block.clone(), None), Ok(Submitted::Connected));
+        assert_eq!(c.tip().hash, b2.block.hash());
+        assert_eq!(c.hash_at(1), Some(b1.block.hash()));
+        assert_eq!(c.submit(b2.block.clone(), None), Ok(Submitted::AlreadyKnown));
+        let headers = c.headers_after(&[f.genesis.hash()], 10);
+        assert_eq!(headers.iter().map(Header::hash).collect::<Vec<_>>(), vec![b1.block.hash(), b2.block.hash()]);
+        assert_eq!(c.locator().last(), Some(&f.genesis.hash()));
+        let bad = f.make(&b2.block.header, 2, 33 * SECOND, farmer, false);
+        assert!(matches!(c.submit(bad.block.clone(), None), Err(BlockError::BadMerkleRoot { .. })), "the real stateless check");
+    }
+}

@@ -23,7 +23,9 @@ fn main() {
     let seed = env("SIM_SEED", 1);
     let nodes = env("SIM_NODES", 1000) as usize;
     let started = Instant::now();
-    println!("cairn-sim scale run: {nodes} nodes, 8 outbound each, 50-200 ms links (50 Mbit/s, 100 Mbit/s uplink), 1 MB blocks of 5,000 transactions, seed {seed}");
+    println!(
+        "cairn-sim scale run: {nodes} nodes, 8 outbound each, 50-200 ms links (50 Mbit/s, 100 Mbit/s uplink), 1 MB blocks of 5,000 transactions, seed {seed}"
+    );
     println!();
     println!("| block time | relay | blocks | stale | to 50% | to 90% | to 99% | to 100% | block relay bytes/node/block | all bytes/node/block | wall |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");

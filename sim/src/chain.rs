@@ -154,11 +154,7 @@ impl ChainModel for LightChain {
             Ok(())
         };
         let verdict = verdict.and_then(|()| {
-            if block.header.height == parent_height + 1 {
-                Ok(())
-            } else {
-                Err(BlockError::BadHeight { expected: parent_height + 1, got: block.header.height })
-            }
+            if block.header.height == parent_height + 1 { Ok(()) } else { Err(BlockError::BadHeight { expected: parent_height + 1, got: block.header.height }) }
         });
         if let Err(e) = verdict {
             if self.invalid.len() >= MAX_INVALID {

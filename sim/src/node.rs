@@ -81,7 +81,7 @@ struct Up {
 }
 
 enum Phase {
-    Hs(Handshake),
+    Hs(Box<Handshake>),
     Up(Box<Up>),
 }
 
@@ -225,7 +225,7 @@ impl Node {
     pub fn dial(&mut self, w: &mut World, to: usize) {
         let conn = w.net.open(self.idx, to, self.clock);
         let (hs, first) = Handshake::dialer(self.hello(w), self.id, w.ids[to], self.inst(w), w.cfg.handshake_timeout);
-        self.sides.insert(conn, Side { remote: to, remote_id: w.ids[to], outbound: true, phase: Phase::Hs(hs) });
+        self.sides.insert(conn, Side { remote: to, remote_id: w.ids[to], outbound: true, phase: Phase::Hs(Box::new(hs)) });
         self.carry_hs(w, conn, first);
     }
 
@@ -239,7 +239,7 @@ impl Node {
             }
             let remote = c.ends[0];
             let hs = Handshake::listener(self.hello(w), self.id, w.ids[remote], self.inst(w), w.cfg.handshake_timeout);
-            self.sides.insert(conn, Side { remote, remote_id: w.ids[remote], outbound: false, phase: Phase::Hs(hs) });
+            self.sides.insert(conn, Side { remote, remote_id: w.ids[remote], outbound: false, phase: Phase::Hs(Box::new(hs)) });
         }
         let msg = match payload {
             Payload::Msg(m) => Ok(m),
@@ -442,7 +442,7 @@ impl Node {
                 Action::Send(m) => self.send(w, conn, &m),
                 Action::Serve(s) => self.serve(w, conn, s),
                 Action::Sync(m) => {
-                    if let Err(kind) = self.to_sync(w, id, m) {
+                    if let Err(kind) = self.sync_data(w, id, m) {
                         self.penalize(w, id, kind);
                         self.close(w, conn, Some((RejectReason::ProtocolViolation, kind.code().into())));
                     }
@@ -450,7 +450,13 @@ impl Node {
                 // The transaction relay is modelled, not run (see the module doc).
                 Action::Transactions(_) | Action::Announced(_) | Action::Learn(_) => {}
                 Action::GivePeers => {
-                    let list: Vec<PeerAddress> = self.sides.values().filter(|s| matches!(s.phase, Phase::Up(_))).take(8).map(|s| PeerAddress { node_id: Some(s.remote_id), addr: addr_of(s.remote) }).collect();
+                    let list: Vec<PeerAddress> = self
+                        .sides
+                        .values()
+                        .filter(|s| matches!(s.phase, Phase::Up(_)))
+                        .take(8)
+                        .map(|s| PeerAddress { node_id: Some(s.remote_id), addr: addr_of(s.remote) })
+                        .collect();
                     self.send(w, conn, &Message::Peers(list));
                 }
                 Action::Misbehaved(kind) => {
@@ -519,7 +525,9 @@ impl Node {
             Serve::Txs(_) => return,
             Serve::BlockTxs { hash, indexes } => {
                 let block = self.chain.block(&hash).or_else(|| self.stash.get(&hash).map(|m| m.block.clone()));
-                let txs = block.and_then(|b| indexes.iter().map(|i| b.transactions.get(*i as usize).map(|tx| Bytes::from(tx.encode()))).collect::<Option<Vec<_>>>()).unwrap_or_default();
+                let txs = block
+                    .and_then(|b| indexes.iter().map(|i| b.transactions.get(*i as usize).map(|tx| Bytes::from(tx.encode()))).collect::<Option<Vec<_>>>())
+                    .unwrap_or_default();
                 Message::BlockTxs { hash, txs }
             }
         };
@@ -568,7 +576,7 @@ impl Node {
 
     /// Decodes and checks chain data alone, then hands it to the sync glue (the peer task's
     /// `sync`).
-    fn to_sync(&mut self, w: &mut World, id: NodeId, m: ToSync) -> Result<(), Misbehaviour> {
+    fn sync_data(&mut self, w: &mut World, id: NodeId, m: ToSync) -> Result<(), Misbehaviour> {
         match m {
             ToSync::Status { best_height: _, best_hash, total_work } => {
                 if let Some(up) = self.up_mut(&id) {
@@ -607,7 +615,9 @@ impl Node {
             ToSync::CompactBlock { header, nonce, short_ids } => {
                 let header = Header::decode(&header).map_err(|_| Misbehaviour::UndecodableChainData)?;
                 let short_ids = match w.cfg.fidelity {
-                    Fidelity::Full => CompactBlock::decode_short_ids(&short_ids, w.factory.spec.max_block_txs as usize).map_err(|_| Misbehaviour::UndecodableChainData)?,
+                    Fidelity::Full => {
+                        CompactBlock::decode_short_ids(&short_ids, w.factory.spec.max_block_txs as usize).map_err(|_| Misbehaviour::UndecodableChainData)?
+                    }
                     Fidelity::Light => Vec::new(),
                 };
                 if self.header_taken(w, &header)? {
@@ -618,7 +628,9 @@ impl Node {
                 // Light fidelity counts the transactions without decoding them (honest answers).
                 let count = txs.len();
                 let txs = match w.cfg.fidelity {
-                    Fidelity::Full => txs.iter().map(|b| Transaction::decode(b)).collect::<Result<Vec<_>, _>>().map_err(|_| Misbehaviour::UndecodableChainData)?,
+                    Fidelity::Full => {
+                        txs.iter().map(|b| Transaction::decode(b)).collect::<Result<Vec<_>, _>>().map_err(|_| Misbehaviour::UndecodableChainData)?
+                    }
                     Fidelity::Light => Vec::new(),
                 };
                 self.on_block_txs(w, id, hash, txs, count);
@@ -1012,7 +1024,11 @@ impl Node {
             self.fetch_whole(w, peer, hash);
         }
         let tip = self.chain.tip().work;
-        let works: Vec<(NodeId, Work)> = self.by_id.keys().filter_map(|id| self.sides.get(&self.by_id[id]).and_then(|s| if let Phase::Up(u) = &s.phase { Some((*id, u.work)) } else { None })).collect();
+        let works: Vec<(NodeId, Work)> = self
+            .by_id
+            .keys()
+            .filter_map(|id| self.sides.get(&self.by_id[id]).and_then(|s| if let Phase::Up(u) = &s.phase { Some((*id, u.work)) } else { None }))
+            .collect();
         let mut stalls = self.download.tick(inst, |id| works.iter().any(|(o, w)| o != id && *w > tip));
         stalls.sort_by_key(|s| s.peer);
         for s in stalls {

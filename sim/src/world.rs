@@ -415,7 +415,8 @@ impl Sim {
             }
             Event::Mine => {
                 if self.mining {
-                    let farmers: Vec<usize> = (0..self.nodes.len()).filter(|i| self.w.up[*i] && matches!(self.nodes[*i].hostile, None | Some(Hostile::InvalidBlocks))).collect();
+                    let farmers: Vec<usize> =
+                        (0..self.nodes.len()).filter(|i| self.w.up[*i] && matches!(self.nodes[*i].hostile, None | Some(Hostile::InvalidBlocks))).collect();
                     if !farmers.is_empty() {
                         let i = farmers[self.w.eng.rng.gen_range(0..farmers.len())];
                         let node = &mut self.nodes[i];
@@ -573,7 +574,8 @@ impl Sim {
 }
 
 /// The message kinds of block relay (announcements, catch-up and compact rebuilds).
-pub const BLOCK_RELAY: [&str; 11] = ["new_block", "compact_block", "get_block", "block_data", "get_block_txs", "block_txs", "get_headers", "headers", "get_blocks", "blocks", "not_found"];
+pub const BLOCK_RELAY: [&str; 11] =
+    ["new_block", "compact_block", "get_block", "block_data", "get_block_txs", "block_txs", "get_headers", "headers", "get_blocks", "blocks", "not_found"];
 
 /// What [`Sim::figures`] measured.
 #[derive(Clone, Debug, Default)]

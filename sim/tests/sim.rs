@@ -34,7 +34,8 @@ fn converged(sim: &Sim) -> bool {
 }
 
 fn tips(sim: &Sim) -> String {
-    let tips: BTreeSet<String> = sim.honest_up().iter().map(|i| format!("{}@{}", sim.nodes[*i].chain.tip().height, &sim.nodes[*i].chain.tip().hash.to_string()[..8])).collect();
+    let tips: BTreeSet<String> =
+        sim.honest_up().iter().map(|i| format!("{}@{}", sim.nodes[*i].chain.tip().height, &sim.nodes[*i].chain.tip().hash.to_string()[..8])).collect();
     format!("{} tips: {:?}", tips.len(), tips.iter().take(6).collect::<Vec<_>>())
 }
 
@@ -56,7 +57,10 @@ fn fifty_nodes_farming_converge_on_one_tip() {
         let height = sim.nodes[0].chain.tip().height;
         check(height >= 15, || format!("only {height} blocks in 300 s at 10 s a block"))?;
         let f = sim.figures(0, 300 * SECOND);
-        println!("blocks {} stale {} propagation ms p50/p90/p100 {:.0}/{:.0}/{:.0}", f.blocks, f.stale, f.propagation_ms[0], f.propagation_ms[1], f.propagation_ms[3]);
+        println!(
+            "blocks {} stale {} propagation ms p50/p90/p100 {:.0}/{:.0}/{:.0}",
+            f.blocks, f.stale, f.propagation_ms[0], f.propagation_ms[1], f.propagation_ms[3]
+        );
         check(f.propagation_ms[3] < 5_000.0, || format!("blocks took {:.0} ms to reach everyone", f.propagation_ms[3]))?;
         Ok(sim.trace_hash())
     });

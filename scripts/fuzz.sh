@@ -11,7 +11,7 @@
 # checks are on: an arithmetic overflow is a crash here.
 #
 # Its own target dir (~/.cache/cairn/fuzz-target): cargo-fuzz's RUSTFLAGS differ from the node's,
-# and the fuzz crate depends on nothing that builds RocksDB (cairn-chain without `store`).
+# and the fuzz crate depends on nothing that builds RocksDB (cairn-chain without `rocksdb`).
 # Each target's corpus grows in that dir, seeded from the committed fuzz/corpus/TARGET, so a
 # run leaves the work tree as it was (but for fuzz/artifacts on a crash).
 set -euo pipefail

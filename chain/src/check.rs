@@ -1,7 +1,7 @@
 //! The stateless rules: what a block or header alone can show, with no chain context and no
 //! store (version, proof, target, size, Merkle root, duplicates, chain binding, signatures).
 //! Pure and thread-safe, so callers run them in parallel; [`CheckedBlock`] is the proof that
-//! they ran. Available without the `store` feature (the p2p layer and the fuzz targets use it).
+//! they ran. The p2p layer and the fuzz targets use it too.
 
 use std::collections::HashSet;
 
@@ -23,10 +23,8 @@ pub struct CheckedBlock {
     pub(crate) block: Block,
     pub(crate) hash: Hash,
     /// The genesis (so the chain) it was checked for.
-    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) genesis: Hash,
     /// Its transaction IDs, as the check computed them (the commit indexes them).
-    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) ids: Vec<TxId>,
 }
 

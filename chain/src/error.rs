@@ -298,12 +298,12 @@ impl From<StoreError> for BlockError {
     }
 }
 
-/// Storage failures. Here rather than in `store` so that the state and mempool code, which
-/// read accounts through [`crate::AccountSource`], builds without the `store` feature.
+/// Storage failures. Here rather than in `store` because the state and mempool code read
+/// accounts through [`crate::AccountSource`] from stores of any kind.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// RocksDB reported an error.
-    #[cfg(feature = "store")]
+    #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     /// The data directory is locked by another process.

@@ -1,5 +1,6 @@
 //! One vector per validation rule: each rejection reason is reached through `Chain::submit`,
-//! and nothing of a rejected block is stored.
+//! and nothing of a rejected block is stored; those that reach the store run on both of its
+//! backends (RocksDB and memory).
 
 mod common;
 
@@ -7,6 +8,16 @@ use std::collections::BTreeSet;
 
 use cairn_chain::{AccountSource, Address, BlockError, Hash, Keypair, Target, Transaction, TxError};
 use common::*;
+
+on_both_backends!(
+    header_rules,
+    size_and_count_limits,
+    transaction_rules,
+    known_invalid_blocks_and_their_children_are_refused_cheaply,
+    reorg_deeper_than_the_limit_is_refused,
+    side_chain_that_breaks_a_state_rule_is_forgotten_on_reorg,
+    a_run_keeps_the_blocks_before_a_bad_one_and_rejects_it_as_alone,
+);
 
 fn farmer() -> Address {
     Address([0xfa; 32])
@@ -24,9 +35,8 @@ fn rejects(t: &mut TestChain, block: cairn_chain::Block, code: &str) {
     }
 }
 
-#[test]
-fn header_rules() {
-    let mut t = TestChain::new(test_spec());
+fn header_rules(backend: Backend) {
+    let mut t = TestChain::on(backend, test_spec());
     t.extend(farmer(), vec![]);
     t.extend(farmer(), vec![]);
     let good = t.make_block(farmer(), vec![]);
@@ -73,9 +83,8 @@ fn header_rules() {
     t.submit(good).unwrap();
 }
 
-#[test]
-fn size_and_count_limits() {
-    let mut t = TestChain::new(test_spec());
+fn size_and_count_limits(backend: Backend) {
+    let mut t = TestChain::on(backend, test_spec());
     let k = dev(0);
     let txs: Vec<Transaction> = (0..5).map(|i| t.transfer(&k, farmer(), 1, i)).collect();
     let b = reseal(t.make_block(farmer(), txs[..5].to_vec()));
@@ -86,9 +95,8 @@ fn size_and_count_limits() {
     t.extend(farmer(), txs[..3].to_vec());
 }
 
-#[test]
-fn transaction_rules() {
-    let mut t = TestChain::new(test_spec());
+fn transaction_rules(backend: Backend) {
+    let mut t = TestChain::on(backend, test_spec());
     let k = dev(1);
     let to = Address([0x70; 32]);
 
@@ -134,9 +142,8 @@ fn reward_overflow_is_invalid_not_a_wrap() {
     rejects(&mut t, b, "overflow");
 }
 
-#[test]
-fn known_invalid_blocks_and_their_children_are_refused_cheaply() {
-    let mut t = TestChain::new(test_spec());
+fn known_invalid_blocks_and_their_children_are_refused_cheaply(backend: Backend) {
+    let mut t = TestChain::on(backend, test_spec());
     let mut bad = t.make_block(farmer(), vec![]);
     bad.header.version = 7;
     let bad = reseal(bad);
@@ -148,11 +155,10 @@ fn known_invalid_blocks_and_their_children_are_refused_cheaply() {
     rejects(&mut t, reseal(child), "known_invalid");
 }
 
-#[test]
-fn reorg_deeper_than_the_limit_is_refused() {
+fn reorg_deeper_than_the_limit_is_refused(backend: Backend) {
     let spec = test_spec(); // max_reorg_depth 3
-    let mut main = TestChain::new(spec.clone());
-    let mut side = TestChain::new(spec);
+    let mut main = TestChain::on(backend, spec.clone());
+    let mut side = TestChain::on(backend, spec);
     for _ in 0..3 {
         main.extend(farmer(), vec![]);
     }
@@ -177,14 +183,13 @@ fn reorg_deeper_than_the_limit_is_refused() {
     assert_eq!(main.chain.tip().header.height, 5);
 }
 
-#[test]
-fn side_chain_that_breaks_a_state_rule_is_forgotten_on_reorg() {
+fn side_chain_that_breaks_a_state_rule_is_forgotten_on_reorg(backend: Backend) {
     let spec = test_spec();
-    let mut main = TestChain::new(spec.clone());
+    let mut main = TestChain::on(backend, spec.clone());
     main.extend(farmer(), vec![]);
     // A side branch whose second block spends from an empty account: valid in isolation
     // (signature, root, proof) but not against state.
-    let side = TestChain::new(spec);
+    let side = TestChain::on(backend, spec);
     let b1 = side.make_block(Address([1; 32]), vec![]);
     let mut side = side;
     side.submit(b1.clone()).unwrap();
@@ -309,10 +314,9 @@ fn blocks_checked_together_get_the_answers_they_get_alone() {
 /// A run of blocks committed together (one overlay, one batch) ends exactly as the blocks
 /// submitted one by one: the blocks before a state-invalid one are kept, that one gets the
 /// error it gets alone, the ones after it are not tried, and the store holds the same accounts.
-#[test]
-fn a_run_keeps_the_blocks_before_a_bad_one_and_rejects_it_as_alone() {
+fn a_run_keeps_the_blocks_before_a_bad_one_and_rejects_it_as_alone(backend: Backend) {
     let spec = test_spec();
-    let mut a = TestChain::new(spec.clone());
+    let mut a = TestChain::on(backend, spec.clone());
     let (k, to) = (dev(0), Address([7; 32]));
     let b1 = a.extend(farmer(), vec![a.transfer(&k, to, 5, 0)]);
     let b2 = a.extend(farmer(), vec![a.transfer(&k, to, 6, 0), a.transfer(&k, Address([8; 32]), 1, 1)]);
@@ -325,7 +329,7 @@ fn a_run_keeps_the_blocks_before_a_bad_one_and_rejects_it_as_alone() {
     let b4 = cairn_chain::Block { header: mine(h4), transactions: vec![] };
     let alone = a.submit(b3.clone()).expect_err("overspending block");
 
-    let mut b = TestChain::new(spec.clone());
+    let mut b = TestChain::on(backend, spec.clone());
     let now = b4.header.timestamp;
     let g = b.genesis();
     let check = |blk: &cairn_chain::Block| cairn_chain::CheckedBlock::check(&spec, &g, blk.clone()).unwrap();

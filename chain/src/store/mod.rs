@@ -1,4 +1,6 @@
-//! The RocksDB store: every byte the node keeps.
+//! The store: every byte the node keeps, in RocksDB (feature `rocksdb`, [`Store::open`]) or
+//! in memory ([`Store::memory`]: tests, fuzzing, simulation). Both backends have the same
+//! semantics ([`kv`] is the raw layer they share).
 //!
 //! # Column families
 //! | cf | key | value |
@@ -15,7 +17,7 @@
 //!
 //! # Correctness
 //! Every change the chain makes goes through one [`StoreBatch`], written as one RocksDB
-//! `WriteBatch`: a node killed at any instant reopens with the tip, state, indexes and undo
+//! `WriteBatch` (in memory: applied under one lock): a node killed at any instant reopens with the tip, state, indexes and undo
 //! records of exactly one committed block. The write-ahead log is on; writes that acknowledge
 //! something to a user are synced.
 //!
@@ -23,14 +25,17 @@
 //! async task.
 
 mod keys;
+mod kv;
+mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocks;
 
+use std::ops::ControlFlow;
+#[cfg(feature = "rocksdb")]
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, FlushOptions, IteratorMode, Options, WriteBatch,
-    WriteBufferManager, WriteOptions,
-};
+use kv::{Kv, Ops, Scan};
 
 use crate::block::{Block, Header, read_transactions, write_transactions};
 use crate::encode::{DecodeError, Reader, Writer};
@@ -124,108 +129,37 @@ pub struct AddressTx {
     pub txid: TxId,
 }
 
-/// Memory all memtables together may use before RocksDB flushes the largest.
-/// The largest tunable share of a syncing node's memory: 16 MiB kept a 20,000-block sync at
-/// ~70 MiB peak RSS, 8 MiB at ~63 MiB, for more flushes and compaction (~+20% CPU-seconds
-/// there, measured under load).
-const MEMTABLE_BUDGET: usize = 8 << 20;
-/// Size at which one column family's memtable is flushed: small memtables keep inserts and
-/// reads in them cache-friendly.
-const MEMTABLE_BYTES: usize = 4 << 20;
-/// The block cache shared by every column family: data blocks, and the index and filter
-/// partitions of every table (see [`cf_options`]).
-const BLOCK_CACHE_BYTES: usize = 8 << 20;
-/// Level-0 tables of a column family that start a compaction into level 1 (RocksDB: 4).
-const L0_COMPACTION_TRIGGER: i32 = 8;
-/// Read-ahead per input table of a compaction.
-const COMPACTION_READAHEAD: usize = 256 << 10;
-/// Write-ahead log size past which the column families holding its oldest records flush.
-const MAX_WAL_BYTES: u64 = 32 << 20;
-
-/// Options of one column family: Bloom filters, so a point read of an absent key (a new
-/// account, an unknown block or transaction) rarely touches a data block.
-///
-/// Index and filter blocks live in the block cache, partitioned (4 KiB partitions under a
-/// small top-level index, which stays pinned, as do the partitions of level-0 tables), so
-/// their memory is bounded by the cache however long the chain grows. Held by each open table
-/// instead (~10 bits a key plus an index entry per 4 KiB block), they grew with the chain: a
-/// node synced to 1M transactions held ~30 MiB more than at 100k. Partitions, unlike a whole
-/// table's filter, are small enough that one read of an absent key loads only what it needs.
-fn cf_options(name: &str, cache: &Cache) -> Options {
-    let mut table = BlockBasedOptions::default();
-    table.set_block_cache(cache);
-    table.set_bloom_filter(10.0, false);
-    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
-    table.set_partition_filters(true);
-    table.set_metadata_block_size(4096);
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_cache_index_and_filter_blocks_with_high_priority(true);
-    table.set_pin_top_level_index_and_filter(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-    let mut o = Options::default();
-    o.set_block_based_table_factory(&table);
-    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    o.set_write_buffer_size(MEMTABLE_BYTES);
-    // Small memtables flush small level-0 tables; compacting them into level 1 rewrites the
-    // level-1 tables they overlap (all of them, for random keys), so wait for more of them.
-    o.set_level_zero_file_num_compaction_trigger(L0_COMPACTION_TRIGGER);
-    if [CF_BODIES, CF_UNDO].contains(&name) {
-        // Large values written once under random keys (block hashes): kept in blob files, so
-        // compaction, which rewrites the randomly keyed tables again and again as the chain
-        // grows, moves only their keys and 30-byte pointers, not every body and undo record.
-        o.set_enable_blob_files(true);
-        o.set_min_blob_size(256);
-        o.set_enable_blob_gc(true);
-    }
-    if [CF_ACCOUNTS, CF_HEADERS, CF_TXINDEX, CF_MEMPOOL].contains(&name) {
-        // Point reads that mostly miss (a new recipient, a new block, a transaction the
-        // mempool does not hold): a memtable Bloom filter answers them without walking it.
-        o.set_memtable_prefix_bloom_ratio(0.1);
-        o.set_memtable_whole_key_filtering(true);
-    }
-    o
-}
-
 /// A handle on the database; cheap to clone, safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<DB>,
+    kv: Arc<Kv>,
     sync_writes: bool,
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir` for the chain `chain_id` with `genesis`.
-    /// A new database is initialised by the caller through [`Store::is_new`] and a batch.
+    /// Opens (or creates) the RocksDB database in `dir` for the chain `chain_id` with
+    /// `genesis`. A new database is initialised by the caller through [`Store::is_new`] and a
+    /// batch.
+    #[cfg(feature = "rocksdb")]
     pub fn open(dir: &Path, chain_id: &str, genesis: Hash) -> Result<Store, StoreError> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_max_open_files(512);
-        opts.set_keep_log_file_num(4);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        // Memory stays bounded however long the chain grows: all memtables share one budget,
-        // and one block cache holds the data blocks of every column family.
-        // The budget starts flushes; it does not stall writes. (A stalling budget, tried, froze
-        // a node for good after a 9,500-transaction block: writes waited for a flush that never
-        // came, and with them the chain thread, the farmer and intake.)
-        opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, false));
-        // A column family written rarely (meta, peers) cannot pin old log files: past this,
-        // RocksDB flushes it, so a crash replays a bounded log.
-        opts.set_max_total_wal_size(MAX_WAL_BYTES);
-        // Compaction reads its input tables sequentially, mostly from the page cache; the
-        // default 2 MiB read-ahead buffer per input table made a compaction of ten tables hold
-        // 20 MiB.
-        opts.set_compaction_readahead_size(COMPACTION_READAHEAD);
-        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache)));
-        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains("lock") || msg.contains("Resource temporarily unavailable") { StoreError::Locked(dir.to_path_buf()) } else { StoreError::Rocks(e) }
-        })?;
-        let store = Store { db: Arc::new(db), sync_writes: true };
+        let store = Store { kv: Arc::new(Kv::Rocks(rocks::Rocks::open(dir)?)), sync_writes: true };
         store.check_identity(dir, chain_id, genesis)?;
         store.migrate_mempool()?;
         Ok(store)
+    }
+
+    /// A new, empty store in memory for the chain `chain_id` with `genesis` (no data dir;
+    /// everything is gone with the last clone). Same API and semantics as a RocksDB store;
+    /// [`Store::flush`] and [`Store::sync_wal`] have nothing to do.
+    pub fn memory(chain_id: &str, genesis: Hash) -> Store {
+        let memory = memory::Memory::new();
+        let mut ops = Ops::Memory(&memory, Vec::new());
+        stage_identity(&mut ops, chain_id, genesis);
+        // As `migrate_mempool` leaves a new store: nothing pending, numbered from 0.
+        ops.put(CF_META, META_MEMPOOL_FLOOR, &0u64.to_le_bytes());
+        // Writing to memory cannot fail.
+        let _ = ops.write(false);
+        Store { kv: Arc::new(Kv::Memory(memory)), sync_writes: true }
     }
 
     /// Turns off fsync per write (benchmarks, bulk sync). A SIGKILL still loses nothing
@@ -237,24 +171,20 @@ impl Store {
     /// Makes every write so far durable (fsync of the write-ahead log): ends a run of
     /// writes made with sync writes off.
     pub fn sync_wal(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true)?;
-        Ok(())
+        self.kv.sync_wal()
     }
 
     /// Writes every memtable to its table files and waits: a store closed after this opens
     /// without replaying its write-ahead log (a clean shutdown calls it last).
     pub fn flush(&self) -> Result<(), StoreError> {
-        let cfs: Vec<&ColumnFamily> = ALL_CFS.iter().map(|n| self.cf(n)).collect();
-        self.db.flush_cfs_opt(&cfs, &FlushOptions::default())?;
-        Ok(())
+        self.kv.flush()
     }
 
+    #[cfg(feature = "rocksdb")]
     fn check_identity(&self, dir: &Path, chain_id: &str, genesis: Hash) -> Result<(), StoreError> {
         let Some(schema) = self.meta(META_SCHEMA)? else {
             let mut b = self.batch();
-            b.put(CF_META, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes());
-            b.put(CF_META, META_CHAIN_ID, chain_id.as_bytes());
-            b.put(CF_META, META_GENESIS, &genesis.0);
+            stage_identity(&mut b.ops, chain_id, genesis);
             return self.write(b);
         };
         let found = Reader::new(&schema).u32("schema").map_err(corrupt("schema version"))?;
@@ -275,13 +205,8 @@ impl Store {
         Ok(())
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
-        // Every name in ALL_CFS is created at open.
-        self.db.cf_handle(name).expect("column family created at open")
-    }
-
     fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(cf), key)?)
+        self.kv.read(cf, key, <[u8]>::to_vec)
     }
 
     fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -298,12 +223,12 @@ impl Store {
 
     /// A header record by hash (any branch).
     pub fn header(&self, hash: &Hash) -> Result<Option<HeaderRecord>, StoreError> {
-        self.get(CF_HEADERS, &hash.0)?.map(|v| HeaderRecord::decode(&v).map_err(corrupt("header"))).transpose()
+        self.kv.read(CF_HEADERS, &hash.0, HeaderRecord::decode)?.transpose().map_err(corrupt("header"))
     }
 
     /// Whether a block with this hash is stored.
     pub fn has_block(&self, hash: &Hash) -> Result<bool, StoreError> {
-        Ok(self.db.get_pinned_cf(self.cf(CF_HEADERS), hash.0)?.is_some())
+        Ok(self.kv.read(CF_HEADERS, &hash.0, |_| ())?.is_some())
     }
 
     /// A block's transactions by hash.
@@ -351,23 +276,19 @@ impl Store {
             None => address_tx_key(&address.0, u64::MAX, u32::MAX),
         };
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(self.cf(CF_ADDRTX), IteratorMode::From(&start, rocksdb::Direction::Reverse));
-        for item in iter {
-            if out.len() >= max {
-                break;
-            }
-            let (k, v) = item?;
-            if k.len() != 44 || k[..32] != address.0 {
-                break;
+        self.kv.scan(CF_ADDRTX, Scan::Reverse(Some(&start)), |k, v| {
+            if out.len() >= max || k.len() != 44 || k[..32] != address.0 {
+                return Ok(ControlFlow::Break(()));
             }
             if before.is_some() && *k == start[..] {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             }
             let height = u64::from_be_bytes(k[32..40].try_into().map_err(|_| StoreError::Missing("address index key".into()))?);
             let index = u32::from_be_bytes(k[40..44].try_into().map_err(|_| StoreError::Missing("address index key".into()))?);
-            let txid = Hash(Reader::new(&v).array("address index txid").map_err(corrupt("address index"))?);
+            let txid = Hash(Reader::new(v).array("address index txid").map_err(corrupt("address index"))?);
             out.push(AddressTx { height, index, txid });
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(out)
     }
 
@@ -394,24 +315,26 @@ impl Store {
         let floor = self.mempool_floor()?.unwrap_or(0);
         let mut out = Vec::new();
         let from = floor.to_be_bytes();
-        for item in self.db.iterator_cf_opt(self.cf(CF_MEMPOOL), total_order(), IteratorMode::From(&from, rocksdb::Direction::Forward)) {
+        self.kv.scan(CF_MEMPOOL, Scan::Forward(&from), |k, v| {
             if out.len() >= max {
-                break;
+                return Ok(ControlFlow::Break(()));
             }
-            let (k, v) = item?;
-            let Ok(key) = <[u8; 8]>::try_from(&*k) else { continue };
-            out.push((u64::from_be_bytes(key), Transaction::decode(&v).map_err(corrupt("mempool tx"))?));
-        }
+            if let Ok(key) = <[u8; 8]>::try_from(k) {
+                out.push((u64::from_be_bytes(key), Transaction::decode(v).map_err(corrupt("mempool tx"))?));
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(out)
     }
 
     /// The number past every persisted mempool entry (0 if there is none).
     pub fn mempool_next(&self) -> Result<u64, StoreError> {
-        let mut it = self.db.iterator_cf_opt(self.cf(CF_MEMPOOL), total_order(), IteratorMode::End);
-        match it.next().transpose()? {
-            Some((k, _)) => Ok(<[u8; 8]>::try_from(&*k).map_or(0, |key| u64::from_be_bytes(key).saturating_add(1))),
-            None => Ok(0),
-        }
+        let mut next = 0;
+        self.kv.scan(CF_MEMPOOL, Scan::Reverse(None), |k, _| {
+            next = <[u8; 8]>::try_from(k).map_or(0, |key| u64::from_be_bytes(key).saturating_add(1));
+            Ok(ControlFlow::Break(()))
+        })?;
+        Ok(next)
     }
 
     /// Every live persisted mempool transaction (at most `max`), in admission order.
@@ -421,22 +344,23 @@ impl Store {
 
     /// Entries of a mempool persisted before entries were numbered (keyed by transaction ID),
     /// renumbered from 0 in one write, with the floor set: run once, at open.
+    #[cfg(feature = "rocksdb")]
     fn migrate_mempool(&self) -> Result<(), StoreError> {
         if self.mempool_floor()?.is_some() {
             return Ok(());
         }
         let mut b = self.batch();
         let mut seq = 0u64;
-        for item in self.db.iterator_cf_opt(self.cf(CF_MEMPOOL), total_order(), IteratorMode::Start) {
-            let (k, v) = item?;
+        self.kv.scan(CF_MEMPOOL, Scan::Forward(&[]), |k, v| {
             if k.len() != 8 {
-                b.delete(CF_MEMPOOL, &k);
-                if Transaction::decode(&v).is_ok() {
-                    b.put(CF_MEMPOOL, &seq.to_be_bytes(), &v);
+                b.delete(CF_MEMPOOL, k);
+                if Transaction::decode(v).is_ok() {
+                    b.put(CF_MEMPOOL, &seq.to_be_bytes(), v);
                     seq += 1;
                 }
             }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         b.set_mempool_floor(0);
         self.write(b)
     }
@@ -445,72 +369,62 @@ impl Store {
     /// `max`.
     pub fn raw_entries(&self, cf: &str, max: usize) -> Result<Vec<RawEntry>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(self.cf(cf), total_order(), IteratorMode::Start).take(max) {
-            let (k, v) = item?;
-            out.push((k.into_vec(), v.into_vec()));
-        }
+        self.kv.scan(cf, Scan::Forward(&[]), |k, v| {
+            if out.len() >= max {
+                return Ok(ControlFlow::Break(()));
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(out)
     }
 
     /// Starts a batch of changes.
     pub fn batch(&self) -> StoreBatch<'_> {
-        StoreBatch { store: self, batch: WriteBatch::default() }
+        StoreBatch { ops: self.kv.batch() }
     }
 
     /// Writes a batch atomically without waiting for an fsync, whatever the sync setting: it
     /// survives the process being killed (the write-ahead log is in the OS), and
     /// [`Store::sync_wal`] makes it survive a power loss too (the mempool's group commit).
     pub fn write_unsynced(&self, b: StoreBatch<'_>) -> Result<(), StoreError> {
-        if b.batch.is_empty() {
-            return Ok(());
-        }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(false);
-        self.db.write_opt(b.batch, &wo)?;
-        Ok(())
+        b.ops.write(false)
     }
 
     /// Writes a batch atomically (an empty batch writes nothing).
     pub fn write(&self, b: StoreBatch<'_>) -> Result<(), StoreError> {
-        if b.batch.is_empty() {
-            return Ok(());
-        }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync_writes);
-        self.db.write_opt(b.batch, &wo)?;
-        Ok(())
+        b.ops.write(self.sync_writes)
     }
 }
 
-/// Read options for an iterator over a whole column family, in key order whatever the
-/// column family's prefix settings.
-fn total_order() -> rocksdb::ReadOptions {
-    let mut o = rocksdb::ReadOptions::default();
-    o.set_total_order_seek(true);
-    o
+/// Stages the identity of a new store: schema version, chain ID, genesis.
+fn stage_identity(ops: &mut Ops<'_>, chain_id: &str, genesis: Hash) {
+    ops.put(CF_META, META_SCHEMA, &SCHEMA_VERSION.to_le_bytes());
+    ops.put(CF_META, META_CHAIN_ID, chain_id.as_bytes());
+    ops.put(CF_META, META_GENESIS, &genesis.0);
 }
 
 impl AccountSource for Store {
     fn account(&self, a: &Address) -> Result<Account, StoreError> {
-        match self.db.get_pinned_cf(self.cf(CF_ACCOUNTS), a.0)? {
+        match self.kv.read(CF_ACCOUNTS, &a.0, Account::decode)? {
             None => Ok(Account::default()),
-            Some(v) => Account::decode(&v).map_err(corrupt("account")),
+            Some(acc) => acc.map_err(corrupt("account")),
         }
     }
 }
 
-/// Changes to write together, atomically.
+/// Changes to write together, atomically (one RocksDB `WriteBatch`, or one application under
+/// the memory backend's lock), to the store that made it.
 pub struct StoreBatch<'a> {
-    store: &'a Store,
-    batch: WriteBatch,
+    ops: Ops<'a>,
 }
 
 impl StoreBatch<'_> {
     fn put(&mut self, cf: &str, k: &[u8], v: &[u8]) {
-        self.batch.put_cf(self.store.cf(cf), k, v);
+        self.ops.put(cf, k, v);
     }
     fn delete(&mut self, cf: &str, k: &[u8]) {
-        self.batch.delete_cf(self.store.cf(cf), k);
+        self.ops.delete(cf, k);
     }
     /// Stores a block's header record and body.
     pub fn put_block(&mut self, rec: &HeaderRecord, txs: &[Transaction]) {
@@ -580,7 +494,7 @@ impl StoreBatch<'_> {
     }
     /// Deletes every persisted mempool entry numbered in `from..to` (one range tombstone).
     pub fn delete_mempool_range(&mut self, from: u64, to: u64) {
-        self.batch.delete_range_cf(self.store.cf(CF_MEMPOOL), from.to_be_bytes(), to.to_be_bytes());
+        self.ops.delete_range(CF_MEMPOOL, &from.to_be_bytes(), &to.to_be_bytes());
     }
     /// Records the height from which the address index is complete (`None`: no index kept).
     pub fn set_address_index_from(&mut self, from: Option<u64>) {

@@ -1,5 +1,6 @@
-//! Helpers for chain tests: a chain in a temporary store on a test spec, and block building
-//! on a synthetic clock (one block time per block, so the retarget stays put).
+//! Helpers for chain tests: a chain in a temporary RocksDB store or in memory on a test spec,
+//! and block building on a synthetic clock (one block time per block, so the retarget stays
+//! put).
 #![allow(dead_code)]
 
 use cairn_chain::block::merkle_root;
@@ -19,16 +20,52 @@ pub fn test_spec() -> ChainSpec {
     s
 }
 
+/// Which store a [`TestChain`] keeps its chain in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    RocksDb,
+    Memory,
+}
+
+/// Runs each named test body (`fn name(backend: Backend)`) against both store backends, as
+/// the tests `name::rocksdb` and `name::memory`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn rocksdb() {
+                super::$name($crate::common::Backend::RocksDb)
+            }
+            #[test]
+            fn memory() {
+                super::$name($crate::common::Backend::Memory)
+            }
+        }
+    )*};
+}
+
 pub struct TestChain {
     pub chain: Chain,
     pub store: Store,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestChain {
+    /// A chain in a temporary RocksDB store.
     pub fn new(spec: ChainSpec) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), &spec.chain_id, spec.genesis().hash()).unwrap();
+        Self::on(Backend::RocksDb, spec)
+    }
+
+    /// A chain in a store of the given backend.
+    pub fn on(backend: Backend, spec: ChainSpec) -> Self {
+        let (mut store, dir) = match backend {
+            Backend::RocksDb => {
+                let dir = tempfile::tempdir().unwrap();
+                (Store::open(dir.path(), &spec.chain_id, spec.genesis().hash()).unwrap(), Some(dir))
+            }
+            Backend::Memory => (Store::memory(&spec.chain_id, spec.genesis().hash()), None),
+        };
         store.set_sync_writes(false);
         let chain = Chain::open(store.clone(), spec).unwrap();
         TestChain { chain, store, _dir: dir }

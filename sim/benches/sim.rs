@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use cairn_sim::engine::{SECOND, Time};
-use cairn_sim::{Fidelity, Sim, SimConfig};
+use cairn_sim::{ChainKind, Fidelity, Sim, SimConfig};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
@@ -17,6 +17,8 @@ struct Run {
     block_time: Time,
     blocks: u64,
     compact: bool,
+    /// Fraction of (node, transaction) pairs missing from mempools.
+    miss: f64,
 }
 
 fn main() {
@@ -30,20 +32,22 @@ fn main() {
     println!("| block time | relay | blocks | stale | to 50% | to 90% | to 99% | to 100% | block relay bytes/node/block | all bytes/node/block | wall |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let runs = [
-        Run { block_time: 2 * SECOND, blocks: 50, compact: true },
-        Run { block_time: 10 * SECOND, blocks: 30, compact: true },
-        Run { block_time: 60 * SECOND, blocks: 8, compact: true },
-        Run { block_time: 10 * SECOND, blocks: 30, compact: false },
+        Run { block_time: 2 * SECOND, blocks: 50, compact: true, miss: 0.0 },
+        Run { block_time: 10 * SECOND, blocks: 30, compact: true, miss: 0.0 },
+        Run { block_time: 60 * SECOND, blocks: 8, compact: true, miss: 0.0 },
+        Run { block_time: 10 * SECOND, blocks: 30, compact: true, miss: 0.01 },
+        Run { block_time: 10 * SECOND, blocks: 30, compact: false, miss: 0.0 },
     ];
     for r in runs {
         let t0 = Instant::now();
         let mut cfg = SimConfig::scenario(seed, nodes);
         cfg.fidelity = Fidelity::Light;
+        cfg.chain = ChainKind::Light;
         cfg.block_time = r.block_time;
         cfg.txs_per_block = 5000;
         cfg.pool = 5000 * 8;
         cfg.compact = r.compact;
-        cfg.mempool_miss = 0.0;
+        cfg.mempool_miss = r.miss;
         let mut sim = Sim::new(cfg);
         // Connect first (dials every 2 s), then farm, then let the last blocks spread.
         sim.set_mining(false);
@@ -60,7 +64,11 @@ fn main() {
         println!(
             "| {} s | {} | {} | {:.1}% ({}) | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} kB | {:.0} kB | {:.1} s |",
             r.block_time / SECOND,
-            if r.compact { "compact" } else { "whole blocks" },
+            match (r.compact, r.miss > 0.0) {
+                (true, false) => "compact".to_string(),
+                (true, true) => format!("compact, {}% of txs missing", r.miss * 100.0),
+                (false, _) => "whole blocks".to_string(),
+            },
             f.blocks,
             100.0 * f.stale as f64 / f.blocks.max(1) as f64,
             f.stale,

@@ -53,6 +53,7 @@ pub struct Factory {
     txs_per_block: u64,
     block_time: Time,
     mempool_miss: f64,
+    stateful: bool,
     seed: u64,
     /// Every block made, by hash.
     pub made: HashMap<Hash, Arc<Made>>,
@@ -70,6 +71,12 @@ pub struct PoolConfig {
     pub block_time: Time,
     /// Fraction of (node, transaction) pairs that never reach the node's mempool.
     pub mempool_miss: f64,
+    /// Transactions valid against state, for the real chain: the spec's dev accounts send in
+    /// turn (pool index `i` is account `i mod accounts`, nonce `i / accounts`), and a block at
+    /// height `h` holds pool indexes `(h − 1) × txs_per_block …` — the same on every branch,
+    /// so it is valid on whichever branch it extends. `txs_per_block` must be a multiple of
+    /// the accounts and the pool must outlast the run (a cycled transaction is a replay).
+    pub stateful: bool,
 }
 
 impl Factory {
@@ -83,9 +90,14 @@ impl Factory {
         let chain = genesis.hash();
         let key = Keypair::from_seed(blake3::hash(&[b"cairn-sim key".as_slice(), &seed.to_le_bytes()].concat()).into());
         let to = Address(blake3::hash(&seed.to_le_bytes()).into());
+        let senders: Vec<Keypair> =
+            if cfg.stateful { (0..spec.dev_accounts.as_ref().map_or(0, |d| d.count)).filter_map(|i| spec.dev_key(i)).collect() } else { Vec::new() };
         let txs: Vec<Transaction> = (0..cfg.pool as u64)
             .map(|i| {
-                if cfg.signed {
+                if cfg.stateful && !senders.is_empty() {
+                    let n = senders.len() as u64;
+                    Transaction::signed(&senders[(i % n) as usize], chain, to, 1, 1, i / n)
+                } else if cfg.signed {
                     Transaction::signed(&key, chain, to, 1 + i % 1000, 1, i)
                 } else {
                     Transaction { chain, from: PublicKey([7; 32]), to, amount: 1 + i % 1000, fee: 1, nonce: i, signature: SignatureBytes([0; 64]) }
@@ -101,6 +113,7 @@ impl Factory {
             txs_per_block: cfg.txs_per_block,
             block_time: cfg.block_time,
             mempool_miss: cfg.mempool_miss,
+            stateful: cfg.stateful,
             seed,
             made: HashMap::new(),
         }
@@ -154,7 +167,7 @@ impl Factory {
         // fork at the same time holds about the same ones, as competing real blocks do).
         let horizon = i128::from(now) - 2 * i128::from(crate::engine::SECOND) + i128::from(self.block_time);
         let created = u64::try_from(horizon.max(0) * i128::from(self.txs_per_block) / i128::from(self.block_time.max(1))).unwrap_or(0);
-        let tx_first = created.saturating_sub(self.txs_per_block);
+        let tx_first = if self.stateful { (height - 1) * self.txs_per_block } else { created.saturating_sub(self.txs_per_block) };
         let transactions: Vec<Transaction> = (tx_first..tx_first + self.txs_per_block).map(|i| self.tx(i).1.clone()).collect();
         let ids: Vec<TxId> = (tx_first..tx_first + self.txs_per_block).map(|i| *self.tx(i).0).collect();
         let mut tx_root = merkle_root(&ids);

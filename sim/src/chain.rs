@@ -42,8 +42,9 @@ pub trait ChainModel {
     fn headers_after(&self, locator: &[Hash], max: usize) -> Vec<Header>;
     /// Block locator: the tip, then back 1, 2, 4, 8, … blocks, ending with genesis.
     fn locator(&self) -> Vec<Hash>;
-    /// Validates and stores a block; moves the tip if it makes the most work.
-    fn submit(&mut self, block: Arc<Block>, valid: Option<bool>) -> Result<Submitted, BlockError>;
+    /// Validates and stores a block; moves the tip if it makes the most work. `valid`: the
+    /// maker's word, for models that do not check; `now_ms`: the node's clock.
+    fn submit(&mut self, block: Arc<Block>, valid: Option<bool>, now_ms: u64) -> Result<Submitted, BlockError>;
 }
 
 struct Entry {
@@ -114,25 +115,10 @@ impl ChainModel for LightChain {
     }
 
     fn locator(&self) -> Vec<Hash> {
-        let mut out = Vec::new();
-        let mut h = self.tip().height;
-        let mut step = 1u64;
-        loop {
-            if let Some(hash) = self.hash_at(h) {
-                out.push(hash);
-            }
-            if h == 0 {
-                break;
-            }
-            if out.len() >= 10 {
-                step *= 2;
-            }
-            h = h.saturating_sub(step);
-        }
-        out
+        locator_of(self.tip().height, |h| self.hash_at(h))
     }
 
-    fn submit(&mut self, block: Arc<Block>, valid: Option<bool>) -> Result<Submitted, BlockError> {
+    fn submit(&mut self, block: Arc<Block>, valid: Option<bool>, _now_ms: u64) -> Result<Submitted, BlockError> {
         let hash = block.hash();
         if self.blocks.contains_key(&hash) {
             return Ok(Submitted::AlreadyKnown);
@@ -188,6 +174,99 @@ impl ChainModel for LightChain {
     }
 }
 
+/// The real `cairn_chain::Chain` over its in-memory store: every rule (stateless, contextual,
+/// state: balances, nonces, fees, rewards), fork choice and reorganisation through undo
+/// records, exactly as the node runs them. Reads go to the store as the node's chain service
+/// reads (`headers_after` and `locator` follow `src/chain_service.rs`).
+pub struct RealChain {
+    chain: cairn_chain::Chain,
+}
+
+impl RealChain {
+    /// A chain holding only the genesis of `spec`, in memory.
+    pub fn new(spec: &ChainSpec) -> Result<RealChain, cairn_chain::StoreError> {
+        let genesis = spec.genesis().hash();
+        let store = cairn_chain::Store::memory(&spec.chain_id, genesis);
+        Ok(RealChain { chain: cairn_chain::Chain::open(store, spec.clone())? })
+    }
+
+    /// The chain, for reads the trait does not cover (accounts).
+    pub fn inner(&self) -> &cairn_chain::Chain {
+        &self.chain
+    }
+}
+
+impl ChainModel for RealChain {
+    fn tip(&self) -> Tip {
+        let t = self.chain.tip();
+        Tip { height: t.header.height, hash: t.hash, work: t.total_work }
+    }
+
+    fn has_block(&self, hash: &Hash) -> bool {
+        self.chain.store().has_block(hash).unwrap_or(false)
+    }
+
+    fn total_work_of(&self, hash: &Hash) -> Option<Work> {
+        self.chain.store().header(hash).ok().flatten().map(|r| r.total_work)
+    }
+
+    fn block(&self, hash: &Hash) -> Option<Arc<Block>> {
+        self.chain.store().block(hash).ok().flatten().map(Arc::new)
+    }
+
+    fn hash_at(&self, height: u64) -> Option<Hash> {
+        self.chain.store().hash_at(height).ok().flatten()
+    }
+
+    fn headers_after(&self, locator: &[Hash], max: usize) -> Vec<Header> {
+        let s = self.chain.store();
+        let start = locator
+            .iter()
+            .find_map(|hash| {
+                let rec = s.header(hash).ok().flatten()?;
+                (s.hash_at(rec.header.height).ok().flatten() == Some(*hash)).then_some(rec.header.height + 1)
+            })
+            .unwrap_or(1);
+        (start..start.saturating_add(max as u64))
+            .map_while(|h| s.hash_at(h).ok().flatten().and_then(|hash| s.header(&hash).ok().flatten()))
+            .map(|r| r.header)
+            .collect()
+    }
+
+    fn locator(&self) -> Vec<Hash> {
+        locator_of(self.tip().height, |h| self.hash_at(h))
+    }
+
+    fn submit(&mut self, block: Arc<Block>, _valid: Option<bool>, now_ms: u64) -> Result<Submitted, BlockError> {
+        match self.chain.submit((*block).clone(), now_ms)? {
+            cairn_chain::Outcome::AlreadyKnown => Ok(Submitted::AlreadyKnown),
+            cairn_chain::Outcome::SideChain => Ok(Submitted::SideChain),
+            cairn_chain::Outcome::Connected { .. } => Ok(Submitted::Connected),
+        }
+    }
+}
+
+/// Block locator: the tip, then back 1, 2, 4, 8, … blocks (after the first ten), ending with
+/// genesis (the node's rule).
+fn locator_of(tip: u64, hash_at: impl Fn(u64) -> Option<Hash>) -> Vec<Hash> {
+    let mut out = Vec::new();
+    let mut h = tip;
+    let mut step = 1u64;
+    loop {
+        if let Some(hash) = hash_at(h) {
+            out.push(hash);
+        }
+        if h == 0 {
+            break;
+        }
+        if out.len() >= 10 {
+            step = step.saturating_mul(2);
+        }
+        h = h.saturating_sub(step);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +275,7 @@ mod tests {
 
     #[test]
     fn the_most_work_wins_and_a_reorg_rewrites_the_best_chain() {
-        let cfg = PoolConfig { txs_per_block: 2, pool: 16, signed: true, block_time: 10 * SECOND, mempool_miss: 0.0 };
+        let cfg = PoolConfig { txs_per_block: 2, pool: 16, signed: true, block_time: 10 * SECOND, mempool_miss: 0.0, stateful: false };
         let mut f = Factory::new(1, &cfg);
         let mut c = LightChain::new(f.spec.clone(), f.genesis.clone(), true);
         let g = f.genesis.header.clone();
@@ -204,17 +283,17 @@ mod tests {
         let a1 = f.make(&g, 0, 30 * SECOND, farmer, true);
         let b1 = f.make(&g, 1, 31 * SECOND, farmer, true);
         let b2 = f.make(&b1.block.header, 1, 32 * SECOND, farmer, true);
-        assert_eq!(c.submit(a1.block.clone(), None), Ok(Submitted::Connected));
-        assert_eq!(c.submit(b2.block.clone(), None), Err(BlockError::UnknownParent(b1.block.hash())));
-        assert_eq!(c.submit(b1.block.clone(), None), Ok(Submitted::SideChain), "equal work: the first seen stays");
-        assert_eq!(c.submit(b2.block.clone(), None), Ok(Submitted::Connected));
+        assert_eq!(c.submit(a1.block.clone(), None, 0), Ok(Submitted::Connected));
+        assert_eq!(c.submit(b2.block.clone(), None, 0), Err(BlockError::UnknownParent(b1.block.hash())));
+        assert_eq!(c.submit(b1.block.clone(), None, 0), Ok(Submitted::SideChain), "equal work: the first seen stays");
+        assert_eq!(c.submit(b2.block.clone(), None, 0), Ok(Submitted::Connected));
         assert_eq!(c.tip().hash, b2.block.hash());
         assert_eq!(c.hash_at(1), Some(b1.block.hash()));
-        assert_eq!(c.submit(b2.block.clone(), None), Ok(Submitted::AlreadyKnown));
+        assert_eq!(c.submit(b2.block.clone(), None, 0), Ok(Submitted::AlreadyKnown));
         let headers = c.headers_after(&[f.genesis.hash()], 10);
         assert_eq!(headers.iter().map(Header::hash).collect::<Vec<_>>(), vec![b1.block.hash(), b2.block.hash()]);
         assert_eq!(c.locator().last(), Some(&f.genesis.hash()));
         let bad = f.make(&b2.block.header, 2, 33 * SECOND, farmer, false);
-        assert!(matches!(c.submit(bad.block.clone(), None), Err(BlockError::BadMerkleRoot { .. })), "the real stateless check");
+        assert!(matches!(c.submit(bad.block.clone(), None, 0), Err(BlockError::BadMerkleRoot { .. })), "the real stateless check");
     }
 }

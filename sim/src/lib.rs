@@ -32,4 +32,4 @@ pub mod net;
 pub mod node;
 pub mod world;
 
-pub use world::{Fidelity, Figures, Hostile, Sim, SimConfig};
+pub use world::{ChainKind, Fidelity, Figures, Hostile, Sim, SimConfig};

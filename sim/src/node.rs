@@ -53,10 +53,10 @@ use cairn_p2p::wire::{BlockId, Hello, Message, PeerAddress, RejectReason, WireEr
 use rand::Rng;
 
 use crate::blocks::{Factory, Made};
-use crate::chain::{ChainModel, LightChain};
+use crate::chain::{ChainModel, LightChain, RealChain};
 use crate::engine::{MS, SECOND, Time, mix};
 use crate::net::ConnId;
-use crate::world::{Fidelity, Hostile, Payload, World};
+use crate::world::{ChainKind, Fidelity, Hostile, Payload, World};
 
 /// How often a node's timers run: the sync task's 250 ms tick (peer heartbeats and
 /// handshake deadlines are checked at the same beat, so they fire up to 250 ms late).
@@ -131,14 +131,20 @@ fn addr_of(idx: usize) -> SocketAddr {
 impl Node {
     /// A node with a chain holding only genesis.
     pub fn new(idx: usize, id: NodeId, hostile: Option<Hostile>, w: &World) -> Node {
-        let validate = w.cfg.fidelity == Fidelity::Full;
-        let chain = LightChain::new(w.factory.spec.clone(), w.factory.genesis.clone(), validate);
+        let chain: Box<dyn ChainModel> = match w.cfg.chain {
+            ChainKind::Real => match RealChain::new(&w.factory.spec) {
+                Ok(c) => Box::new(c),
+                // A memory store cannot fail to open; were it to, the light model stands in.
+                Err(_) => Box::new(LightChain::new(w.factory.spec.clone(), w.factory.genesis.clone(), true)),
+            },
+            ChainKind::Light => Box::new(LightChain::new(w.factory.spec.clone(), w.factory.genesis.clone(), w.cfg.fidelity == Fidelity::Full)),
+        };
         let tip = chain.tip().hash;
         Node {
             idx,
             id,
             hostile,
-            chain: Box::new(chain),
+            chain,
             sides: BTreeMap::new(),
             by_id: BTreeMap::new(),
             download: Download::default(),
@@ -836,7 +842,8 @@ impl Node {
         let hash = block.hash();
         let valid = w.factory.made.get(&hash).map(|m| m.valid);
         self.cost(BLOCK_COST + BLOCK_COST_PER_TX * block.transactions.len() as Time);
-        let r = self.chain.submit(block, valid);
+        let now_ms = self.now_ms(w);
+        let r = self.chain.submit(block, valid, now_ms);
         if matches!(r, Ok(Submitted::Connected | Submitted::SideChain)) {
             w.metrics.stored(hash, self.idx, self.clock);
         }

@@ -30,6 +30,16 @@ pub enum Fidelity {
     Light,
 }
 
+/// Which chain each node keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainKind {
+    /// The real `cairn_chain::Chain` over its in-memory store (every rule, state included).
+    Real,
+    /// [`crate::chain::LightChain`]: the block tree, with the real stateless checks in
+    /// [`Fidelity::Full`] and none in `Light`.
+    Light,
+}
+
 /// How a hostile node misbehaves (the misbehaviours the p2p redesign guards against).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hostile {
@@ -57,6 +67,8 @@ pub struct SimConfig {
     pub net: NetConfig,
     /// How much real code messages go through.
     pub fidelity: Fidelity,
+    /// Which chain nodes keep.
+    pub chain: ChainKind,
     /// Mean time between blocks (a Poisson process over the farming nodes).
     pub block_time: Time,
     /// Transactions per block.
@@ -83,17 +95,19 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The scenarios' settings: full fidelity, 50–200 ms links, 10 s blocks of 8 signed
-    /// transactions.
+    /// The scenarios' settings: full fidelity, the real chain, 50–200 ms links, 10 s blocks of
+    /// 16 signed transfers (one from each dev account).
     pub fn scenario(seed: u64, nodes: usize) -> SimConfig {
         SimConfig {
             seed,
             nodes,
             net: NetConfig::default(),
             fidelity: Fidelity::Full,
+            chain: ChainKind::Real,
             block_time: 10 * SECOND,
-            txs_per_block: 8,
-            pool: 8 * 64,
+            txs_per_block: 16,
+            // 256 blocks' worth: more than any scenario's chain grows.
+            pool: 16 * 256,
             compact: true,
             mempool_miss: 0.02,
             hostile: Vec::new(),
@@ -296,6 +310,7 @@ impl Sim {
             signed: cfg.fidelity == Fidelity::Full,
             block_time: cfg.block_time,
             mempool_miss: cfg.mempool_miss,
+            stateful: cfg.chain == ChainKind::Real,
         };
         let factory = Factory::new(cfg.seed, &pool);
         let n = cfg.nodes;

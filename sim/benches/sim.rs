@@ -1,8 +1,10 @@
 //! The 1,000-node scale run: block propagation, bytes per block and stale rate, with compact
-//! blocks at 2 s, 10 s and 60 s block times and without them at 10 s.
+//! blocks at 2 s, 10 s and 60 s block times (and 10 s with 1% of transactions missing from
+//! mempools) and without them at 10 s.
 //!
 //! Run: `cargo bench -p cairn-sim --bench sim` (`SIM_SEED` picks another seed; `SIM_NODES`
-//! another size). Prints figures; asserts nothing about speed.
+//! another size; `SIM_PROPOSALS=1` adds a row for a change the node does not have). Prints
+//! figures; asserts nothing about speed.
 
 use std::time::Instant;
 
@@ -19,6 +21,8 @@ struct Run {
     compact: bool,
     /// Fraction of (node, transaction) pairs missing from mempools.
     miss: f64,
+    /// The one-request-per-block proposal (`SimConfig::one_get_block`).
+    one_get_block: bool,
 }
 
 fn main() {
@@ -32,13 +36,15 @@ fn main() {
     println!("| block time | relay | blocks | stale | to 50% | to 90% | to 99% | to 100% | block relay bytes/node/block | all bytes/node/block | wall |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let runs = [
-        Run { block_time: 2 * SECOND, blocks: 50, compact: true, miss: 0.0 },
-        Run { block_time: 10 * SECOND, blocks: 30, compact: true, miss: 0.0 },
-        Run { block_time: 60 * SECOND, blocks: 8, compact: true, miss: 0.0 },
-        Run { block_time: 10 * SECOND, blocks: 30, compact: true, miss: 0.01 },
-        Run { block_time: 10 * SECOND, blocks: 30, compact: false, miss: 0.0 },
+        Run { block_time: 2 * SECOND, blocks: 50, compact: true, miss: 0.0, one_get_block: false },
+        Run { block_time: 10 * SECOND, blocks: 30, compact: true, miss: 0.0, one_get_block: false },
+        Run { block_time: 60 * SECOND, blocks: 8, compact: true, miss: 0.0, one_get_block: false },
+        Run { block_time: 10 * SECOND, blocks: 30, compact: true, miss: 0.01, one_get_block: false },
+        Run { block_time: 10 * SECOND, blocks: 30, compact: false, miss: 0.0, one_get_block: false },
     ];
-    for r in runs {
+    // `SIM_PROPOSALS=1`: also whole-block relay with one `get_block` in flight per block.
+    let proposals = (env("SIM_PROPOSALS", 0) == 1).then_some(Run { block_time: 10 * SECOND, blocks: 30, compact: false, miss: 0.0, one_get_block: true });
+    for r in runs.into_iter().chain(proposals) {
         let t0 = Instant::now();
         let mut cfg = SimConfig::scenario(seed, nodes);
         cfg.fidelity = Fidelity::Light;
@@ -48,6 +54,7 @@ fn main() {
         cfg.pool = 5000 * 8;
         cfg.compact = r.compact;
         cfg.mempool_miss = r.miss;
+        cfg.one_get_block = r.one_get_block.then_some(2 * SECOND);
         let mut sim = Sim::new(cfg);
         // Connect first (dials every 2 s), then farm, then let the last blocks spread.
         sim.set_mining(false);
@@ -67,6 +74,7 @@ fn main() {
             match (r.compact, r.miss > 0.0) {
                 (true, false) => "compact".to_string(),
                 (true, true) => format!("compact, {}% of txs missing", r.miss * 100.0),
+                (false, _) if r.one_get_block => "whole blocks, one get_block in flight (proposal)".to_string(),
                 (false, _) => "whole blocks".to_string(),
             },
             f.blocks,

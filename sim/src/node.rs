@@ -122,6 +122,8 @@ pub struct Node {
     next_rotate: Time,
     /// Blocks a hostile maker made and serves (its chain refuses them).
     stash: HashMap<Hash, Arc<Made>>,
+    /// With `one_get_block`: the block requests in flight, whom and since when.
+    asked_block: HashMap<Hash, (NodeId, Time)>,
 }
 
 fn addr_of(idx: usize) -> SocketAddr {
@@ -162,6 +164,7 @@ impl Node {
             next_dial: 0,
             next_rotate: 0,
             stash: HashMap::new(),
+            asked_block: HashMap::new(),
         }
     }
 
@@ -341,6 +344,7 @@ impl Node {
         self.source_order.clear();
         self.failures.clear();
         self.stash.clear();
+        self.asked_block.clear();
         self.announced = Some(self.chain.tip().hash);
         self.last_tip = self.chain.tip().hash;
     }
@@ -699,6 +703,20 @@ impl Node {
         if self.chain.has_block(&hash) {
             w.metrics.count("duplicate_block");
         } else if self.download.wanted() == 0 || height > self.download.last_height().unwrap_or(0) {
+            if let Some(wait) = w.cfg.one_get_block {
+                // The proposal: one request in flight per block, the next announcer after
+                // `wait` (or once the one asked has left).
+                if let Some((peer, since)) = self.asked_block.get(&hash)
+                    && self.clock < since + wait
+                    && self.by_id.contains_key(peer)
+                {
+                    return;
+                }
+                if self.asked_block.len() >= MAX_SOURCES {
+                    self.asked_block.clear();
+                }
+                self.asked_block.insert(hash, (id, self.clock));
+            }
             self.send_to(w, &id, Message::GetBlock(BlockId::Hash(hash)));
         }
     }

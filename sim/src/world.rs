@@ -92,6 +92,10 @@ pub struct SimConfig {
     pub idle_timeout: Time,
     /// Drop one outbound peer this often (not a node feature; see the partition scenario).
     pub rotate_every: Option<Time>,
+    /// Ask at most one announcer for a block announced by `new_block` at a time, for this
+    /// long (not a node feature: a proposal the scale run measures; the node asks every
+    /// announcer until the block arrives).
+    pub one_get_block: Option<Time>,
 }
 
 impl SimConfig {
@@ -116,6 +120,7 @@ impl SimConfig {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: 30 * SECOND,
             rotate_every: None,
+            one_get_block: None,
         }
     }
 }

@@ -91,7 +91,8 @@ fn main() {
         let made = sim.w.metrics.made.len().max(1) as f64;
         let per = |kind: &str| sim.w.metrics.msgs_by_kind.get(kind).copied().unwrap_or(0) as f64 / nodes as f64 / made;
         eprintln!(
-            "  events {}, virtual {} s; measured {} blocks ({} unreached); per node per block: compact_block {:.1}, new_block {:.1}, get_block {:.2}, block_data {:.2}, get_block_txs {:.2}; {:?}",
+            "  trace {}, events {}, virtual {} s; measured {} blocks ({} unreached); per node per block: compact_block {:.1}, new_block {:.1}, get_block {:.2}, block_data {:.2}, get_block_txs {:.2}; {:?}",
+            &sim.trace_hash()[..16],
             sim.w.eng.events,
             sim.now() / SECOND,
             f.measured,

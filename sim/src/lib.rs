@@ -15,6 +15,7 @@
 //!   actors is listed there.
 //! - [`world`]: settings ([`SimConfig`], [`Fidelity`], [`Hostile`]), the measurements and
 //!   [`Sim`], the run and its commands (partition, heal, crash, restart, join).
+//! - [`metrics`]: what a run measures and the figures it reports.
 //!
 //! The crate builds `cairn-chain` without its RocksDB store.
 //!
@@ -28,8 +29,10 @@
 pub mod blocks;
 pub mod chain;
 pub mod engine;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod world;
 
-pub use world::{ChainKind, Fidelity, Figures, Hostile, Sim, SimConfig};
+pub use metrics::Figures;
+pub use world::{ChainKind, Fidelity, Hostile, Sim, SimConfig};

@@ -71,8 +71,9 @@ pub(crate) const MAX_IN_FLIGHT: usize = 100_000;
 /// announcer's may be, and the peer re-announces them within a few rounds).
 pub(crate) const MAX_IN_FLIGHT_PER_PEER: usize = 16_384;
 
-/// A bounded map that forgets its oldest entries.
-pub(crate) struct Recent<V> {
+/// A bounded map that forgets its oldest entries (public for the network simulator, whose
+/// sync glue keeps the same maps).
+pub struct Recent<V> {
     map: HashMap<Hash, V>,
     order: VecDeque<Hash>,
 }
@@ -84,7 +85,8 @@ impl<V> Default for Recent<V> {
 }
 
 impl<V> Recent<V> {
-    pub(crate) fn insert(&mut self, k: Hash, v: V) {
+    /// Remembers `v` for `k` (a known `k` keeps its place); the oldest goes beyond the bound.
+    pub fn insert(&mut self, k: Hash, v: V) {
         if self.map.insert(k, v).is_none() {
             self.order.push_back(k);
             if self.order.len() > SOURCES
@@ -94,7 +96,8 @@ impl<V> Recent<V> {
             }
         }
     }
-    pub(crate) fn get(&self, k: &Hash) -> Option<&V> {
+    /// What is remembered for `k`.
+    pub fn get(&self, k: &Hash) -> Option<&V> {
         self.map.get(k)
     }
 }

@@ -7,7 +7,8 @@
 //! - `cairn_p2p::peer::protocol::PeerProtocol` (heartbeat, ping timeout, rate limit, request
 //!   tracking, count limits, every judgement it makes);
 //! - `cairn_p2p::sync::download::Download` (catch-up schedule, stalls),
-//!   `cairn_p2p::sync::orphans::Orphans`, `cairn_p2p::sync::compact::Rebuilding`;
+//!   `cairn_p2p::sync::orphans::Orphans`, `cairn_p2p::sync::compact::Rebuilding`,
+//!   `cairn_p2p::sync::Recent` (the sync task's bounded block-source map);
 //! - `cairn_chain::compact::{CompactBlock, Partial}` (short IDs, rebuild, fill, Merkle check)
 //!   in [`crate::Fidelity::Full`];
 //! - `cairn_p2p::bans::Bans` (scores, decay, threshold), `cairn_p2p::verdict` (the points
@@ -49,6 +50,7 @@ use cairn_p2p::handshake::{Handshake, HsAction, Refusal};
 use cairn_p2p::identity::NodeId;
 use cairn_p2p::peer::protocol::{Action, Close, PING_TIMEOUT, PeerProtocol, ProtocolConfig, Serve, ToSync};
 use cairn_p2p::ports::Submitted;
+use cairn_p2p::sync::Recent;
 use cairn_p2p::sync::compact::Rebuilding;
 use cairn_p2p::sync::download::{Claim, Download, HeadersFrom, HeadersRejected, MAX_BUFFERED};
 use cairn_p2p::sync::orphans::Orphans;
@@ -80,8 +82,6 @@ const REBUILD_COST_PER_TX: Time = 300;
 
 /// How long an automatic ban lasts (the node's default).
 const BAN_MS: u64 = 24 * 3600 * 1000;
-/// Most blocks whose sender is remembered (the sync task's `Recent` bound).
-const MAX_SOURCES: usize = 4096;
 
 struct Up {
     proto: PeerProtocol,
@@ -118,8 +118,8 @@ pub struct Node {
     rebuilding: Rebuilding,
     /// Light fidelity: the indexes each compact block being rebuilt waits for.
     light_missing: HashMap<Hash, Vec<u32>>,
-    sources: HashMap<Hash, NodeId>,
-    source_order: VecDeque<Hash>,
+    /// Who sent which block (the sync task's `block_sources`).
+    sources: Recent<NodeId>,
     announced: Option<Hash>,
     last_tip: Hash,
     /// Scores and bans: kept across a restart (the real node persists them).
@@ -132,7 +132,7 @@ pub struct Node {
     /// Blocks a hostile maker made and serves (its chain refuses them).
     stash: HashMap<Hash, Arc<Made>>,
     /// With `one_get_block`: the block requests in flight, whom and since when.
-    asked_block: HashMap<Hash, (NodeId, Time)>,
+    asked_block: Recent<(NodeId, Time)>,
 }
 
 fn addr_of(idx: usize) -> SocketAddr {
@@ -162,8 +162,7 @@ impl Node {
             orphans: Orphans::default(),
             rebuilding: Rebuilding::default(),
             light_missing: HashMap::new(),
-            sources: HashMap::new(),
-            source_order: VecDeque::new(),
+            sources: Recent::default(),
             announced: Some(tip),
             last_tip: tip,
             bans: Bans::default(),
@@ -173,7 +172,7 @@ impl Node {
             next_dial: 0,
             next_rotate: 0,
             stash: HashMap::new(),
-            asked_block: HashMap::new(),
+            asked_block: Recent::default(),
         }
     }
 
@@ -251,11 +250,10 @@ impl Node {
         self.orphans = Orphans::default();
         self.rebuilding = Rebuilding::default();
         self.light_missing.clear();
-        self.sources.clear();
-        self.source_order.clear();
+        self.sources = Recent::default();
         self.failures.clear();
         self.stash.clear();
-        self.asked_block.clear();
+        self.asked_block = Recent::default();
         self.announced = Some(self.chain.tip().hash);
         self.last_tip = self.chain.tip().hash;
     }

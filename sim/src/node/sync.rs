@@ -17,14 +17,7 @@ impl Node {
     }
 
     pub(super) fn remember_source(&mut self, hash: Hash, id: NodeId) {
-        if self.sources.insert(hash, id).is_none() {
-            self.source_order.push_back(hash);
-            if self.source_order.len() > MAX_SOURCES
-                && let Some(old) = self.source_order.pop_front()
-            {
-                self.sources.remove(&old);
-            }
-        }
+        self.sources.insert(hash, id);
     }
 
     pub(super) fn on_new_block(&mut self, w: &mut World, id: NodeId, height: u64, hash: Hash) {
@@ -40,9 +33,6 @@ impl Node {
                     && self.by_id.contains_key(peer)
                 {
                     return;
-                }
-                if self.asked_block.len() >= MAX_SOURCES {
-                    self.asked_block.clear();
                 }
                 self.asked_block.insert(hash, (id, self.clock));
             }

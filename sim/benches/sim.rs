@@ -49,6 +49,7 @@ fn main() {
         let mut cfg = SimConfig::scenario(seed, nodes);
         cfg.fidelity = Fidelity::Light;
         cfg.chain = ChainKind::Light;
+        cfg.tx_relay = false;
         cfg.block_time = r.block_time;
         cfg.txs_per_block = 5000;
         cfg.pool = 5000 * 8;

@@ -3,8 +3,9 @@
 //! the registry of every block made in a run, and the mempool model.
 //!
 //! # The mempool model
-//! The transaction relay is not simulated message by message (5,000 transactions a block
-//! over 1,000 nodes would be billions of events). Instead transaction `i` of the pool is
+//! In the scale run the transaction relay is not simulated message by message (5,000
+//! transactions a block over 1,000 nodes would be billions of events; the scenarios relay
+//! them for real, see `SimConfig::tx_relay`). Instead transaction `i` of the pool is
 //! created at `i × block_time / txs_per_block − block_time` (and a block made at `t` holds the
 //! `txs_per_block` created just before `t - 2 s`), and reaches each node at a delay drawn from
 //! the run's seed (100 ms to 1.5 s, what the relay's 100 ms flushes over a few hops give), and
@@ -57,6 +58,8 @@ pub struct Factory {
     seed: u64,
     /// Every block made, by hash.
     pub made: HashMap<Hash, Arc<Made>>,
+    /// Pool index by transaction ID.
+    index: HashMap<TxId, u64>,
 }
 
 /// Settings of the pool.
@@ -104,7 +107,8 @@ impl Factory {
                 }
             })
             .collect();
-        let ids = txs.iter().map(Transaction::id).collect();
+        let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
+        let index = ids.iter().enumerate().map(|(i, id)| (*id, i as u64)).collect();
         Factory {
             spec,
             genesis,
@@ -116,6 +120,7 @@ impl Factory {
             stateful: cfg.stateful,
             seed,
             made: HashMap::new(),
+            index,
         }
     }
 
@@ -129,6 +134,11 @@ impl Factory {
         (&self.ids[k], &self.txs[k])
     }
 
+    /// The pool index of a transaction, if it is one of the pool's.
+    pub fn index_of(&self, id: &TxId) -> Option<u64> {
+        self.index.get(id).copied()
+    }
+
     /// Whether node `node` (up since `since`) holds transaction `i` in its mempool at `now`.
     pub fn has_tx(&self, node: usize, since: Time, i: u64, now: Time) -> bool {
         let r = mix(self.seed ^ 0x6d65_6d70, (node as u64) << 40 ^ i);
@@ -140,7 +150,7 @@ impl Factory {
 
     /// When transaction `i` is created: `i × block_time / txs_per_block − block_time` (a
     /// block's worth exists when the run starts).
-    fn created(&self, i: u64) -> i128 {
+    pub fn created(&self, i: u64) -> i128 {
         i128::from(i) * i128::from(self.block_time) / i128::from(self.txs_per_block.max(1)) - i128::from(self.block_time)
     }
 

@@ -97,6 +97,10 @@ pub struct SimConfig {
     /// long (not a node feature: a proposal the scale run measures; the node asks every
     /// announcer until the block arrives).
     pub one_get_block: Option<Time>,
+    /// Relay transactions for real (the relay's `TxRequests`, `tx_ids`/`get_txs`/
+    /// `transactions`), each made at a random node; otherwise mempools are the model of
+    /// [`crate::blocks`] (the scale run).
+    pub tx_relay: bool,
 }
 
 impl SimConfig {
@@ -122,6 +126,7 @@ impl SimConfig {
             idle_timeout: 30 * SECOND,
             rotate_every: None,
             one_get_block: None,
+            tx_relay: true,
         }
     }
 }
@@ -165,6 +170,8 @@ pub enum Event {
     },
     /// Some farming node finds a block.
     Mine,
+    /// Pool transaction `i` is made at a random running node (with `tx_relay`).
+    Tx(u64),
 }
 
 /// What every node acts on.
@@ -295,7 +302,23 @@ impl Sim {
             sim.schedule_tick(i);
         }
         sim.schedule_mine();
+        if sim.w.cfg.tx_relay {
+            // What was made before the run is everywhere already; the rest is made as it goes.
+            let mut i = 0;
+            while sim.w.factory.created(i) < 0 {
+                for node in 0..n {
+                    sim.nodes[node].accept_tx(&sim.w, i, None);
+                }
+                i += 1;
+            }
+            sim.schedule_tx(i);
+        }
         sim
+    }
+
+    fn schedule_tx(&mut self, i: u64) {
+        let at = u64::try_from(self.w.factory.created(i)).unwrap_or(0);
+        self.w.eng.schedule(at, Event::Tx(i));
     }
 
     fn schedule_tick(&mut self, i: usize) {
@@ -398,6 +421,17 @@ impl Sim {
                     }
                 }
                 self.schedule_mine();
+            }
+            Event::Tx(i) => {
+                let up: Vec<usize> = self.honest_up();
+                if !up.is_empty() {
+                    let origin = up[self.w.eng.rng.gen_range(0..up.len())];
+                    let node = &mut self.nodes[origin];
+                    node.begin(now);
+                    node.accept_tx(&self.w, i, None);
+                    node.end(&mut self.w);
+                }
+                self.schedule_tx(i + 1);
             }
         }
     }

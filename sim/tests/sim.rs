@@ -62,6 +62,20 @@ fn fifty_nodes_farming_converge_on_one_tip() {
             f.blocks, f.stale, f.propagation_ms[0], f.propagation_ms[1], f.propagation_ms[3]
         );
         check(f.propagation_ms[3] < 5_000.0, || format!("blocks took {:.0} ms to reach everyone", f.propagation_ms[3]))?;
+        // The transaction relay filled the mempools, so compact blocks were rebuilt from them.
+        let count = |k: &str| sim.w.metrics.counters.get(k).copied().unwrap_or(0);
+        let sent = |k: &str| sim.w.metrics.msgs_by_kind.get(k).copied().unwrap_or(0);
+        let (rebuilt, fetched, whole) = (count("compact_rebuilt"), count("compact_fetched_missing"), count("compact_fell_back"));
+        println!(
+            "compact: {rebuilt} rebuilt, {fetched} after get_block_txs, {whole} fetched whole; tx_ids {}, get_txs {}, transactions {}",
+            sent("tx_ids"),
+            sent("get_txs"),
+            sent("transactions")
+        );
+        check(sent("get_txs") > 0 && sent("transactions") > 0, || "no transaction was relayed".into())?;
+        check(rebuilt >= 9 * (rebuilt + fetched + whole) / 10, || {
+            format!("only {rebuilt} of {} compact blocks rebuilt from the mempool", rebuilt + fetched + whole)
+        })?;
         let judged = &sim.w.metrics.misbehaviours;
         check(judged.is_empty(), || format!("honest peers were judged: {judged:?}"))?;
         Ok(sim.trace_hash())

@@ -112,9 +112,10 @@ struct InFlight {
 }
 
 /// Transactions asked of peers and not yet received: each is asked of one peer at a time.
-/// Sans-IO: the relay task feeds it announcements, arrivals, departures and the time.
+/// Sans-IO: the relay task feeds it announcements, arrivals, departures and the time. Public
+/// for the network simulator, which drives it as the relay task does.
 #[derive(Default)]
-pub(crate) struct TxRequests {
+pub struct TxRequests {
     in_flight: HashMap<Hash, InFlight>,
     /// How many of `in_flight` each peer holds.
     per_peer: HashMap<NodeId, usize>,
@@ -126,7 +127,7 @@ impl TxRequests {
     /// `from` announced `ids` we lack: returns those to ask it for now. IDs already asked of
     /// another peer take `from` as their second source instead. Nothing beyond
     /// [`MAX_IN_FLIGHT`].
-    pub(crate) fn announced(&mut self, from: NodeId, ids: Vec<Hash>, now: Instant) -> Vec<Hash> {
+    pub fn announced(&mut self, from: NodeId, ids: Vec<Hash>, now: Instant) -> Vec<Hash> {
         let mut ask = Vec::new();
         for id in ids {
             let room = self.in_flight.len() < MAX_IN_FLIGHT && self.per_peer.get(&from).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_PEER;
@@ -167,13 +168,13 @@ impl TxRequests {
     }
 
     /// A transaction arrived (from anyone): no longer wanted.
-    pub(crate) fn received(&mut self, id: &Hash) {
+    pub fn received(&mut self, id: &Hash) {
         self.remove(id);
     }
 
     /// Requests older than [`TX_REQUEST_TIMEOUT`]: those with a second source move to it
     /// (returned, by peer, to be asked now); the others are dropped.
-    pub(crate) fn expire(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+    pub fn expire(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
         let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
         while let Some((since, id)) = self.order.front().copied() {
             if now.saturating_duration_since(since) < TX_REQUEST_TIMEOUT {
@@ -190,7 +191,7 @@ impl TxRequests {
     }
 
     /// A peer left: what it was asked moves to the second sources (returned, by peer).
-    pub(crate) fn peer_gone(&mut self, peer: &NodeId, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+    pub fn peer_gone(&mut self, peer: &NodeId, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
         let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
         let theirs: Vec<(Hash, InFlight)> = self.in_flight.iter().filter(|(_, f)| f.peer == *peer).map(|(id, f)| (*id, *f)).collect();
         for (id, f) in theirs {

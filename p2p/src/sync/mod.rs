@@ -36,8 +36,8 @@ use cairn_chain::{Block, Hash, Header, Work};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use gossip::Recent;
 pub(crate) use gossip::relay_transactions;
+pub use gossip::{Recent, TxRequests};
 
 use crate::channels::{PeerCmd, PeerStats, Standing, SyncMsg, SyncStatus};
 use crate::ctx::Ctx;

@@ -88,6 +88,7 @@ impl Node {
                     self.by_id.remove(&side.remote_id);
                     self.rebuilding.peer_gone(&side.remote_id);
                     self.download.remove_peer(&side.remote_id);
+                    self.relay_peer_gone(w, &side.remote_id);
                 }
             }
             Phase::Hs(_) if side.outbound => {
@@ -162,6 +163,7 @@ impl Node {
         self.by_id.insert(remote_id, conn);
         self.download.add_peer(remote_id);
         self.download.announced(&remote_id, &hello.best_hash);
+        self.relay_peer_up(w, remote_id);
         self.carry_out(w, conn, first);
     }
 

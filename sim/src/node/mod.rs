@@ -25,18 +25,22 @@
 //! - the peer manager (manager/mod.rs): admission (bans, duplicates, inbound limit),
 //!   registration, judgement through `Bans`, dialing (`dial_more`: random known nodes instead
 //!   of the address book's order; failed dials back off 1 s doubling to 300 s);
-//! - the transaction relay (sync/gossip.rs) is not run: the mempool is a model (see
-//!   [`crate::blocks`]). `tx_ids`/`get_txs`/`transactions` are never sent.
+//! - the transaction relay (sync/gossip.rs's task) around the real
+//!   `cairn_p2p::sync::TxRequests`, with `SimConfig::tx_relay` (the scenarios); without it
+//!   (the scale run) the mempool is a model (see [`crate::blocks`]) and
+//!   `tx_ids`/`get_txs`/`transactions` are never sent. The mempool is a set of pool
+//!   transactions, valid by construction, not the real `Mempool`.
 //!
 //! Files: `conn.rs` (connections, the manager's part), `peer.rs` (the peer task's part),
-//! `sync.rs` (the sync task's part), `hostile.rs` (misbehaviour); this file holds the node's
+//! `sync.rs` (the sync task's part), `relay.rs` (the transaction relay's part), `hostile.rs`
+//! (misbehaviour); this file holds the node's
 //! state, its beat and its farming.
 //!
 //! One node event runs start to finish; its processing cost (block checks, rebuilds) moves the
 //! node's clock on, and what it sends leaves at that later time: a node is a single server
 //! queue, the shape of the real node's chain thread.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,10 +54,10 @@ use cairn_p2p::handshake::{Handshake, HsAction, Refusal};
 use cairn_p2p::identity::NodeId;
 use cairn_p2p::peer::protocol::{Action, Close, PING_TIMEOUT, PeerProtocol, ProtocolConfig, Serve, ToSync};
 use cairn_p2p::ports::Submitted;
-use cairn_p2p::sync::Recent;
 use cairn_p2p::sync::compact::Rebuilding;
 use cairn_p2p::sync::download::{Claim, Download, HeadersFrom, HeadersRejected, MAX_BUFFERED};
 use cairn_p2p::sync::orphans::Orphans;
+use cairn_p2p::sync::{Recent, TxRequests};
 use cairn_p2p::verdict::{Misbehaviour, Verdict, block_verdict};
 use cairn_p2p::wire::{BlockId, Hello, Message, PeerAddress, RejectReason, WireError};
 use rand::Rng;
@@ -67,6 +71,7 @@ use crate::world::{ChainKind, Fidelity, Hostile, Payload, World};
 mod conn;
 mod hostile;
 mod peer;
+mod relay;
 mod sync;
 
 /// How often a node's timers run: the sync task's 250 ms tick (peer heartbeats and
@@ -131,6 +136,17 @@ pub struct Node {
     next_rotate: Time,
     /// Blocks a hostile maker made and serves (its chain refuses them).
     stash: HashMap<Hash, Arc<Made>>,
+    /// The mempool (pool indexes), with `tx_relay`.
+    mempool: BTreeSet<u64>,
+    /// Every transaction this node has had (pending or confirmed): not fetched again.
+    known_txs: HashSet<u64>,
+    /// IDs waiting for the next flush, per peer.
+    relay_queue: BTreeMap<NodeId, Vec<Hash>>,
+    /// What is asked of whom (the relay's real table).
+    tx_requests: TxRequests,
+    /// Who sent which transaction (not to announce it back).
+    tx_sources: Recent<NodeId>,
+    next_reannounce: Time,
     /// With `one_get_block`: the block requests in flight, whom and since when.
     asked_block: Recent<(NodeId, Time)>,
 }
@@ -173,6 +189,12 @@ impl Node {
             next_rotate: 0,
             stash: HashMap::new(),
             asked_block: Recent::default(),
+            mempool: BTreeSet::new(),
+            known_txs: HashSet::new(),
+            relay_queue: BTreeMap::new(),
+            tx_requests: TxRequests::default(),
+            tx_sources: Recent::default(),
+            next_reannounce: 0,
         }
     }
 
@@ -254,6 +276,12 @@ impl Node {
         self.failures.clear();
         self.stash.clear();
         self.asked_block = Recent::default();
+        // The mempool was in memory (the real node keeps it in its store: a simplification).
+        self.mempool.clear();
+        self.known_txs.clear();
+        self.relay_queue.clear();
+        self.tx_requests = TxRequests::default();
+        self.tx_sources = Recent::default();
         self.announced = Some(self.chain.tip().hash);
         self.last_tip = self.chain.tip().hash;
     }
@@ -297,6 +325,7 @@ impl Node {
                 None => {}
             }
         }
+        self.relay_tick(w);
         self.dial_more(w);
         self.rotate(w);
         self.misbehave(w);

@@ -17,8 +17,15 @@ impl Node {
                         self.close(w, conn, Some((RejectReason::ProtocolViolation, kind.code().into())));
                     }
                 }
-                // The transaction relay is modelled, not run (see the module doc).
-                Action::Transactions(_) | Action::Announced(_) | Action::Learn(_) => {}
+                Action::Transactions(list) => {
+                    if let Err(kind) = self.took_txs(w, id, list) {
+                        self.penalize(w, id, kind);
+                        self.close(w, conn, Some((RejectReason::ProtocolViolation, kind.code().into())));
+                    }
+                }
+                Action::Announced(ids) => self.announced_txs(w, id, ids),
+                // Addresses: every node knows every other (see `dial_more`).
+                Action::Learn(_) => {}
                 Action::GivePeers => {
                     let list: Vec<PeerAddress> = self
                         .sides
@@ -91,8 +98,7 @@ impl Node {
                 }
                 Message::Blocks(out)
             }
-            // The mempool is modelled: nothing is relayed by `get_txs`.
-            Serve::Txs(_) => return,
+            Serve::Txs(ids) => return self.serve_txs(w, conn, ids),
             Serve::BlockTxs { hash, indexes } => {
                 let block = self.chain.block(&hash).or_else(|| self.stash.get(&hash).map(|m| m.block.clone()));
                 let txs = block

@@ -64,9 +64,11 @@ impl Node {
         let since = w.since[self.idx];
         match w.cfg.fidelity {
             Fidelity::Full => {
-                let candidates = w.factory.mempool_for(self.idx, since, &made, self.clock);
-                self.cost(REBUILD_COST_PER_TX * candidates.len() as Time);
-                let partial = Partial::rebuild(&compact, candidates.iter().map(|(i, t)| (i, t)));
+                // The relayed mempool, or (without the relay) the mempool model's.
+                let modelled = if w.cfg.tx_relay { Vec::new() } else { w.factory.mempool_for(self.idx, since, &made, self.clock) };
+                let relayed: Vec<(&cairn_chain::TxId, &Transaction)> = self.mempool.iter().map(|i| w.factory.tx(*i)).collect();
+                self.cost(REBUILD_COST_PER_TX * (modelled.len() + relayed.len()) as Time);
+                let partial = Partial::rebuild(&compact, modelled.iter().map(|(i, t)| (i, t)).chain(relayed));
                 match partial.finish() {
                     Ok(Some(block)) => {
                         w.metrics.count("compact_rebuilt");
@@ -180,9 +182,12 @@ impl Node {
         let valid = w.factory.made.get(&hash).map(|m| m.valid);
         self.cost(BLOCK_COST + BLOCK_COST_PER_TX * block.transactions.len() as Time);
         let now_ms = self.now_ms(w);
-        let r = self.chain.submit(block, valid, now_ms);
+        let r = self.chain.submit(block.clone(), valid, now_ms);
         if matches!(r, Ok(Submitted::Connected | Submitted::SideChain)) {
             w.metrics.stored(hash, self.idx, self.clock);
+        }
+        if matches!(r, Ok(Submitted::Connected)) && w.cfg.tx_relay {
+            self.confirmed(w, &block);
         }
         r
     }

@@ -75,10 +75,10 @@ pub struct PoolConfig {
     /// Fraction of (node, transaction) pairs that never reach the node's mempool.
     pub mempool_miss: f64,
     /// Transactions valid against state, for the real chain: the spec's dev accounts send in
-    /// turn (pool index `i` is account `i mod accounts`, nonce `i / accounts`), and a block at
-    /// height `h` holds pool indexes `(h − 1) × txs_per_block …` — the same on every branch,
-    /// so it is valid on whichever branch it extends. `txs_per_block` must be a multiple of
-    /// the accounts and the pool must outlast the run (a cycled transaction is a replay).
+    /// turn (pool index `i` is account `i mod accounts`, nonce `i / accounts`), and a block
+    /// holds the pool's next transactions after its parent's (see [`Factory::make`]), so any
+    /// prefix of the pool is valid. The pool must outlast the run (a cycled transaction is a
+    /// replay).
     pub stateful: bool,
 }
 
@@ -171,15 +171,26 @@ impl Factory {
 
     /// Makes a block on `parent` (a header the maker stores). `valid: false` gives it a Merkle
     /// root its transactions do not have (a hostile maker's block; its proof is still good).
-    pub fn make(&mut self, parent: &Header, maker: usize, now: Time, farmer: Address, valid: bool) -> Arc<Made> {
+    /// `has(i)`: whether the maker holds pool transaction `i` (stateful pools only: the block
+    /// takes the pool's next unconfirmed transactions on its branch, in order, while the maker
+    /// has them, so every sender's nonces follow on).
+    pub fn make(&mut self, parent: &Header, maker: usize, now: Time, farmer: Address, valid: bool, has: impl Fn(u64) -> bool) -> Arc<Made> {
         let height = parent.height + 1;
-        // The transactions created just before `now - 2 s`: what has had time to spread (a
-        // fork at the same time holds about the same ones, as competing real blocks do).
-        let horizon = i128::from(now) - 2 * i128::from(crate::engine::SECOND) + i128::from(self.block_time);
-        let created = u64::try_from(horizon.max(0) * i128::from(self.txs_per_block) / i128::from(self.block_time.max(1))).unwrap_or(0);
-        let tx_first = if self.stateful { (height - 1) * self.txs_per_block } else { created.saturating_sub(self.txs_per_block) };
-        let transactions: Vec<Transaction> = (tx_first..tx_first + self.txs_per_block).map(|i| self.tx(i).1.clone()).collect();
-        let ids: Vec<TxId> = (tx_first..tx_first + self.txs_per_block).map(|i| *self.tx(i).0).collect();
+        let range = if self.stateful {
+            let first = self.made.get(&parent.hash()).map_or(0, |m| m.tx_first + m.block.transactions.len() as u64);
+            let n = (first..first + self.txs_per_block).take_while(|i| has(*i)).count() as u64;
+            first..first + n
+        } else {
+            // The transactions created just before `now - 2 s`: what has had time to spread (a
+            // fork at the same time holds about the same ones, as competing real blocks do).
+            let horizon = i128::from(now) - 2 * i128::from(crate::engine::SECOND) + i128::from(self.block_time);
+            let created = u64::try_from(horizon.max(0) * i128::from(self.txs_per_block) / i128::from(self.block_time.max(1))).unwrap_or(0);
+            let first = created.saturating_sub(self.txs_per_block);
+            first..first + self.txs_per_block
+        };
+        let tx_first = range.start;
+        let transactions: Vec<Transaction> = range.clone().map(|i| self.tx(i).1.clone()).collect();
+        let ids: Vec<TxId> = range.map(|i| *self.tx(i).0).collect();
         let mut tx_root = merkle_root(&ids);
         if !valid {
             tx_root = Hash(blake3::hash(&tx_root.0).into());

@@ -280,9 +280,9 @@ mod tests {
         let mut c = LightChain::new(f.spec.clone(), f.genesis.clone(), true);
         let g = f.genesis.header.clone();
         let farmer = cairn_chain::Address([1; 32]);
-        let a1 = f.make(&g, 0, 30 * SECOND, farmer, true);
-        let b1 = f.make(&g, 1, 31 * SECOND, farmer, true);
-        let b2 = f.make(&b1.block.header, 1, 32 * SECOND, farmer, true);
+        let a1 = f.make(&g, 0, 30 * SECOND, farmer, true, |_| true);
+        let b1 = f.make(&g, 1, 31 * SECOND, farmer, true, |_| true);
+        let b2 = f.make(&b1.block.header, 1, 32 * SECOND, farmer, true, |_| true);
         assert_eq!(c.submit(a1.block.clone(), None, 0), Ok(Submitted::Connected));
         assert_eq!(c.submit(b2.block.clone(), None, 0), Err(BlockError::UnknownParent(b1.block.hash())));
         assert_eq!(c.submit(b1.block.clone(), None, 0), Ok(Submitted::SideChain), "equal work: the first seen stays");
@@ -293,7 +293,7 @@ mod tests {
         let headers = c.headers_after(&[f.genesis.hash()], 10);
         assert_eq!(headers.iter().map(Header::hash).collect::<Vec<_>>(), vec![b1.block.hash(), b2.block.hash()]);
         assert_eq!(c.locator().last(), Some(&f.genesis.hash()));
-        let bad = f.make(&b2.block.header, 2, 33 * SECOND, farmer, false);
+        let bad = f.make(&b2.block.header, 2, 33 * SECOND, farmer, false, |_| true);
         assert!(matches!(c.submit(bad.block.clone(), None, 0), Err(BlockError::BadMerkleRoot { .. })), "the real stateless check");
     }
 }

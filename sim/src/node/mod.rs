@@ -338,7 +338,11 @@ impl Node {
         let Some(parent) = self.chain.block(&tip.hash) else { return };
         let valid = self.hostile != Some(Hostile::InvalidBlocks);
         let farmer = Address(blake3::hash(&self.id.0).into());
-        let made = w.factory.make(&parent.header, self.idx, self.clock, farmer, valid);
+        // With the relay, what this node has had (pending here, or confirmed only on another
+        // branch); without it, the pool as the mempool model has it everywhere.
+        let relay = w.cfg.tx_relay;
+        let known = &self.known_txs;
+        let made = w.factory.make(&parent.header, self.idx, self.clock, farmer, valid, |i| !relay || known.contains(&i));
         let hash = made.block.hash();
         w.metrics.made(hash, self.idx, self.clock, valid);
         if valid {

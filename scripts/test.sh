@@ -14,7 +14,7 @@ cargo clippy --release --workspace --tests --benches --quiet -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-# The workspace includes the network simulator's scenarios (cairn-sim, `--test sim`, ~30 s: each
+# The workspace includes the network simulator's scenarios (cairn-sim, `--test sim`, ~35 s: each
 # scenario twice with one seed, the trace hashes compared); alone:
 # `cargo test --release -p cairn-sim --test sim`.
 cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?

@@ -8,7 +8,7 @@
 //! `spawn_blocking` against a shared `Store` handle. The tip is published on a `watch`
 //! channel, so `/status`, farmers and (later) the p2p layer read it without a round trip.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,9 +34,9 @@ const TX_EVENTS: usize = 4096;
 /// Most transactions in one intake call (`POST /txs` with an array).
 pub const MAX_TX_BATCH: usize = 10_000;
 
-/// How often mempool writes (made without an fsync each) are made durable: a power loss loses
-/// at most this much of accepted transactions; a killed process loses nothing (the write-ahead
-/// log is in the OS already).
+/// How often mempool and block writes (made without an fsync each) are made durable: a power
+/// loss loses at most this much of accepted transactions and blocks; a killed process loses
+/// nothing (the write-ahead log is in the OS already).
 const WAL_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Transaction IDs remembered as carrying a bad signature: the ID commits to the signature,
@@ -232,6 +232,12 @@ impl ChainHandle {
     /// it from `spawn_blocking` or before the runtime starts.
     pub fn start(store: Store, spec: ChainSpec, limits: MempoolLimits, metrics: Arc<Metrics>, address_index: bool) -> Result<ChainHandle, StoreError> {
         let mut chain = Chain::open(store.clone(), spec.clone())?;
+        // Blocks are written without an fsync each, like the mempool: the group commit syncs
+        // the write-ahead log every `WAL_SYNC_INTERVAL` (and at stop). A killed process loses
+        // nothing; a power loss loses at most the last interval's blocks, which the node fetches
+        // again from its peers (RocksDB recovers a consistent prefix of the log). Bitcoin Core
+        // does not fsync each block either; an fsync a block cost farming a third of its rate.
+        chain.set_sync_writes(false);
         chain.set_address_index(address_index)?;
         let address_index_from = chain.address_index_from();
         // Room for every pending transaction twice over (replacements, a block in flight).
@@ -818,6 +824,8 @@ impl Worker {
         // (see `cairn_chain::pool_log`): no entry is deleted or read.
         let started = std::time::Instant::now();
         let r = self.chain.submit(block, now_ms());
+        // Written (if anything was) without an fsync: the group commit makes it durable.
+        self.unsynced = true;
         self.metrics.block_imported(started.elapsed().as_secs_f64());
         let mut moved = Moved::default();
         let r = self.record(hash, height, r, &mut moved);
@@ -825,24 +833,18 @@ impl Worker {
         r
     }
 
-    /// A run of checked blocks (catch-up sync): sync writes off for the run, one fsync of the
-    /// log at its end before anyone hears of it, the tip published once.
+    /// A run of checked blocks (catch-up sync, or a relayed block): written without an fsync
+    /// (the group commit makes it durable), the tip published once.
     fn submit_run(&mut self, blocks: Vec<CheckedBlock>) -> Vec<Result<Accepted, BlockError>> {
         let mut moved = Moved::default();
         let meta: Vec<(Hash, u64)> = blocks.iter().map(|b| (b.hash(), b.block().header.height)).collect();
-        self.chain.set_sync_writes(false);
         let started = std::time::Instant::now();
         // Consecutive blocks on the tip are applied through one overlay and written in one batch.
         let results = self.chain.submit_run(blocks, now_ms());
-        self.chain.set_sync_writes(true);
+        self.unsynced = true;
         self.metrics.sync_batch(started.elapsed().as_secs_f64());
-        let mut out: Vec<Result<Accepted, BlockError>> =
+        let out: Vec<Result<Accepted, BlockError>> =
             results.into_iter().zip(meta).map(|(r, (hash, height))| self.record(hash, height, r, &mut moved)).collect();
-        if let Err(e) = self.chain.store().sync_wal() {
-            // Not durable: report the run as failed (the blocks may come again).
-            tracing::error!(target: "chain::store", "sync of a block run failed: {e}");
-            out = out.into_iter().map(|_| Err(BlockError::Store(e.to_string()))).collect();
-        }
         self.publish(moved);
         out
     }
@@ -1103,7 +1105,7 @@ impl Worker {
         self.metrics.set_waiting(self.waiting.len());
     }
 
-    /// The group commit: makes the unsynced mempool writes durable.
+    /// The group commit: makes the unsynced writes (mempool and blocks) durable.
     fn sync_wal(&mut self) {
         if !self.unsynced {
             return;

@@ -16,7 +16,7 @@
 //! used half goes at once (an evicted account costs one store read later). A hit in the old
 //! generation moves the entry to the current one.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::keys::Address;
 use crate::state::Account;

@@ -5,7 +5,9 @@
 //! dedicated thread.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use crate::accounts::AccountCache;
 use crate::block::{Block, HEADER_VERSION, Header, merkle_root};

@@ -3,7 +3,7 @@
 //! Pure and thread-safe, so callers run them in parallel; [`CheckedBlock`] is the proof that
 //! they ran. The p2p layer and the fuzz targets use it too.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use crate::block::{Block, HEADER_VERSION, Header, merkle_root};
 use crate::error::{BlockError, TxError};

@@ -17,7 +17,7 @@
 //! root was not rebuilt (a collision, or a lying sender) and must be fetched whole — without
 //! blaming the sender, which cannot be told from bad luck.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::block::{Block, Header, merkle_root};
 use crate::encode::DecodeError;

@@ -1,6 +1,8 @@
 //! 32-byte BLAKE3 digests and the hex form they take everywhere outside the wire.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashSet, HashSetExt};
 
 /// Error for a string that is not 64 lowercase-or-uppercase hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

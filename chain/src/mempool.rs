@@ -1,6 +1,8 @@
 //! Pending transactions: bounded, ordered per sender by nonce, chosen for blocks by fee.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::error::StoreError;
 use crate::error::TxError;

@@ -27,7 +27,9 @@
 //! family holds at most about twice the pool plus the slack. Dead entries below the floor are
 //! dropped with range tombstones, so flushes and compactions discard them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use crate::store::StoreBatch;
 use crate::tx::{Transaction, TxId};

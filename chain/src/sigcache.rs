@@ -13,7 +13,9 @@
 //! chain thread; a `Mutex` around a hash-set lookup is held for well under a microsecond, far
 //! less than the signature verification each hit saves (~25 µs).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

@@ -1,6 +1,6 @@
 //! Account state and the state transition of a block.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::block::Block;
 use crate::encode::{DecodeError, Reader, Writer};

@@ -11,7 +11,9 @@
 //! Bounded: at most `max` transactions (oldest dropped first when full); per sender, the
 //! mempool's nonce window bounds them already. Owned by the chain thread.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::keys::Address;
 use crate::tx::{Transaction, TxId};

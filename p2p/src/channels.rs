@@ -378,15 +378,16 @@ pub(crate) struct SyncStatus {
 
 /// Notes from peer tasks to the transaction relay.
 pub(crate) enum RelayMsg {
-    /// A peer sent this transaction (before it is submitted, so the relay knows its source
-    /// before the mempool can announce it).
-    Seen { txid: Hash, from: NodeId },
-    /// A peer announced these transaction IDs (at most `MAX_TX_IDS_PER_MESSAGE`).
+    /// A peer sent these transactions (a run of one `transactions` message, before it is
+    /// submitted, so the relay knows their source before the mempool can announce them).
+    Seen { txids: Vec<Hash>, from: NodeId },
+    /// A peer announced these transaction IDs, which the chain lacks (at most
+    /// `MAX_TX_IDS_PER_MESSAGE`; the peer task asked the chain, so the relay never waits on
+    /// it for an announcement).
     Announced { ids: Vec<Hash>, from: NodeId },
 }
 
-/// Notes queued for the relay task; when full a note is dropped: a lost `Seen` may echo the
-/// transaction's ID to its sender (which has it), a lost `Announced` leaves those
-/// transactions unfetched from that peer (another peer's announcement, the next
-/// reconciliation or the block that confirms them brings them).
-pub(crate) const RELAY_INBOX: usize = 4096;
+/// Notes queued for the relay task; when full, the peer task waits (back-pressure on the peer
+/// whose messages made them): no note is lost to a busy moment. The relay waits on nobody but
+/// the chain (and only for its own rounds), so the wait always ends.
+pub(crate) const RELAY_INBOX: usize = 1024;

@@ -43,12 +43,12 @@
 //! | `ManagerMsg` | [`config::MANAGER_INBOX`] | senders wait (mDNS announcements are dropped: the LAN repeats them) |
 //! | `SyncMsg` | [`sync::SYNC_INBOX`] | the peer task waits: back-pressure on the peer that sends most |
 //! | `PeerCmd` (per peer) | [`config::PEER_INBOX`] | the manager and the sync task never wait: a request is taken back, gossip dropped |
-//! | `RelayMsg` | `channels::RELAY_INBOX` | dropped: a lost `Seen` may announce a transaction back to its sender; a lost `Announced` is fetched at the sender's next re-announcement round |
+//! | `RelayMsg` | `channels::RELAY_INBOX` | the peer task waits (back-pressure on the peer whose messages made the notes): the relay waits only on the chain, so no note is lost |
 //! | a peer's outbox | [`peer::writer`]: 8 MiB, 4096 messages | gossip (`tx_ids`, `get_txs`, `get_txs` answers) is dropped; other messages wait (the peer is not reading what it asked for); a frame stuck for the ping timeout ends the connection |
 //!
 //! No cycle of waits: the manager waits on nobody; the sync task waits only on the manager
-//! (judgements) and the chain; peer tasks wait on both, and on their writer, which waits only
-//! on the network: a peer task keeps reading while its writer waits. No cycle of imports either: every
+//! (judgements) and the chain; the relay only on the chain; peer tasks wait on those, and on
+//! their writer, which waits only on the network: a peer task keeps reading while its writer waits. No cycle of imports either: every
 //! message, handle and published snapshot lives in `channels`, which the actors import and
 //! which imports none of them (`architecture_test` checks the module graph).
 //!

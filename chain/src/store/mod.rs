@@ -17,9 +17,10 @@
 //!
 //! # Correctness
 //! Every change the chain makes goes through one [`StoreBatch`], written as one RocksDB
-//! `WriteBatch` (in memory: applied under one lock): a node killed at any instant reopens with the tip, state, indexes and undo
-//! records of exactly one committed block. The write-ahead log is on; writes that acknowledge
-//! something to a user are synced.
+//! `WriteBatch` (in memory: applied under one lock): a node killed at any instant reopens with
+//! the tip, state, indexes and undo records of exactly one committed block. The write-ahead log
+//! is on; writes are synced unless [`Store::set_sync_writes`] turns that off (the node does,
+//! and syncs the log every second).
 //!
 //! All methods block: call them from a dedicated thread or `spawn_blocking`, never from an
 //! async task.
@@ -162,8 +163,8 @@ impl Store {
         Store { kv: Arc::new(Kv::Memory(memory)), sync_writes: true }
     }
 
-    /// Turns off fsync per write (benchmarks, bulk sync). A SIGKILL still loses nothing
-    /// written; only an OS crash may lose the last writes.
+    /// Turns off fsync per write (the node's group commit, benchmarks). A SIGKILL still loses
+    /// nothing written; only an OS crash may lose the last writes.
     pub fn set_sync_writes(&mut self, on: bool) {
         self.sync_writes = on;
     }

@@ -29,8 +29,12 @@ use crate::peer::writer::{Outbox, WriteError};
 use crate::verdict::{Misbehaviour, Verdict, block_verdict, tx_verdict};
 use crate::wire::{BlockId, Hello, Message, RejectReason, Wire, WireRx};
 
-/// Longest run of relayed transactions submitted together (see `PeerTask::transactions`).
-const MAX_TX_RUN: usize = 256;
+/// Longest run of relayed transactions submitted together (see `PeerTask::transactions`): a
+/// whole `transactions` message. Each run is one round trip through the chain thread's queue
+/// (a precheck, the signatures on every core, the admission), which under load waits behind
+/// blocks and RPC intake: runs of at most 256, starting again at 1 for every message (eight
+/// round trips a message), held an honest relayer to ~3k tx/s into a busy node.
+const MAX_TX_RUN: usize = crate::config::MAX_TXS_PER_MESSAGE;
 
 /// How long a leaving peer task may spend on its goodbye (a `Reject` with the reason).
 const GOODBYE: Duration = Duration::from_millis(200);
@@ -78,6 +82,9 @@ struct PeerTask {
     cancel: CancellationToken,
     stats: Arc<PeerStats>,
     proto: PeerProtocol,
+    /// The length of the peer's next run of relayed transactions: grows while its runs are
+    /// clean, across messages, back to 1 after a punishable one (see `transactions`).
+    tx_run: usize,
 }
 
 /// Runs a registered connection until it ends.
@@ -101,7 +108,7 @@ pub(crate) async fn run_peer(ctx: Arc<Ctx>, id: NodeId, conn: quinn::Connection,
     let (proto, first) = PeerProtocol::new(cfg, direction == Direction::Outbound, Instant::now(), rand::random());
     let (rx, tx) = wire.split();
     let outbox = Outbox::start(tx, ctx.cfg.ping_timeout);
-    let mut t = PeerTask { ctx: ctx.clone(), id, rx, outbox, cancel, stats, proto };
+    let mut t = PeerTask { ctx: ctx.clone(), id, rx, outbox, cancel, stats, proto, tx_run: 1 };
     let mut actions = first;
     let end = loop {
         if let Some(end) = t.carry_out(std::mem::take(&mut actions)).await {
@@ -219,11 +226,7 @@ impl PeerTask {
                 Action::Serve(s) => self.serve(s).await,
                 Action::Sync(m) => self.sync(m).await,
                 Action::Transactions(list) => self.transactions(list).await,
-                Action::Announced(ids) => {
-                    // Dropped when the relay is behind: load, not the peer's fault.
-                    let _ = self.ctx.relay.try_send(RelayMsg::Announced { ids, from: self.id });
-                    Ok(())
-                }
+                Action::Announced(ids) => self.announced(ids).await,
                 Action::Learn(list) => {
                     let addrs = list.into_iter().map(|p| p.addr).collect();
                     self.guarded(self.ctx.manager.send(ManagerMsg::Learned(addrs))).await;
@@ -439,13 +442,33 @@ impl PeerTask {
         unrequested_block_wanted(parent, b.header.target.work(), tip)
     }
 
+    /// Tells the relay which of a peer's announced transactions the chain lacks (asking the
+    /// chain here, not in the relay, so the relay never waits on it for a peer), waiting for
+    /// room: back-pressure on this peer, never a lost announcement.
+    async fn announced(&mut self, ids: Vec<cairn_chain::Hash>) -> Result<(), End> {
+        let Some(lacking) = self.guarded(self.ctx.chain.lacking_txs(ids)).await else { return Err(End::Cancelled) };
+        if !lacking.is_empty() {
+            self.relay(RelayMsg::Announced { ids: lacking, from: self.id }).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a note for the relay, waiting for room (bounded by the cancellation).
+    async fn relay(&self, note: RelayMsg) -> Result<(), End> {
+        match self.guarded(self.ctx.relay.send(note)).await {
+            Some(Ok(())) => Ok(()),
+            // The relay is gone: the node is shutting down.
+            _ => Err(End::Cancelled),
+        }
+    }
+
     /// Submits relayed transactions in order, in runs that grow while the peer's
-    /// transactions are valid (1, 4, 16, … up to [`MAX_TX_RUN`]): an honest relayer's batch is
-    /// verified in parallel, while a peer sending junk costs at most one signature before it
-    /// is judged (at most three times what it sent valid before). The moment the peer is
-    /// judged, the rest of the batch is dropped unverified.
+    /// transactions are valid (1, 4, 16, … up to [`MAX_TX_RUN`], carried from one message to
+    /// the next): an honest relayer's messages are verified whole and in parallel, while a
+    /// peer sending junk costs at most one signature before it is judged (at most three times
+    /// what it sent valid before). The moment the peer is judged, the rest of the batch is
+    /// dropped unverified.
     async fn transactions(&mut self, list: Vec<Bytes>) -> Result<(), End> {
-        let mut run_len = 1;
         let mut run = Vec::new();
         let mut entries = list.into_iter();
         loop {
@@ -453,7 +476,6 @@ impl PeerTask {
             let undecodable = match &next {
                 Some(bytes) => match Transaction::decode(bytes) {
                     Ok(tx) => {
-                        let _ = self.ctx.relay.try_send(RelayMsg::Seen { txid: tx.id(), from: self.id });
                         run.push(tx);
                         false
                     }
@@ -461,9 +483,9 @@ impl PeerTask {
                 },
                 None => false,
             };
-            if run.len() >= run_len || next.is_none() || undecodable {
+            if run.len() >= self.tx_run || next.is_none() || undecodable {
                 let clean = self.submit_run(std::mem::take(&mut run)).await?;
-                run_len = if clean { (run_len * 4).min(MAX_TX_RUN) } else { 1 };
+                self.tx_run = if clean { self.tx_run.saturating_mul(4).min(MAX_TX_RUN) } else { 1 };
             }
             if undecodable {
                 return Err(End::Violation(Misbehaviour::UndecodableChainData));
@@ -483,6 +505,8 @@ impl PeerTask {
         if self.cancel.is_cancelled() {
             return Err(End::Cancelled);
         }
+        // Their source, before the mempool can announce them.
+        self.relay(RelayMsg::Seen { txids: run.iter().map(Transaction::id).collect(), from: self.id }).await?;
         let Some(results) = self.guarded(self.ctx.chain.submit_txs(run)).await else { return Err(End::Cancelled) };
         let mut clean = true;
         for r in results {

@@ -15,9 +15,10 @@
 //! only what they lack, so a round costs an ID per pending transaction and little else.
 //!
 //! # Fetching
-//! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad), and
-//! [`TxRequests`] which of those are not already asked of another peer; the rest is asked of
-//! the announcer in one `get_txs`. An ID in flight from one peer remembers one other
+//! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad; the
+//! peer task asks it, so this task never waits on the chain for a peer), and [`TxRequests`]
+//! which of those are not already asked of another peer; the rest is asked of the announcer
+//! in one `get_txs`. An ID in flight from one peer remembers one other
 //! announcer, asked in turn if the first does not deliver within [`TX_REQUEST_TIMEOUT`] or
 //! leaves.
 //!
@@ -52,8 +53,11 @@ pub(crate) const REANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 /// How long an ID waits for company before its announcement goes out.
 pub(crate) const RELAY_FLUSH: Duration = Duration::from_millis(100);
 
-/// How long a peer has to deliver transactions asked of it before another announcer is asked.
-pub(crate) const TX_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a peer has to deliver transactions asked of it before another announcer is asked
+/// (or it again). Under load the answers wait in our own queue behind our chain thread, and
+/// an answer counted late is asked again and arrives twice: at 2 s a loaded node took more
+/// duplicates than transactions. (Bitcoin Core waits 60 s.)
+pub(crate) const TX_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most IDs waiting to be announced to one peer (a busy peer's queue: its inbox more than half
 /// full): beyond it the oldest are dropped (that peer then learns of them at the next
@@ -102,6 +106,15 @@ impl<V> Recent<V> {
     }
 }
 
+/// How many times one transaction is asked for (of its announcer, then its second source or
+/// the announcer again) before it is left to the next re-announcement: an answer dropped by a
+/// busy peer's full outbox is asked again, a transaction nobody has is not asked forever.
+pub(crate) const MAX_ASKS: u8 = 2;
+
+/// Most announced IDs waiting for room to be asked of one peer (its in-flight share full):
+/// beyond it, the oldest are dropped (the peer re-announces them within a few rounds).
+pub(crate) const MAX_BACKLOG_PER_PEER: usize = 50_000;
+
 /// One transaction asked of a peer.
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
@@ -109,6 +122,8 @@ struct InFlight {
     since: Instant,
     /// Another peer that announced it, asked if `peer` does not deliver.
     alt: Option<NodeId>,
+    /// Times it was asked for, this one included.
+    asks: u8,
 }
 
 /// Transactions asked of peers and not yet received: each is asked of one peer at a time.
@@ -121,24 +136,61 @@ pub struct TxRequests {
     per_peer: HashMap<NodeId, usize>,
     /// Request times, oldest first, for expiry (stale entries are skipped).
     order: VecDeque<(Instant, Hash)>,
+    /// Announced IDs waiting for room in their announcer's share, oldest first (at most
+    /// [`MAX_BACKLOG_PER_PEER`] a peer): under a load that outruns the requests, what a peer
+    /// announced is asked as its answers arrive, instead of being forgotten until it
+    /// announces it again.
+    backlog: HashMap<NodeId, VecDeque<Hash>>,
 }
 
 impl TxRequests {
     /// `from` announced `ids` we lack: returns those to ask it for now. IDs already asked of
-    /// another peer take `from` as their second source instead. Nothing beyond
-    /// [`MAX_IN_FLIGHT`].
+    /// another peer take `from` as their second source instead. Past `from`'s share
+    /// ([`MAX_IN_FLIGHT_PER_PEER`]) or [`MAX_IN_FLIGHT`], IDs wait in its backlog
+    /// ([`TxRequests::ready`] asks them as room comes).
     pub fn announced(&mut self, from: NodeId, ids: Vec<Hash>, now: Instant) -> Vec<Hash> {
         let mut ask = Vec::new();
         for id in ids {
-            let room = self.in_flight.len() < MAX_IN_FLIGHT && self.per_peer.get(&from).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_PEER;
+            let room = self.has_room(&from);
             match self.in_flight.get_mut(&id) {
                 Some(f) if f.peer != from && f.alt.is_none() => f.alt = Some(from),
                 Some(_) => {}
                 None if room => {
-                    self.insert(id, InFlight { peer: from, since: now, alt: None });
+                    self.insert(id, InFlight { peer: from, since: now, alt: None, asks: 1 });
                     ask.push(id);
                 }
-                None => {}
+                None => {
+                    let q = self.backlog.entry(from).or_default();
+                    q.push_back(id);
+                    if q.len() > MAX_BACKLOG_PER_PEER {
+                        q.pop_front();
+                    }
+                }
+            }
+        }
+        ask
+    }
+
+    fn has_room(&self, peer: &NodeId) -> bool {
+        self.in_flight.len() < MAX_IN_FLIGHT && self.per_peer.get(peer).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_PEER
+    }
+
+    /// Backlogged IDs that fit their announcer's share now, to ask now (by peer). IDs that
+    /// arrived meanwhile or are asked of another peer are skipped.
+    pub fn ready(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+        let mut ask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
+        let peers: Vec<NodeId> = self.backlog.keys().copied().collect();
+        for peer in peers {
+            while self.has_room(&peer) {
+                let Some(id) = self.backlog.get_mut(&peer).and_then(VecDeque::pop_front) else { break };
+                if self.in_flight.contains_key(&id) {
+                    continue;
+                }
+                self.insert(id, InFlight { peer, since: now, alt: None, asks: 1 });
+                ask.entry(peer).or_default().push(id);
+            }
+            if self.backlog.get(&peer).is_some_and(VecDeque::is_empty) {
+                self.backlog.remove(&peer);
             }
         }
         ask
@@ -167,13 +219,17 @@ impl TxRequests {
         }
     }
 
-    /// A transaction arrived (from anyone): no longer wanted.
+    /// A transaction arrived (from anyone): no longer wanted. (A backlogged copy of its ID is
+    /// skipped when its turn comes only if it is in flight then; otherwise it is asked once
+    /// more and arrives as a duplicate: cheaper than searching the backlogs here.)
     pub fn received(&mut self, id: &Hash) {
         self.remove(id);
     }
 
-    /// Requests older than [`TX_REQUEST_TIMEOUT`]: those with a second source move to it
-    /// (returned, by peer, to be asked now); the others are dropped.
+    /// Requests older than [`TX_REQUEST_TIMEOUT`]: those with a second source move to it, the
+    /// others are asked of the same peer again (its answer may have been dropped by its full
+    /// outbox), each up to [`MAX_ASKS`] times in all (returned, by peer, to be asked now);
+    /// then they are dropped.
     pub fn expire(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
         let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
         while let Some((since, id)) = self.order.front().copied() {
@@ -195,8 +251,9 @@ impl TxRequests {
         let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
         let theirs: Vec<(Hash, InFlight)> = self.in_flight.iter().filter(|(_, f)| f.peer == *peer).map(|(id, f)| (*id, *f)).collect();
         for (id, f) in theirs {
-            self.move_to_alt(id, f, now, &mut reask);
+            self.move_on(id, f, now, &mut reask, false);
         }
+        self.backlog.remove(peer);
         for f in self.in_flight.values_mut() {
             if f.alt == Some(*peer) {
                 f.alt = None;
@@ -206,12 +263,22 @@ impl TxRequests {
     }
 
     fn move_to_alt(&mut self, id: Hash, f: InFlight, now: Instant, reask: &mut HashMap<NodeId, Vec<Hash>>) {
-        match f.alt {
-            Some(alt) => {
-                self.insert(id, InFlight { peer: alt, since: now, alt: None });
-                reask.entry(alt).or_default().push(id);
+        self.move_on(id, f, now, reask, true);
+    }
+
+    /// Asks `f`'s second source, or (`same_peer_ok`) its peer again, while asks remain.
+    fn move_on(&mut self, id: Hash, f: InFlight, now: Instant, reask: &mut HashMap<NodeId, Vec<Hash>>, same_peer_ok: bool) {
+        let next = match f.alt {
+            Some(alt) => Some(alt),
+            None if same_peer_ok => Some(f.peer),
+            None => None,
+        };
+        match next {
+            Some(peer) if f.asks < MAX_ASKS => {
+                self.insert(id, InFlight { peer, since: now, alt: None, asks: f.asks + 1 });
+                reask.entry(peer).or_default().push(id);
             }
-            None => self.remove(&id),
+            _ => self.remove(&id),
         }
     }
 
@@ -250,13 +317,14 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
             _ = ctx.cancel.cancelled() => return,
             note = notes.recv() => {
                 match note {
-                    Some(RelayMsg::Seen { txid, from }) => {
-                        requests.received(&txid);
-                        sources.insert(txid, from);
+                    Some(RelayMsg::Seen { txids, from }) => {
+                        for txid in txids {
+                            requests.received(&txid);
+                            sources.insert(txid, from);
+                        }
                     }
                     Some(RelayMsg::Announced { ids, from }) => {
-                        let lacking = ctx.chain.lacking_txs(ids).await;
-                        let ask = requests.announced(from, lacking, Instant::now());
+                        let ask = requests.announced(from, ids, Instant::now());
                         ctx.metrics.txs_requested(ask.len());
                         let snapshot = peers.borrow().clone();
                         ask_for(&snapshot, &from, ask, &mut retry);
@@ -272,7 +340,9 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 }
                 queued.retain(|_, q| !q.is_empty());
                 let mut again = std::mem::take(&mut retry);
-                for (peer, ids) in requests.expire(Instant::now()) {
+                let now = Instant::now();
+                for (peer, ids) in requests.expire(now).into_iter().chain(requests.ready(now)) {
+                    ctx.metrics.txs_requested(ids.len());
                     again.entry(peer).or_default().extend(ids);
                 }
                 for (peer, ids) in again {
@@ -421,9 +491,64 @@ mod tests {
         assert_eq!(r.len(), 5);
         // Not expired again before their new deadline.
         assert!(r.expire(t0 + TX_REQUEST_TIMEOUT + Duration::from_millis(1)).is_empty());
-        // The second sources fail too: with no third source, nothing is left.
+        // The second sources fail too: after MAX_ASKS asks in all, nothing is left.
+        assert_eq!(MAX_ASKS, 2);
         assert!(r.expire(t0 + TX_REQUEST_TIMEOUT * 2).is_empty());
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn an_unanswered_request_is_asked_of_its_announcer_again() {
+        let t0 = Instant::now();
+        let mut r = TxRequests::default();
+        let a = node(1);
+        assert_eq!(r.announced(a, ids(0..2), t0), ids(0..2));
+        for n in 1..MAX_ASKS as u32 {
+            let again = r.expire(t0 + TX_REQUEST_TIMEOUT * n);
+            assert_eq!(again.get(&a), Some(&ids(0..2)), "ask {}", n + 1);
+        }
+        assert!(r.expire(t0 + TX_REQUEST_TIMEOUT * MAX_ASKS as u32).is_empty());
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn announcements_past_a_peers_share_wait_and_are_asked_as_answers_arrive() {
+        let t0 = Instant::now();
+        let mut r = TxRequests::default();
+        let (a, b) = (node(1), node(2));
+        let many: Vec<Hash> = (0..MAX_IN_FLIGHT_PER_PEER as u64 + 5).map(|i| Hash::digest(&i.to_le_bytes())).collect();
+        let asked = r.announced(a, many.clone(), t0);
+        assert_eq!(asked.len(), MAX_IN_FLIGHT_PER_PEER);
+        // Nothing to ask before answers arrive.
+        assert!(r.ready(t0).is_empty());
+        // Three answers arrive: three of the five waiting are asked, in announcement order.
+        for id in &many[..3] {
+            r.received(id);
+        }
+        let now = r.ready(t0);
+        assert_eq!(now.get(&a).map(|v| v.as_slice()), Some(&many[MAX_IN_FLIGHT_PER_PEER..MAX_IN_FLIGHT_PER_PEER + 3]));
+        // One of the last two is asked of B meanwhile: when A has room again, it is skipped.
+        let last = many[MAX_IN_FLIGHT_PER_PEER + 4];
+        assert_eq!(r.announced(b, vec![last], t0), vec![last]);
+        for id in &many[3..5] {
+            r.received(id);
+        }
+        assert_eq!(r.ready(t0).get(&a), Some(&vec![many[MAX_IN_FLIGHT_PER_PEER + 3]]));
+        assert!(r.backlog.is_empty());
+    }
+
+    #[test]
+    fn a_backlog_is_bounded_and_leaves_with_its_peer() {
+        let t0 = Instant::now();
+        let mut r = TxRequests::default();
+        let a = node(1);
+        let n = MAX_IN_FLIGHT_PER_PEER + MAX_BACKLOG_PER_PEER + 10;
+        let many: Vec<Hash> = (0..n as u64).map(|i| Hash::digest(&i.to_le_bytes())).collect();
+        r.announced(a, many, t0);
+        assert_eq!(r.backlog.get(&a).map(VecDeque::len), Some(MAX_BACKLOG_PER_PEER));
+        r.peer_gone(&a, t0);
+        assert!(r.backlog.is_empty());
+        assert_eq!(r.len(), 0, "nobody else announced them");
     }
 
     #[test]

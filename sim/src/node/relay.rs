@@ -3,7 +3,8 @@
 //! source (`tx_ids`, flushed at each beat: every 250 ms instead of 100 ms), the whole mempool
 //! to a peer that joins and part of it to every peer every 10 s, and what peers announce and
 //! we lack fetched through the real `TxRequests` (one peer at a time, the second announcer
-//! after 2 s or when the first leaves). The mempool holds pool transactions by index: their
+//! or the same one again after 2 s or when the first leaves; announcements past a peer's
+//! share wait in its backlog). The mempool holds pool transactions by index: their
 //! signatures and state are valid by construction, so it does not check them again.
 
 use super::*;
@@ -118,7 +119,10 @@ impl Node {
             }
         }
         let now = self.inst(w);
-        let reask = self.tx_requests.expire(now);
+        let mut reask = self.tx_requests.expire(now);
+        for (peer, ids) in self.tx_requests.ready(now) {
+            reask.entry(peer).or_default().extend(ids);
+        }
         self.ask_txs(w, reask);
     }
 

@@ -126,11 +126,13 @@ impl Node {
         self.ask_txs(w, reask);
     }
 
-    /// Sends re-asked requests, in node-ID order (the table returns a hash map).
+    /// Sends re-asked requests, in node-ID order and each peer's IDs sorted (the table returns
+    /// a hash map, and fills its lists walking its own hash maps when a peer leaves).
     fn ask_txs(&mut self, w: &mut World, reask: HashMap<NodeId, Vec<Hash>>) {
         let mut reask: Vec<(NodeId, Vec<Hash>)> = reask.into_iter().collect();
         reask.sort_by_key(|(id, _)| *id);
-        for (peer, ids) in reask {
+        for (peer, mut ids) in reask {
+            ids.sort();
             self.send_to(w, &peer, Message::GetTxs(ids));
         }
     }

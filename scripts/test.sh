@@ -14,6 +14,9 @@ cargo clippy --release --workspace --tests --benches --quiet -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+# The workspace includes the network simulator's scenarios (cairn-sim, `--test sim`, ~35 s: each
+# scenario twice with one seed, the trace hashes compared); alone:
+# `cargo test --release -p cairn-sim --test sim`.
 cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
 # Their own group: the dashboard in headless chromium (tests/browser), against real processes of
 # the release binary the cargo tests just built; screenshots in $CARGO_TARGET_DIR/browser-artifacts.

@@ -8,3 +8,5 @@ pub(crate) mod writer;
 
 pub use crate::channels::{PeerCmd, PeerStats};
 pub(crate) use task::run_peer;
+/// Public for the network simulator (`sim/`), whose peer glue applies the same rule.
+pub use task::unrequested_block_wanted;

@@ -584,7 +584,7 @@ impl PeerTask {
 /// blocks): only if its parent is stored and it would make a chain with more work than our
 /// tip — a new best tip. Anything else is dropped unread: side-chain blocks with less work
 /// cost us storage and validation for nothing, and orphans are only taken when asked for.
-fn unrequested_block_wanted(parent_work: Option<cairn_chain::Work>, block_work: cairn_chain::Work, tip: cairn_chain::Work) -> bool {
+pub fn unrequested_block_wanted(parent_work: Option<cairn_chain::Work>, block_work: cairn_chain::Work, tip: cairn_chain::Work) -> bool {
     parent_work.is_some_and(|p| p.saturating_add(block_work) > tip)
 }
 

@@ -1,5 +1,6 @@
 //! Compact blocks being rebuilt: those whose missing transactions were asked of their sender
 //! (`get_block_txs`) and not yet delivered. Owned by the sync task; sans-IO (time injected).
+//! Public for the network simulator (`sim/`), which drives it as the sync task does.
 //!
 //! # Bounds
 //! At most [`MAX_PENDING`] blocks: a new one beyond that pushes out the oldest, which is then
@@ -15,14 +16,14 @@ use cairn_chain::compact::Partial;
 use crate::identity::NodeId;
 
 /// Most compact blocks waiting for missing transactions at once.
-pub(crate) const MAX_PENDING: usize = 8;
+pub const MAX_PENDING: usize = 8;
 
 /// How long a compact block waits for its missing transactions before the whole block is
 /// asked for.
-pub(crate) const BLOCK_TXS_TIMEOUT: Duration = Duration::from_secs(5);
+pub const BLOCK_TXS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A compact block waiting for transactions.
-pub(crate) struct Waiting {
+pub struct Waiting {
     /// Who sent it (and was asked for the rest).
     pub peer: NodeId,
     /// The block so far.
@@ -32,19 +33,19 @@ pub(crate) struct Waiting {
 
 /// The compact blocks waiting for transactions, by block hash.
 #[derive(Default)]
-pub(crate) struct Rebuilding {
+pub struct Rebuilding {
     waiting: HashMap<Hash, Waiting>,
 }
 
 impl Rebuilding {
     /// Whether this block is being rebuilt already (another peer's copy is then ignored).
-    pub(crate) fn contains(&self, hash: &Hash) -> bool {
+    pub fn contains(&self, hash: &Hash) -> bool {
         self.waiting.contains_key(hash)
     }
 
     /// Starts waiting for a block's missing transactions from `peer`. Returns a block pushed
     /// out to make room (to be fetched whole from its sender).
-    pub(crate) fn wait(&mut self, hash: Hash, peer: NodeId, partial: Partial, now: Instant) -> Option<(Hash, NodeId)> {
+    pub fn wait(&mut self, hash: Hash, peer: NodeId, partial: Partial, now: Instant) -> Option<(Hash, NodeId)> {
         let mut pushed = None;
         if self.waiting.len() >= MAX_PENDING
             && let Some(oldest) = self.waiting.iter().min_by_key(|(_, w)| w.since).map(|(h, _)| *h)
@@ -57,19 +58,19 @@ impl Rebuilding {
     }
 
     /// The block `peer` just sent transactions for, if we were waiting for them from it.
-    pub(crate) fn take(&mut self, hash: &Hash, peer: &NodeId) -> Option<Waiting> {
+    pub fn take(&mut self, hash: &Hash, peer: &NodeId) -> Option<Waiting> {
         if self.waiting.get(hash).is_some_and(|w| w.peer == *peer) { self.waiting.remove(hash) } else { None }
     }
 
     /// Blocks that waited too long, with their senders (to be fetched whole).
-    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(Hash, NodeId)> {
+    pub fn expire(&mut self, now: Instant) -> Vec<(Hash, NodeId)> {
         let late: Vec<Hash> = self.waiting.iter().filter(|(_, w)| now.saturating_duration_since(w.since) >= BLOCK_TXS_TIMEOUT).map(|(h, _)| *h).collect();
         late.into_iter().filter_map(|h| self.waiting.remove(&h).map(|w| (h, w.peer))).collect()
     }
 
     /// A peer left: its blocks are dropped (the tip comes again from another peer's
     /// announcement or status).
-    pub(crate) fn peer_gone(&mut self, peer: &NodeId) {
+    pub fn peer_gone(&mut self, peer: &NodeId) {
         self.waiting.retain(|_, w| w.peer != *peer);
     }
 }

@@ -74,8 +74,9 @@ pub(crate) const MAX_IN_FLIGHT: usize = 100_000;
 /// announcer's may be, and the peer re-announces them within a few rounds).
 pub(crate) const MAX_IN_FLIGHT_PER_PEER: usize = 16_384;
 
-/// A bounded map that forgets its oldest entries.
-pub(crate) struct Recent<V> {
+/// A bounded map that forgets its oldest entries (public for the network simulator, whose
+/// sync glue keeps the same maps).
+pub struct Recent<V> {
     map: HashMap<Hash, V>,
     order: VecDeque<Hash>,
 }
@@ -87,7 +88,8 @@ impl<V> Default for Recent<V> {
 }
 
 impl<V> Recent<V> {
-    pub(crate) fn insert(&mut self, k: Hash, v: V) {
+    /// Remembers `v` for `k` (a known `k` keeps its place); the oldest goes beyond the bound.
+    pub fn insert(&mut self, k: Hash, v: V) {
         if self.map.insert(k, v).is_none() {
             self.order.push_back(k);
             if self.order.len() > SOURCES
@@ -97,7 +99,8 @@ impl<V> Recent<V> {
             }
         }
     }
-    pub(crate) fn get(&self, k: &Hash) -> Option<&V> {
+    /// What is remembered for `k`.
+    pub fn get(&self, k: &Hash) -> Option<&V> {
         self.map.get(k)
     }
 }
@@ -123,9 +126,10 @@ struct InFlight {
 }
 
 /// Transactions asked of peers and not yet received: each is asked of one peer at a time.
-/// Sans-IO: the relay task feeds it announcements, arrivals, departures and the time.
+/// Sans-IO: the relay task feeds it announcements, arrivals, departures and the time. Public
+/// for the network simulator, which drives it as the relay task does.
 #[derive(Default)]
-pub(crate) struct TxRequests {
+pub struct TxRequests {
     in_flight: HashMap<Hash, InFlight>,
     /// How many of `in_flight` each peer holds.
     per_peer: HashMap<NodeId, usize>,
@@ -143,7 +147,7 @@ impl TxRequests {
     /// another peer take `from` as their second source instead. Past `from`'s share
     /// ([`MAX_IN_FLIGHT_PER_PEER`]) or [`MAX_IN_FLIGHT`], IDs wait in its backlog
     /// ([`TxRequests::ready`] asks them as room comes).
-    pub(crate) fn announced(&mut self, from: NodeId, ids: Vec<Hash>, now: Instant) -> Vec<Hash> {
+    pub fn announced(&mut self, from: NodeId, ids: Vec<Hash>, now: Instant) -> Vec<Hash> {
         let mut ask = Vec::new();
         for id in ids {
             let room = self.has_room(&from);
@@ -172,7 +176,7 @@ impl TxRequests {
 
     /// Backlogged IDs that fit their announcer's share now, to ask now (by peer). IDs that
     /// arrived meanwhile or are asked of another peer are skipped.
-    pub(crate) fn ready(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+    pub fn ready(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
         let mut ask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
         let peers: Vec<NodeId> = self.backlog.keys().copied().collect();
         for peer in peers {
@@ -217,7 +221,7 @@ impl TxRequests {
     /// A transaction arrived (from anyone): no longer wanted. (A backlogged copy of its ID is
     /// skipped when its turn comes only if it is in flight then; otherwise it is asked once
     /// more and arrives as a duplicate: cheaper than searching the backlogs here.)
-    pub(crate) fn received(&mut self, id: &Hash) {
+    pub fn received(&mut self, id: &Hash) {
         self.remove(id);
     }
 
@@ -225,7 +229,7 @@ impl TxRequests {
     /// others are asked of the same peer again (its answer may have been dropped by its full
     /// outbox), each up to [`MAX_ASKS`] times in all (returned, by peer, to be asked now);
     /// then they are dropped.
-    pub(crate) fn expire(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+    pub fn expire(&mut self, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
         let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
         while let Some((since, id)) = self.order.front().copied() {
             if now.saturating_duration_since(since) < TX_REQUEST_TIMEOUT {
@@ -242,7 +246,7 @@ impl TxRequests {
     }
 
     /// A peer left: what it was asked moves to the second sources (returned, by peer).
-    pub(crate) fn peer_gone(&mut self, peer: &NodeId, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
+    pub fn peer_gone(&mut self, peer: &NodeId, now: Instant) -> HashMap<NodeId, Vec<Hash>> {
         let mut reask: HashMap<NodeId, Vec<Hash>> = HashMap::new();
         let theirs: Vec<(Hash, InFlight)> = self.in_flight.iter().filter(|(_, f)| f.peer == *peer).map(|(id, f)| (*id, *f)).collect();
         for (id, f) in theirs {

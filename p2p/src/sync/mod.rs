@@ -22,7 +22,7 @@
 //! peers that send most). The schedule, orphan pool and source maps are bounded (see their
 //! modules).
 
-mod compact;
+pub mod compact;
 pub mod download;
 mod gossip;
 pub(crate) mod import;
@@ -36,7 +36,8 @@ use cairn_chain::{Block, Hash, Header, Work};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use gossip::{Recent, relay_transactions};
+pub(crate) use gossip::relay_transactions;
+pub use gossip::{Recent, TxRequests};
 
 use crate::channels::{PeerCmd, PeerStats, Standing, SyncMsg, SyncStatus};
 use crate::ctx::Ctx;

@@ -16,7 +16,12 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, RequestError> 
 
 /// Parses a hex value of a fixed-size type, naming what it should have been.
 pub fn parse_hex<T: std::str::FromStr>(s: &str, what: &'static str, code: &'static str) -> Result<T, RequestError> {
-    s.parse().map_err(|_| RequestError::malformed(code, format!("malformed {what} {:?}: expected lowercase hex", s.chars().take(80).collect::<String>())))
+    s.parse().map_err(|_| {
+        RequestError::malformed(
+            code,
+            format!("malformed {what} {:?}: expected hex digits of the right length (either case)", s.chars().take(80).collect::<String>()),
+        )
+    })
 }
 
 /// `limit` within 1..=`max` (default `default`), else `invalid_limit`.

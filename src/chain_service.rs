@@ -394,19 +394,10 @@ impl ChainHandle {
         let tip = self.tip().height;
         self.read(move |s| {
             let mut out = Vec::new();
-            let mut h = tip;
-            let mut step = 1u64;
-            loop {
+            for h in cairn_chain::locator_heights(tip) {
                 if let Some(hash) = s.hash_at(h)? {
                     out.push(hash);
                 }
-                if h == 0 {
-                    break;
-                }
-                if out.len() >= 10 {
-                    step = step.saturating_mul(2);
-                }
-                h = h.saturating_sub(step);
             }
             Ok(out)
         })

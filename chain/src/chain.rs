@@ -42,6 +42,25 @@ const ACCOUNT_CACHE_HALF: usize = 4096;
 /// blocks start another: bounds what one write holds in memory and puts into the memtables.
 const RUN_BATCH_BYTES: usize = 1 << 20;
 
+/// The heights of a block locator on a best chain ending at `tip`: the tip, then back 1, 2,
+/// 4, 8, … blocks after the first ten, ending with genesis (the node's rule; the simulator
+/// uses it too).
+pub fn locator_heights(tip: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut h = tip;
+    let mut step = 1u64;
+    loop {
+        out.push(h);
+        if h == 0 {
+            return out;
+        }
+        if out.len() >= 10 {
+            step = step.saturating_mul(2);
+        }
+        h = h.saturating_sub(step);
+    }
+}
+
 /// What accepting a block did.
 #[derive(Debug)]
 pub enum Outcome {

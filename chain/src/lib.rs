@@ -37,7 +37,7 @@ pub mod tx;
 pub mod waiting;
 
 pub use block::{Block, Header};
-pub use chain::{Chain, Outcome};
+pub use chain::{Chain, Outcome, locator_heights};
 pub use check::{CheckResult, CheckedBlock, check_blocks, check_header_alone, check_stateless, check_stateless_with};
 pub use error::{BlockError, Fault, StoreError, TxError};
 pub use hash::Hash;

@@ -246,25 +246,9 @@ impl ChainModel for RealChain {
     }
 }
 
-/// Block locator: the tip, then back 1, 2, 4, 8, … blocks (after the first ten), ending with
-/// genesis (the node's rule).
+/// A block locator over `hash_at` (the node's rule: [`cairn_chain::locator_heights`]).
 fn locator_of(tip: u64, hash_at: impl Fn(u64) -> Option<Hash>) -> Vec<Hash> {
-    let mut out = Vec::new();
-    let mut h = tip;
-    let mut step = 1u64;
-    loop {
-        if let Some(hash) = hash_at(h) {
-            out.push(hash);
-        }
-        if h == 0 {
-            break;
-        }
-        if out.len() >= 10 {
-            step = step.saturating_mul(2);
-        }
-        h = h.saturating_sub(step);
-    }
-    out
+    cairn_chain::locator_heights(tip).into_iter().filter_map(hash_at).collect()
 }
 
 #[cfg(test)]

@@ -226,12 +226,19 @@ async fn bench_sync(workload: Workload, n: usize, t: usize) -> (f64, Vec<Transac
     let start = Instant::now();
     let (child, url) = process::spawn_node(&data_d, &["--peers", &a.p2p_addr().to_string()]);
     // D's resident memory as the chain grows: sampled at each quarter of the chain.
-    let mut rss_curve: Vec<(u64, f64)> = Vec::new();
+    let mut rss_curve: Vec<(u64, f64, f64, f64)> = Vec::new();
+    // Where the peak was reached (height, MiB), from the samples every 50 ms.
+    let mut highest = (0u64, 0.0f64);
     loop {
         let s = status(&http, &url).await;
         let height = s.as_ref().and_then(|s| s["height"].as_u64()).unwrap_or(0);
+        let now = proc_status_mib(child.id(), "VmRSS:");
+        if now > highest.1 {
+            highest = (height, now);
+        }
         if rss_curve.len() < 4 && height * 4 >= (rss_curve.len() as u64 + 1) * n as u64 {
-            rss_curve.push((height, proc_status_mib(child.id(), "VmRSS:")));
+            let pid = child.id();
+            rss_curve.push((height, proc_status_mib(pid, "VmRSS:"), proc_status_mib(pid, "RssAnon:"), proc_status_mib(pid, "RssFile:")));
         }
         if s.as_ref().and_then(|s| s["best_hash"].as_str()) == Some(want.as_str()) {
             break;
@@ -248,8 +255,8 @@ async fn bench_sync(workload: Workload, n: usize, t: usize) -> (f64, Vec<Transac
         "sync {n} blocks x {t} tx, {workload:?} workload (fresh `cairn node` child from an in-process peer, spawn to A's tip): {s:.2} s, {:.0} blocks/s, {tps:.0} tx/s, peak RSS {rss:.1} MiB, CPU {cpu:.2} s (user+sys of the child; its chain thread {chain_cpu:.2} s)",
         n as f64 / s
     );
-    let curve: Vec<String> = rss_curve.iter().map(|(h, m)| format!("{m:.1} MiB at height {h}")).collect();
-    println!("  RSS as the chain grows: {}", curve.join(", "));
+    let curve: Vec<String> = rss_curve.iter().map(|(h, m, anon, file)| format!("{m:.1} MiB at height {h} (heap {anon:.1}, mapped files {file:.1})")).collect();
+    println!("  RSS as the chain grows: {}; highest sample {:.1} MiB at height {}", curve.join(", "), highest.1, highest.0);
     let (first, child) = restart(&http, child, &data_d, &want).await;
     let (second, mut child) = restart(&http, child, &data_d, &want).await;
     println!("  first restart after sync: {first:.3} s (spawn to /status); second restart: {second:.3} s");

@@ -104,6 +104,7 @@ pub mod service;
 pub mod sync;
 pub mod tls;
 pub mod transport;
+mod udp;
 pub mod verdict;
 pub mod wire;
 

@@ -65,7 +65,10 @@ pub fn configs(identity: &NodeIdentity, cfg: &P2pConfig) -> Result<(quinn::Serve
 /// runtime.
 pub fn bind(identity: &NodeIdentity, cfg: &P2pConfig, addr: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
     let (server, client) = configs(identity, cfg)?;
-    let mut endpoint = quinn::Endpoint::server(server, addr).map_err(|source| TransportError::Bind { addr, source })?;
+    let bind_error = |source| TransportError::Bind { addr, source };
+    let runtime = quinn::default_runtime().ok_or_else(|| bind_error(std::io::Error::other("no async runtime")))?;
+    let socket = crate::udp::wrap(std::net::UdpSocket::bind(addr).map_err(bind_error)?, &runtime).map_err(bind_error)?;
+    let mut endpoint = quinn::Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), Some(server), socket, runtime).map_err(bind_error)?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
 }

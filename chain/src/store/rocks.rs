@@ -17,17 +17,24 @@ use crate::error::StoreError;
 /// The largest tunable share of a syncing node's memory: 16 MiB kept a 20,000-block sync at
 /// ~70 MiB peak RSS, 8 MiB at ~63 MiB, for more flushes and compaction (~+20% CPU-seconds
 /// there, measured under load).
-const MEMTABLE_BUDGET: usize = 8 << 20;
+const MEMTABLE_BUDGET: usize = 6 << 20;
 /// Size at which one column family's memtable is flushed: small memtables keep inserts and
 /// reads in them cache-friendly.
-const MEMTABLE_BYTES: usize = 4 << 20;
+const MEMTABLE_BYTES: usize = 3 << 20;
 /// The block cache shared by every column family: data blocks, and the index and filter
 /// partitions of every table (see [`cf_options`]).
-const BLOCK_CACHE_BYTES: usize = 8 << 20;
+const BLOCK_CACHE_BYTES: usize = 4 << 20;
+/// A memtable's allocation unit (RocksDB: an eighth of the memtable, 512 KiB here). Every
+/// column family written holds at least one, so small units keep the rarely written ones
+/// from holding half a MiB each.
+const ARENA_BLOCK_BYTES: usize = 64 << 10;
+/// Buffer of each file being written (the write-ahead log, and tables and blob files being
+/// flushed or compacted; RocksDB: 1 MiB each, ~3 MiB held while a node syncs).
+const FILE_WRITE_BUFFER: u64 = 256 << 10;
 /// Level-0 tables of a column family that start a compaction into level 1 (RocksDB: 4).
 const L0_COMPACTION_TRIGGER: i32 = 8;
 /// Read-ahead per input table of a compaction.
-const COMPACTION_READAHEAD: usize = 256 << 10;
+const COMPACTION_READAHEAD: usize = 64 << 10;
 /// Write-ahead log size past which the column families holding its oldest records flush.
 const MAX_WAL_BYTES: u64 = 32 << 20;
 
@@ -55,6 +62,7 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
     o.set_block_based_table_factory(&table);
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_write_buffer_size(MEMTABLE_BYTES);
+    o.set_arena_block_size(ARENA_BLOCK_BYTES);
     // Small memtables flush small level-0 tables; compacting them into level 1 rewrites the
     // level-1 tables they overlap (all of them, for random keys), so wait for more of them.
     o.set_level_zero_file_num_compaction_trigger(L0_COMPACTION_TRIGGER);
@@ -102,6 +110,7 @@ impl Rocks {
         // default 2 MiB read-ahead buffer per input table made a compaction of ten tables hold
         // 20 MiB.
         opts.set_compaction_readahead_size(COMPACTION_READAHEAD);
+        opts.set_writable_file_max_buffer_size(FILE_WRITE_BUFFER);
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let cfs = ALL_CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {

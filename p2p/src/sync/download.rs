@@ -40,7 +40,7 @@ pub const WINDOW: usize = 1024;
 /// here keep it fed; more only costs memory (a node syncing small blocks held the whole
 /// window, ~10 MiB, once checks outpaced commits). A block larger than this is still fetched
 /// (one at a time: nothing past an arrived block is asked for while this many bytes wait).
-pub const MAX_BUFFERED: usize = 4 << 20;
+pub const MAX_BUFFERED: usize = 2 << 20;
 /// Most `GetBlocks` requests one peer has outstanding.
 pub const REQUESTS_PER_PEER: usize = 2;
 /// Most wanted hashes queued from headers (asking for more headers waits below this).

@@ -39,7 +39,7 @@ use crate::ctx::Ctx;
 use crate::identity::NodeId;
 use crate::wire::Message;
 
-/// How many block/transaction sources are remembered (to skip them when relaying).
+/// How many transaction sources are remembered (to skip them when relaying).
 const SOURCES: usize = 65_536;
 
 /// Most pending transactions announced to a peer that just connected (the mempool's default
@@ -79,20 +79,27 @@ pub(crate) const MAX_IN_FLIGHT_PER_PEER: usize = 16_384;
 pub struct Recent<V> {
     map: HashMap<Hash, V>,
     order: VecDeque<Hash>,
+    bound: usize,
 }
 
 impl<V> Default for Recent<V> {
+    /// Bounded like the relay's transaction sources.
     fn default() -> Self {
-        Recent { map: HashMap::new(), order: VecDeque::new() }
+        Recent::new(SOURCES)
     }
 }
 
 impl<V> Recent<V> {
+    /// An empty map that remembers at most `bound` entries.
+    pub fn new(bound: usize) -> Self {
+        Recent { map: HashMap::new(), order: VecDeque::new(), bound: bound.max(1) }
+    }
+
     /// Remembers `v` for `k` (a known `k` keeps its place); the oldest goes beyond the bound.
     pub fn insert(&mut self, k: Hash, v: V) {
         if self.map.insert(k, v).is_none() {
             self.order.push_back(k);
-            if self.order.len() > SOURCES
+            if self.order.len() > self.bound
                 && let Some(old) = self.order.pop_front()
             {
                 self.map.remove(&old);

@@ -1111,10 +1111,11 @@ impl Worker {
         if txs.is_empty() {
             return;
         }
-        self.sigcache.insert(txs.iter().map(Transaction::id));
+        let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
+        self.sigcache.insert(ids.iter().copied());
         self.metrics.txs_accepted(txs.len());
         let now = now_ms();
-        self.arrivals.extend(txs.iter().map(|t| (t.id(), now)));
+        self.arrivals.extend(ids.into_iter().map(|id| (id, now)));
         // Nobody listening is fine (no p2p yet, or no peers).
         let _ = self.txs.send(txs.into());
     }

@@ -421,9 +421,10 @@ impl Chain {
         let Some(start) = run.start.take() else { return true };
         let blocks = std::mem::take(&mut run.blocks);
         let changes = std::mem::take(&mut run.changes);
-        run.bytes = 0;
+        let bytes = std::mem::take(&mut run.bytes);
         let store = self.store.clone();
-        let mut b = store.batch();
+        // The estimate plus a quarter: the accounts and the pool's floor are not in it.
+        let mut b = store.batch_with_capacity(bytes + bytes / 4);
         for (rec, block, _, _) in &blocks {
             b.put_block(rec, &block.transactions);
         }

@@ -42,6 +42,10 @@ proptest! {
     fn transaction_round_trip(tx in arb_tx()) {
         let bytes = tx.encode();
         prop_assert_eq!(bytes.len(), Transaction::ENCODED_LEN);
+        // The allocation-free encoding the ID is hashed from is the same bytes.
+        let fixed = tx.to_bytes();
+        prop_assert_eq!(fixed.as_slice(), bytes.as_slice());
+        prop_assert_eq!(tx.id(), Hash::digest(&bytes));
         prop_assert_eq!(Transaction::decode(&bytes).unwrap(), tx);
         prop_assert!(Transaction::decode(&bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();

@@ -46,12 +46,16 @@ impl Kv {
         }
     }
 
-    /// An empty batch for this backend.
-    pub(super) fn batch(&self) -> Ops<'_> {
+    /// An empty batch for this backend, with room for about `bytes` of writes (RocksDB's
+    /// batch is one growing buffer: reserved, it is never copied into a buffer twice its size).
+    pub(super) fn batch(&self, bytes: usize) -> Ops<'_> {
         match self {
             #[cfg(feature = "rocksdb")]
-            Kv::Rocks(db) => Ops::Rocks(db, rocksdb::WriteBatch::default()),
-            Kv::Memory(m) => Ops::Memory(m, Vec::new()),
+            Kv::Rocks(db) => Ops::Rocks(db, if bytes == 0 { rocksdb::WriteBatch::default() } else { rocksdb::WriteBatch::with_capacity_bytes(bytes) }),
+            Kv::Memory(m) => {
+                let _ = bytes;
+                Ops::Memory(m, Vec::new())
+            }
         }
     }
 

@@ -382,7 +382,13 @@ impl Store {
 
     /// Starts a batch of changes.
     pub fn batch(&self) -> StoreBatch<'_> {
-        StoreBatch { ops: self.kv.batch() }
+        StoreBatch { ops: self.kv.batch(0) }
+    }
+
+    /// An empty batch with room reserved for about `bytes` of writes: a large batch (a sync's
+    /// run) then never holds its buffer twice, old and new, while it grows.
+    pub fn batch_with_capacity(&self, bytes: usize) -> StoreBatch<'_> {
+        StoreBatch { ops: self.kv.batch(bytes) }
     }
 
     /// Writes a batch atomically without waiting for an fsync, whatever the sync setting: it

@@ -1,7 +1,7 @@
 //! The transaction relay's part (sync/gossip.rs's `relay_transactions`), in the scenarios
 //! (`SimConfig::tx_relay`): new mempool transactions announced by ID to every peer but their
 //! source (`tx_ids`, flushed at each beat: every 250 ms instead of 100 ms), the whole mempool
-//! to a peer that joins and part of it to every peer every 10 s, and what peers announce and
+//! to a peer that joins and part of it to every peer every 2 s, and what peers announce and
 //! we lack fetched through the real `TxRequests` (one peer at a time, the second announcer
 //! or the same one again after 2 s or when the first leaves; announcements past a peer's
 //! share wait in its backlog). The mempool holds pool transactions by index: their
@@ -10,7 +10,7 @@
 use super::*;
 
 /// How often part of the mempool is announced again (gossip.rs's `REANNOUNCE_EVERY`).
-const REANNOUNCE_EVERY: Time = 10 * SECOND;
+const REANNOUNCE_EVERY: Time = 2 * SECOND;
 /// Most IDs announced again per round, or to a peer that joins (gossip.rs's `RECONCILE_MAX`).
 const RECONCILE_MAX: usize = 20_000;
 

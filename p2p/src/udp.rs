@@ -87,3 +87,29 @@ impl AsyncUdpSocket for NoGro {
         self.inner.may_fragment()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wrapped socket says one segment per datagram (quinn sizes its buffer by it), and on
+    /// Linux the kernel has receive offload off, so no read can bring more than that.
+    #[tokio::test]
+    async fn the_socket_reads_one_datagram_at_a_time() {
+        let runtime = quinn::default_runtime().expect("tokio runtime");
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        #[cfg(target_os = "linux")]
+        let handle = socket.try_clone().expect("clone");
+        let wrapped = wrap(socket, &runtime).expect("wrap");
+        assert_eq!(wrapped.max_receive_segments(), 1);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mut on: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: a valid descriptor, and an output buffer of the size passed.
+            let r = unsafe { libc::getsockopt(handle.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, (&raw mut on).cast(), &mut len) };
+            assert!(r != 0 || on == 0, "UDP_GRO is still on ({on})");
+        }
+    }
+}

@@ -64,6 +64,13 @@ pub(crate) const REANNOUNCE_QUIET: Duration = Duration::from_secs(2);
 /// New transactions per [`REANNOUNCE_QUIET`] below which the node counts as quiet.
 pub(crate) const QUIET_BELOW: usize = 1000;
 
+/// Whether a round of re-announcement goes out at this tick, given the new transactions since
+/// the last tick and the time since the last round: at every tick while quiet, at most every
+/// [`REANNOUNCE_EVERY`] while busy.
+fn round_due(fresh: usize, since_last_round: Duration) -> bool {
+    fresh < QUIET_BELOW || since_last_round >= REANNOUNCE_EVERY
+}
+
 /// How long an ID waits for company before its announcement goes out.
 pub(crate) const RELAY_FLUSH: Duration = Duration::from_millis(100);
 
@@ -376,8 +383,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 continue;
             }
             _ = reannounce.tick() => {
-                let busy = std::mem::take(&mut fresh) >= QUIET_BELOW;
-                if busy && last_round.elapsed() < REANNOUNCE_EVERY {
+                if !round_due(std::mem::take(&mut fresh), last_round.elapsed()) {
                     continue;
                 }
                 last_round = tokio::time::Instant::now();
@@ -500,6 +506,19 @@ mod tests {
 
     fn ids(range: std::ops::Range<u8>) -> Vec<Hash> {
         range.map(|b| Hash([b; 32])).collect()
+    }
+
+    #[test]
+    fn rounds_go_out_at_every_tick_while_quiet_and_every_ten_seconds_under_load() {
+        // Quiet: every tick, however recent the last round.
+        assert!(round_due(0, REANNOUNCE_QUIET));
+        assert!(round_due(QUIET_BELOW - 1, REANNOUNCE_QUIET));
+        // Busy: not before REANNOUNCE_EVERY since the last round, then yes (progress under a
+        // load that never stops).
+        assert!(!round_due(QUIET_BELOW, REANNOUNCE_QUIET));
+        assert!(!round_due(usize::MAX, REANNOUNCE_EVERY - Duration::from_millis(1)));
+        assert!(round_due(usize::MAX, REANNOUNCE_EVERY));
+        assert!(REANNOUNCE_QUIET < REANNOUNCE_EVERY);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use super::*;
 
-/// How often part of the mempool is announced again (gossip.rs's `REANNOUNCE_EVERY`).
+/// How often part of the mempool is announced again (gossip.rs's `REANNOUNCE_QUIET`: the
+/// simulated loads are light, so the node's slower pace under load is not modelled).
 const REANNOUNCE_EVERY: Time = 2 * SECOND;
 /// Most IDs announced again per round, or to a peer that joins (gossip.rs's `RECONCILE_MAX`).
 const RECONCILE_MAX: usize = 20_000;

@@ -16,7 +16,7 @@ fn main() {
     // blocks, compaction buffers, network frames) go back to the system when freed instead of
     // leaving holes in the heap (by default the threshold rises to the largest freed chunk).
     // 256 KiB, not glibc's 128 KiB: a relayed message of 1000 transactions (~190 KB), one of
-    // 4096 IDs (~130 KB) and a 64-signature batch verification's tables (~130 KB) come and go
+    // 4096 IDs (~130 KB) and a batch verification's tables (~100-130 KB) come and go
     // thousands of times a second under load, and as mappings each cost page faults and
     // zeroed pages (~5% of a loaded 3-node machine's CPU in a profile).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -41,7 +41,8 @@ fn gro_off(socket: &UdpSocket) -> io::Result<()> {
     if r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::ENOPROTOOPT) { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// Elsewhere quinn's socket reports its own offload, which this wrapper then caps.
+/// Elsewhere nothing to turn off: of the Unix systems, quinn-udp coalesces received
+/// datagrams only on Linux.
 #[cfg(not(target_os = "linux"))]
 fn gro_off(_socket: &UdpSocket) -> io::Result<()> {
     Ok(())

@@ -16,7 +16,7 @@ use crate::error::StoreError;
 /// Memory all memtables together may use before RocksDB flushes the largest.
 /// The largest tunable share of a syncing node's memory (heaptrack: memtables peak at ~10 MiB
 /// under this budget, while flushes catch up). With the other bounds here, a 20,000-block
-/// sync of 50 fresh-address transfers a block peaks at ~63 MiB RSS (~20 MiB of it the
+/// sync of 50 fresh-address transfers a block peaks at ~61-63 MiB RSS (~20 MiB of it the
 /// binary's own pages) at 37-43k tx/s; with 8 MiB memtables and an 8 MiB block cache it
 /// peaked at ~73 MiB, no faster.
 const MEMTABLE_BUDGET: usize = 6 << 20;

@@ -17,6 +17,9 @@
 //!    dropped links, whether the nodes share one tip and whether every accepted transfer was
 //!    confirmed.
 //!
+//! `THROUGHPUT_RATE=N` paces the network load at N transfers a second (below capacity, the
+//! CPU per transfer it prints is what each one costs, without overload's backlogs).
+//!
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/cairn/target cargo bench --bench throughput` (prints
 //! figures, asserts only correctness). `CAIRN_BIN=path/to/cairn` runs another build of the
 //! node (an older one for "before" figures; it must speak single `POST /txs` only:
@@ -319,6 +322,9 @@ async fn post_batch(http: &reqwest::Client, url: &str, txs: &[Transaction]) -> V
 
 async fn network() {
     let secs: u64 = std::env::var("THROUGHPUT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    // A load below the network's capacity measures what each transfer costs, apart from the
+    // effects of overload (backlogs, relay lag): `THROUGHPUT_RATE` transfers a second in all.
+    let rate: Option<f64> = std::env::var("THROUGHPUT_RATE").ok().and_then(|v| v.parse().ok());
     let chain_path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/loadtest.toml");
     let spec = ChainSpec::load(std::path::Path::new(chain_path)).expect("load-test spec");
     let genesis = spec.genesis().hash();
@@ -400,7 +406,14 @@ async fn network() {
         posters.push(tokio::spawn(async move {
             let mut next = vec![0u64; keys.len()];
             let mut turn = 0usize;
+            // Paced: one array per period from each of the 3 × NET_POSTERS posters.
+            let period = rate.map(|r| std::time::Duration::from_secs_f64(NET_BATCH as f64 * 3.0 * NET_POSTERS as f64 / r));
+            let mut due = tokio::time::Instant::now();
             while Instant::now() < end {
+                if let Some(period) = period {
+                    tokio::time::sleep_until(due).await;
+                    due += period;
+                }
                 // Round robin over this poster's senders, nonces in order.
                 let mut plan = Vec::with_capacity(NET_BATCH);
                 for _ in 0..NET_BATCH {
@@ -493,10 +506,30 @@ async fn network() {
         peers.push(get_json(&http, &format!("{}/p2p/peers", n.url)).await["count"].as_u64().unwrap_or(0));
     }
     let disconnections = disconnections.saturating_sub(links_before);
+    // What each transaction cost: CPU of every node and of this load generator, and how many
+    // signatures each node verified (once per transaction is the floor: intake or block).
+    let mut cpu = Vec::new();
+    let mut verified = Vec::new();
+    let mut hits = Vec::new();
+    for n in &nodes {
+        cpu.push(cpu_secs(n.child.id()));
+        let m = get_text(&http, &format!("{}/metrics", n.url)).await;
+        verified.push(metric_sum(&m, "cairn_signatures_verified_total"));
+        hits.push(metric_sum(&m, "cairn_sigcache_hits_total"));
+    }
+    let own_cpu = cpu_secs(std::process::id());
+    let per_tx = |s: f64| s * 1e6 / confirmed.max(1) as f64;
     println!(
-        "network (3 nodes, triangle, load-test spec, {secs} s of load): {accepted} transfers accepted ({:.0} tx/s), {refused} refused; \
+        "network: CPU per confirmed transfer: nodes {:?} µs, load generator {:.0} µs; signatures verified per node {verified:?} (per transfer {:?}), of block signatures found verified {hits:?}",
+        cpu.iter().map(|s| per_tx(*s).round()).collect::<Vec<_>>(),
+        per_tx(own_cpu),
+        verified.iter().map(|v| format!("{:.2}", *v as f64 / confirmed.max(1) as f64)).collect::<Vec<_>>(),
+    );
+    println!(
+        "network (3 nodes, triangle, load-test spec, {secs} s of load{}): {accepted} transfers accepted ({:.0} tx/s), {refused} refused; \
          {confirmed_in_load} confirmed during the load = {:.0} confirmed tx/s; \
          all {confirmed} confirmed {drain_secs:.1} s after the start = {:.0} confirmed tx/s",
+        rate.map_or(String::new(), |r| format!(" paced at {r} tx/s")),
         accepted as f64 / load_secs,
         confirmed_in_load as f64 / load_secs,
         confirmed as f64 / drain_secs,

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_chain::compact::{CompactBlock, Partial};
 use cairn_chain::hash::BoundedSet;
+use cairn_chain::in_flight::{InFlight, Ticket};
 use cairn_chain::store::{StoreBatch, TxLocation};
 use cairn_chain::{
     Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, CheckResult, CheckedBlock, Hash, Header, Mempool, MempoolLimits, Outcome, SigCache,
@@ -168,8 +169,23 @@ pub enum ServiceError {
 
 type Reply<T> = oneshot::Sender<T>;
 
-/// A batch back from the cheap checks, with each one's verdict.
-type Prechecked = (Vec<Transaction>, Vec<Result<(), TxError>>);
+/// A batch back from the cheap checks: its transactions, their IDs (hashed once, on the
+/// chain thread, and carried from there to admission), each one's verdict, and the ticket that
+/// holds the passed ones in flight until `Admit` hands it back.
+struct Prechecked {
+    txs: Vec<Transaction>,
+    ids: Vec<TxId>,
+    verdicts: Vec<Result<(), TxError>>,
+    ticket: Ticket,
+}
+
+/// Transactions admitted by one call, with their IDs, in order.
+type Admitted = (Vec<TxId>, Vec<Transaction>);
+
+/// How long a batch's IDs stay in flight at most (see [`InFlight`]): only a batch whose
+/// verification panicked never comes back; a live one takes seconds at worst (the intake
+/// queue's backlog under load). Past it, a copy of the same transaction is verified again.
+const IN_FLIGHT_TTL_MS: u64 = 60_000;
 
 /// What a commit (one block or a run) did to the best chain.
 #[derive(Default)]
@@ -187,10 +203,11 @@ enum Command {
     NoteInvalid(Vec<(Hash, BlockError)>),
     /// The cheap checks of a batch, before signatures are verified elsewhere.
     Precheck(Vec<Transaction>, Reply<Prechecked>),
-    /// Transactions whose signatures were verified (`true`) or found bad (`false`): admit the
-    /// good ones (one unsynced write for the batch). Relayed ones (`true`) whose nonce is past
-    /// the sender's next wait for their predecessors ([`Waiting`]).
-    Admit(Vec<(Transaction, bool)>, bool, Reply<Vec<Result<TxId, TxError>>>),
+    /// Transactions (with their IDs) whose signatures were verified (`true`) or found bad
+    /// (`false`): admit the good ones (one unsynced write for the batch), and hand back the
+    /// batch's ticket. Relayed ones (`true`) whose nonce is past the sender's next wait for
+    /// their predecessors ([`Waiting`]).
+    Admit(Vec<(Transaction, TxId, bool)>, bool, Ticket, Reply<Vec<Result<TxId, TxError>>>),
     /// Make the unsynced writes durable (sent every [`WAL_SYNC_INTERVAL`]).
     SyncWal,
     Template(Address, Reply<Result<Template, StoreError>>),
@@ -209,8 +226,8 @@ enum Command {
     PendingIds(usize, usize, Reply<Vec<TxId>>),
     /// The pending transactions among these IDs (a peer's `get_txs`).
     PendingByIds(Vec<TxId>, Reply<Vec<Transaction>>),
-    /// Those of these IDs worth fetching: not pending, not waiting for a predecessor, not
-    /// known to carry a bad signature, not refused since the last tip.
+    /// Those of these IDs worth fetching: not pending, not being verified, not waiting for a
+    /// predecessor, not known to carry a bad signature, not refused since the last tip.
     Lacking(Vec<TxId>, Reply<Vec<TxId>>),
     /// Rebuilds a compact block from the mempool.
     Rebuild(Box<CompactBlock>, Reply<Partial>),
@@ -262,7 +279,7 @@ impl ChainHandle {
         // Pending transactions persisted before a crash come back, in nonce order per sender.
         // Entries the pool does not take back (confirmed by a block above the floor, or refused
         // now) are deleted: the persisted mempool mirrors the one in memory.
-        let mut restored = 0;
+        let mut restored = Vec::new();
         let mut saved = store.mempool_entries(limits.max_txs.saturating_mul(2))?;
         saved.sort_by_key(|(_, tx)| (tx.sender(), tx.nonce));
         let mut dead = store.batch();
@@ -271,14 +288,16 @@ impl ChainHandle {
             match mempool.insert(tx, &chain) {
                 Ok(_) => {
                     chain.pool_mut().restored(id, seq);
-                    restored += 1;
+                    restored.push(id);
                 }
                 Err(_) => dead.delete_mempool_tx(seq),
             }
         }
         store.write(dead)?;
-        if restored > 0 {
-            tracing::info!(target: "chain::mempool", restored, "restored pending transactions");
+        if !restored.is_empty() {
+            tracing::info!(target: "chain::mempool", restored = restored.len(), "restored pending transactions");
+            // `insert` verified them: a block carrying them does not verify them again.
+            sigcache.insert(restored);
         }
         metrics.set_height(chain.tip().header.height);
         metrics.set_mempool(mempool.len());
@@ -295,12 +314,12 @@ impl ChainHandle {
             events: events.clone(),
             arrivals: HashMap::new(),
             metrics,
-            sigcache: sigcache.clone(),
             bad_signatures: BoundedSet::new(BAD_SIGNATURES),
             // Half the mempool's size: a few seconds of out-of-order arrivals at any load the
             // mempool can hold.
             waiting: Waiting::new((limits.max_txs / 2).max(1_000)),
             rejected: BoundedSet::new(BAD_SIGNATURES),
+            in_flight: InFlight::new(IN_FLIGHT_TTL_MS),
             unsynced: false,
         };
         // The group commit's clock: a tiny thread that asks for a WAL sync every interval and
@@ -504,13 +523,21 @@ impl ChainHandle {
         if txs.is_empty() {
             return Ok(Vec::new());
         }
-        let (txs, pre) = self.ask_intake(|r| Command::Precheck(txs, r)).await?;
-        let passed: Vec<usize> = (0..txs.len()).filter(|i| pre[*i].is_ok()).collect();
-        let mut out: Vec<Result<TxId, TxError>> = pre.into_iter().zip(&txs).map(|(r, tx)| r.map(|()| tx.id())).collect();
+        // Its own task: once the cheap checks have put a batch in flight, it runs to admission
+        // (which hands its ticket back) even if the caller goes away meanwhile (an RPC client
+        // disconnects, a peer's task ends).
+        let this = self.clone();
+        tokio::spawn(async move { this.submit_batch(txs, relayed).await }).await.map_err(|_| ServiceError::Stopped)?
+    }
+
+    async fn submit_batch(&self, txs: Vec<Transaction>, relayed: bool) -> Result<Vec<Result<TxId, TxError>>, ServiceError> {
+        let Prechecked { txs, ids, verdicts, ticket } = self.ask_intake(|r| Command::Precheck(txs, r)).await?;
+        let passed: Vec<usize> = (0..txs.len()).filter(|i| verdicts[*i].is_ok()).collect();
+        let mut out: Vec<Result<TxId, TxError>> = verdicts.into_iter().zip(&ids).map(|(r, id)| r.map(|()| *id)).collect();
         if passed.is_empty() {
             return Ok(out);
         }
-        let todo: Vec<Transaction> = passed.iter().map(|i| txs[*i].clone()).collect();
+        let todo: Vec<(Transaction, TxId)> = txs.into_iter().zip(ids).zip(&out).filter(|(_, r)| r.is_ok()).map(|(pair, _)| pair).collect();
         let cache = self.sigcache.clone();
         let (todo, ok) = tokio::task::spawn_blocking(move || {
             let ok = verify_signatures(&todo, &cache);
@@ -518,7 +545,8 @@ impl ChainHandle {
         })
         .await
         .map_err(|_| ServiceError::Stopped)?;
-        let admitted = self.ask_intake(|r| Command::Admit(todo.into_iter().zip(ok).collect(), relayed, r)).await?;
+        let batch = todo.into_iter().zip(ok).map(|((tx, id), ok)| (tx, id, ok)).collect();
+        let admitted = self.ask_intake(|r| Command::Admit(batch, relayed, ticket, r)).await?;
         for (i, r) in passed.into_iter().zip(admitted) {
             out[i] = r;
         }
@@ -662,7 +690,6 @@ struct Worker {
     /// block), so it stays within about twice the pool's bound.
     arrivals: HashMap<TxId, u64>,
     metrics: Arc<Metrics>,
-    sigcache: Arc<SigCache>,
     /// IDs of transactions refused for a bad signature (the recent-rejects filter).
     bad_signatures: BoundedSet,
     /// Relayed transactions waiting for an earlier nonce of their sender.
@@ -671,6 +698,10 @@ struct Worker {
     /// again before the next tip (Bitcoin Core's recent-rejects filter; at the bound the
     /// oldest is forgotten, and fetched again if announced).
     rejected: BoundedSet,
+    /// IDs of the batches between their cheap checks and admission (signatures being
+    /// verified): a copy arriving meanwhile is a duplicate. Holds what the intake queue and
+    /// the verifiers hold, and no more (tickets expire).
+    in_flight: InFlight,
     /// Mempool writes since the last WAL sync.
     unsynced: bool,
 }
@@ -682,37 +713,46 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
-/// Verifies the signatures of `txs` under the chain's rule, in parallel batches (one thread per
-/// core, batches of [`VERIFY_CHUNK`]; a failed batch is retried one by one to find the bad
-/// ones). Transactions in `cache` are taken as verified. Counts what it verifies.
-fn verify_signatures(txs: &[Transaction], cache: &SigCache) -> Vec<bool> {
-    let todo: Vec<usize> = (0..txs.len()).filter(|i| !cache.contains(&txs[*i].id())).collect();
+/// Verifies the signatures of `txs` (each with its ID) under the chain's rule, in parallel
+/// batches (one thread per core, batches of [`VERIFY_CHUNK`]; a failed batch is retried one by
+/// one to find the bad ones). Transactions in `cache` are taken as verified, looked up just
+/// before each batch (a copy verified meanwhile by another intake batch, or by a block that
+/// carried it, is not verified again); those found good go into it at once, whatever their
+/// admission then says. Counts what it verifies.
+fn verify_signatures(txs: &[(Transaction, TxId)], cache: &SigCache) -> Vec<bool> {
     let mut ok = vec![true; txs.len()];
-    if todo.is_empty() {
+    if txs.is_empty() {
         return ok;
     }
-    cache.count_verified(todo.len());
     let check = |idx: &[usize]| -> Vec<(usize, bool)> {
-        let msgs: Vec<Vec<u8>> = idx.iter().map(|i| txs[*i].signing_message()).collect();
-        if cairn_chain::signature::verify_batch(idx.iter().zip(&msgs).map(|(i, m)| (&txs[*i].from, m.as_slice(), &txs[*i].signature))) {
-            return idx.iter().map(|i| (*i, true)).collect();
+        let cached = cache.contains_each(idx.iter().map(|i| &txs[*i].1));
+        let idx: Vec<usize> = idx.iter().zip(cached).filter(|(_, c)| !c).map(|(i, _)| *i).collect();
+        if idx.is_empty() {
+            return Vec::new();
         }
-        idx.iter().zip(&msgs).map(|(i, m)| (*i, cairn_chain::signature::verify(&txs[*i].from, m, &txs[*i].signature))).collect()
+        cache.count_verified(idx.len());
+        let msgs: Vec<Vec<u8>> = idx.iter().map(|i| txs[*i].0.signing_message()).collect();
+        let good: Vec<(usize, bool)> =
+            if cairn_chain::signature::verify_batch(idx.iter().zip(&msgs).map(|(i, m)| (&txs[*i].0.from, m.as_slice(), &txs[*i].0.signature))) {
+                idx.iter().map(|i| (*i, true)).collect()
+            } else {
+                idx.iter().zip(&msgs).map(|(i, m)| (*i, cairn_chain::signature::verify(&txs[*i].0.from, m, &txs[*i].0.signature))).collect()
+            };
+        cache.insert(good.iter().filter(|(_, g)| *g).map(|(i, _)| txs[*i].1));
+        good
     };
+    let all: Vec<usize> = (0..txs.len()).collect();
     let cores = cores();
-    let results: Vec<(usize, bool)> = if todo.len() <= VERIFY_CHUNK || cores == 1 {
-        todo.chunks(VERIFY_CHUNK).flat_map(check).collect()
+    let results: Vec<(usize, bool)> = if all.len() <= VERIFY_CHUNK || cores == 1 {
+        all.chunks(VERIFY_CHUNK).flat_map(check).collect()
     } else {
-        let per = todo.len().div_ceil(cores);
+        let per = all.len().div_ceil(cores);
         std::thread::scope(|s| {
-            let handles: Vec<_> = todo.chunks(per).map(|part| s.spawn(move || part.chunks(VERIFY_CHUNK).flat_map(check).collect::<Vec<_>>())).collect();
+            let handles: Vec<_> = all.chunks(per).map(|part| s.spawn(move || part.chunks(VERIFY_CHUNK).flat_map(check).collect::<Vec<_>>())).collect();
             // A panicking verifier is a bug; its transactions count as unverified (bad).
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            handles.into_iter().zip(all.chunks(per)).flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(|i| (*i, false)).collect())).collect()
         })
     };
-    for i in &todo {
-        ok[*i] = false;
-    }
     for (i, good) in results {
         ok[i] = good;
     }
@@ -792,10 +832,14 @@ impl Worker {
                     }
                 }
                 Command::Precheck(txs, reply) => {
-                    let r = self.precheck(&txs);
-                    let _ = reply.send((txs, r));
+                    let r = self.precheck(txs);
+                    if let Err(r) = reply.send(r) {
+                        // Its submitter is gone (it runs in a task of its own: only at shutdown).
+                        self.in_flight.release(r.ticket);
+                    }
                 }
-                Command::Admit(txs, relayed, reply) => {
+                Command::Admit(txs, relayed, ticket, reply) => {
+                    self.in_flight.release(ticket);
                     let r = self.admit(txs, relayed);
                     let _ = reply.send(r);
                 }
@@ -859,7 +903,11 @@ impl Worker {
                     let _ = reply.send(
                         ids.into_iter()
                             .filter(|id| {
-                                !self.mempool.contains(id) && !self.waiting.contains(id) && !self.bad_signatures.contains(id) && !self.rejected.contains(id)
+                                !self.mempool.contains(id)
+                                    && !self.in_flight.contains(id)
+                                    && !self.waiting.contains(id)
+                                    && !self.bad_signatures.contains(id)
+                                    && !self.rejected.contains(id)
                             })
                             .collect(),
                     );
@@ -991,9 +1039,9 @@ impl Worker {
             }
         }
         // Waiting transactions whose predecessors this block used up are next now.
-        let mut promoted = Vec::new();
+        let mut promoted = Admitted::default();
         self.promote(senders, &mut stale, &mut promoted);
-        any |= !promoted.is_empty();
+        any |= !promoted.0.is_empty();
         let mut back = Vec::new();
         for block in undone.iter().rev() {
             for tx in &block.transactions {
@@ -1020,7 +1068,7 @@ impl Worker {
         if let Some(c) = compaction {
             self.chain.pool_mut().compacted(c);
         }
-        self.accepted(promoted);
+        self.accepted(promoted.0, promoted.1);
         if !back.is_empty() {
             tracing::info!(target: "chain::mempool", back = back.len(), "returned transactions of reorged-out blocks");
             // Relayed like new transactions, so any farmer can re-include them.
@@ -1030,44 +1078,59 @@ impl Worker {
         Ok(())
     }
 
-    /// The cheap checks of a batch: a signature known to be bad, already confirmed, and the
-    /// mempool's [`Mempool::precheck`]. Failures are counted here.
-    fn precheck(&mut self, txs: &[Transaction]) -> Vec<Result<(), TxError>> {
+    /// The cheap checks of a batch: a signature known to be bad, a copy already being
+    /// verified ([`InFlight`]: answered as already known), and the mempool's
+    /// [`Mempool::precheck`]; a nonce already used is looked up in the transaction index, to
+    /// answer "already known" if it is this very transaction that used it. (A transaction
+    /// whose nonce is still unused cannot be in the best chain: no index read for it.) Those
+    /// that pass are put in flight under the batch's ticket. Failures are counted here.
+    fn precheck(&mut self, txs: Vec<Transaction>) -> Prechecked {
         let store = self.chain.store().clone();
-        txs.iter()
-            .map(|tx| {
-                let id = tx.id();
-                let r = if self.bad_signatures.contains(&id) {
+        let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
+        let ticket = self.in_flight.open(now_ms());
+        let verdicts = txs
+            .iter()
+            .zip(&ids)
+            .map(|(tx, id)| {
+                let r = if self.bad_signatures.contains(id) {
                     Err(TxError::BadSignature)
-                } else if store.tx_location(&id).map_err(TxError::from)?.is_some() {
-                    Err(TxError::AlreadyKnown(id))
+                } else if self.in_flight.contains(id) {
+                    Err(TxError::AlreadyKnown(*id))
                 } else {
-                    self.mempool.precheck(tx, &self.chain)
+                    match self.mempool.precheck(tx, id, &self.chain) {
+                        Err(TxError::NonceTooLow { .. }) if store.tx_location(id).map_err(TxError::from)?.is_some() => Err(TxError::AlreadyKnown(*id)),
+                        r => r,
+                    }
                 };
-                if let Err(e) = &r {
-                    self.metrics.tx_rejected(e.code());
-                    self.remember_rejection(id, e);
+                match &r {
+                    Ok(()) => {
+                        self.in_flight.claim(ticket, *id);
+                    }
+                    Err(e) => {
+                        self.metrics.tx_rejected(e.code());
+                        self.remember_rejection(*id, e);
+                    }
                 }
                 r
             })
-            .collect()
+            .collect();
+        Prechecked { txs, ids, verdicts, ticket }
     }
 
     /// Admits verified transactions: the exact checks against the mempool and state, then one
     /// write for all of them, without an fsync (see [`WAL_SYNC_INTERVAL`]).
-    fn admit(&mut self, txs: Vec<(Transaction, bool)>, relayed: bool) -> Vec<Result<TxId, TxError>> {
+    fn admit(&mut self, txs: Vec<(Transaction, TxId, bool)>, relayed: bool) -> Vec<Result<TxId, TxError>> {
         let store = self.chain.store().clone();
         let mut b = store.batch();
-        let mut accepted = Vec::new();
+        let mut accepted = Admitted::default();
         let mut out = Vec::with_capacity(txs.len());
         let mut senders = HashSet::new();
-        for (tx, signature_ok) in txs {
-            let id = tx.id();
+        for (tx, id, signature_ok) in txs {
             let r = if !signature_ok {
                 self.bad_signatures.insert(id);
                 Err(TxError::BadSignature)
             } else {
-                match self.stage(&tx, &mut b, &mut accepted) {
+                match self.stage(&tx, id, &mut b, &mut accepted) {
                     Ok(id) => {
                         senders.insert(tx.sender());
                         Ok(id)
@@ -1091,7 +1154,7 @@ impl Worker {
         if let Err(e) = store.write_unsynced(b) {
             // Not stored: take them out again so memory and disk agree, and say so.
             tracing::error!(target: "chain::store", "cannot persist accepted transactions: {e}");
-            let ids: Vec<TxId> = accepted.iter().map(Transaction::id).collect();
+            let ids = accepted.0;
             // Out of memory and out of the index: the floor may pass whatever the index had.
             for id in self.mempool.remove_ids(&ids) {
                 self.chain.pool_mut().forget(&id);
@@ -1104,20 +1167,18 @@ impl Worker {
             self.metrics.set_mempool(self.mempool.len());
             return out;
         }
-        self.unsynced |= !accepted.is_empty();
-        self.accepted(accepted);
+        self.unsynced |= !accepted.0.is_empty();
+        self.accepted(accepted.0, accepted.1);
         self.metrics.set_mempool(self.mempool.len());
         out
     }
 
-    /// Newly in the mempool (and persisted): cached as verified, counted, and handed to
-    /// relay as one batch.
-    fn accepted(&mut self, txs: Vec<Transaction>) {
+    /// Newly in the mempool (and persisted; `ids` are theirs): counted, and handed to relay
+    /// as one batch. (Their signatures went into the cache when they were verified.)
+    fn accepted(&mut self, ids: Vec<TxId>, txs: Vec<Transaction>) {
         if txs.is_empty() {
             return;
         }
-        let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
-        self.sigcache.insert(ids.iter().copied());
         self.metrics.txs_accepted(txs.len());
         let now = now_ms();
         self.arrivals.extend(ids.into_iter().map(|id| (id, now)));
@@ -1125,16 +1186,17 @@ impl Worker {
         let _ = self.txs.send(txs.into());
     }
 
-    /// Inserts a verified transaction into the mempool and stages its record (and the removal
-    /// of any it replaced or evicted) in `b`; on success it joins `accepted`.
-    fn stage(&mut self, tx: &Transaction, b: &mut StoreBatch<'_>, accepted: &mut Vec<Transaction>) -> Result<TxId, TxError> {
-        let ins = self.mempool.insert_verified(tx.clone(), &self.chain)?;
+    /// Inserts a verified transaction (`id` is its ID) into the mempool and stages its record
+    /// (and the removal of any it replaced or evicted) in `b`; on success it joins `accepted`.
+    fn stage(&mut self, tx: &Transaction, id: TxId, b: &mut StoreBatch<'_>, accepted: &mut Admitted) -> Result<TxId, TxError> {
+        let ins = self.mempool.insert_verified(tx.clone(), id, &self.chain)?;
         let pool = self.chain.pool_mut();
         pool.put(b, ins.id, tx);
         for old in &ins.removed {
             pool.delete(b, old);
         }
-        accepted.push(tx.clone());
+        accepted.0.push(id);
+        accepted.1.push(tx.clone());
         Ok(ins.id)
     }
 
@@ -1148,7 +1210,7 @@ impl Worker {
 
     /// Moves waiting transactions of these senders whose nonce is now next into the mempool,
     /// in order, adding them to the batch `b` and to `accepted`.
-    fn promote(&mut self, senders: HashSet<Address>, b: &mut StoreBatch<'_>, accepted: &mut Vec<Transaction>) {
+    fn promote(&mut self, senders: HashSet<Address>, b: &mut StoreBatch<'_>, accepted: &mut Admitted) {
         if self.waiting.is_empty() {
             return;
         }
@@ -1161,7 +1223,8 @@ impl Worker {
                 }
             };
             while let Some(tx) = self.waiting.take(&sender, next) {
-                if let Err(e) = self.stage(&tx, b, accepted) {
+                let id = tx.id();
+                if let Err(e) = self.stage(&tx, id, b, accepted) {
                     self.metrics.tx_rejected(e.code());
                     break;
                 }
@@ -1234,13 +1297,16 @@ mod tests {
         for i in [0, 77, 150, 299] {
             txs[i].amount += 1; // the signature no longer covers it
         }
+        let txs: Vec<(Transaction, TxId)> = txs.into_iter().map(|tx| (tx.clone(), tx.id())).collect();
         let cache = SigCache::new(1000);
         let ok = verify_signatures(&txs, &cache);
         let bad: Vec<usize> = (0..txs.len()).filter(|i| !ok[*i]).collect();
         assert_eq!(bad, vec![0, 77, 150, 299]);
         assert_eq!(cache.verified(), 300);
-        // Cached IDs are taken as verified (and not counted again).
-        cache.insert([txs[5].id(), txs[6].id()]);
+        // The good ones went into the cache at once, the bad ones did not...
+        assert_eq!(cache.len(), 296);
+        assert!(!cache.contains(&txs[77].1) && cache.contains(&txs[78].1));
+        // ...and cached IDs are taken as verified (and not counted again).
         assert_eq!(verify_signatures(&txs[5..7], &cache), vec![true, true]);
         assert_eq!(cache.verified(), 300);
         assert!(verify_signatures(&[], &cache).is_empty());

@@ -93,6 +93,13 @@ pub fn check_stateless_with(spec: &ChainSpec, genesis: &Hash, block: &Block, cac
 fn check_stateless_ids(spec: &ChainSpec, genesis: &Hash, block: &Block, cache: Option<&SigCache>) -> Result<Vec<TxId>, BlockError> {
     let todo = check_structure(spec, genesis, block, cache)?;
     if todo.signatures.is_empty() || verify_all(&[(block, &todo)]) {
+        // A block checked alone is a new block on the live path: copies of its transactions
+        // may be on their way into the mempool meanwhile (relayed, their signatures about to be
+        // verified), and find theirs verified. Catch-up sync (`check_blocks`) does not do this:
+        // its blocks' transactions are nobody's pending ones.
+        if let Some(c) = cache {
+            c.insert(todo.signatures.iter().map(|i| todo.ids[*i]));
+        }
         return Ok(todo.ids);
     }
     find_bad_signature(block, &todo)?;

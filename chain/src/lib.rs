@@ -5,7 +5,7 @@
 //! ([`tx`]), blocks and the Merkle root ([`block`]), compact blocks ([`compact`]), proof of
 //! work ([`pow`]), chain specs and genesis ([`spec`]), account state ([`state`]), validation
 //! errors ([`error`]), the stateless rules ([`check`]), the engine that validates and chooses
-//! the best chain ([`chain`]), the mempool ([`mempool`]) and the store ([`store`]: RocksDB, or
+//! the best chain ([`chain`]), the mempool ([`mempool`]) and the batches on their way into it ([`in_flight`]) and the store ([`store`]: RocksDB, or
 //! memory).
 //!
 //! This crate knows nothing about networking or async runtimes: every function is synchronous
@@ -24,6 +24,7 @@ pub mod compact;
 pub mod encode;
 pub mod error;
 pub mod hash;
+pub mod in_flight;
 pub mod keys;
 pub mod mempool;
 pub mod pool_log;

@@ -84,7 +84,8 @@ impl Mempool {
     /// sender can pay for it on top of everything it already has pending. A transaction with
     /// the nonce of a pending one replaces it if it pays a higher fee.
     pub fn insert(&mut self, tx: Transaction, state: &dyn AccountSource) -> Result<Inserted, TxError> {
-        let id = self.check_alone(&tx)?;
+        let id = tx.id();
+        self.check_alone(&tx, &id)?;
         if !tx.verify_signature() {
             return Err(TxError::BadSignature);
         }
@@ -92,11 +93,10 @@ impl Mempool {
     }
 
     /// What needs nothing but the transaction: not pending already, this chain, the minimum
-    /// fee. Returns its ID.
-    fn check_alone(&self, tx: &Transaction) -> Result<TxId, TxError> {
-        let id = tx.id();
-        if self.by_id.contains_key(&id) {
-            return Err(TxError::AlreadyKnown(id));
+    /// fee. `id` is the transaction's ID (the caller has it: it is hashed once on the way in).
+    fn check_alone(&self, tx: &Transaction, id: &TxId) -> Result<(), TxError> {
+        if self.by_id.contains_key(id) {
+            return Err(TxError::AlreadyKnown(*id));
         }
         if tx.chain != self.chain {
             return Err(TxError::WrongChain { expected: self.chain, got: tx.chain });
@@ -104,15 +104,16 @@ impl Mempool {
         if tx.fee < self.limits.min_fee {
             return Err(TxError::FeeTooLow { fee: tx.fee, min: self.limits.min_fee });
         }
-        Ok(id)
+        Ok(())
     }
 
     /// The cheap checks, before anyone spends a signature verification on `tx`: not pending
     /// already, this chain, the minimum fee, a nonce not used yet and not beyond what the
     /// sender could queue, and a balance that covers it alone. [`Mempool::insert_verified`]
-    /// checks the exact sequence and balance again (the state may move in between).
-    pub fn precheck(&self, tx: &Transaction, state: &dyn AccountSource) -> Result<(), TxError> {
-        self.check_alone(tx)?;
+    /// checks the exact sequence and balance again (the state may move in between). `id` is
+    /// `tx`'s ID.
+    pub fn precheck(&self, tx: &Transaction, id: &TxId, state: &dyn AccountSource) -> Result<(), TxError> {
+        self.check_alone(tx, id)?;
         let sender = tx.sender();
         let account = state.account(&sender)?;
         let next = self.next_nonce(&sender, &account);
@@ -130,9 +131,9 @@ impl Mempool {
     }
 
     /// As [`Mempool::insert`] for a transaction whose signature the caller verified under the
-    /// chain's rule (in parallel, off the thread that owns the mempool).
-    pub fn insert_verified(&mut self, tx: Transaction, state: &dyn AccountSource) -> Result<Inserted, TxError> {
-        let id = self.check_alone(&tx)?;
+    /// chain's rule (in parallel, off the thread that owns the mempool); `id` is its ID.
+    pub fn insert_verified(&mut self, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
+        self.check_alone(&tx, &id)?;
         self.admit(tx, id, state)
     }
 

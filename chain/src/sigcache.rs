@@ -4,9 +4,12 @@
 //!
 //! Keyed by transaction ID, which is the hash of the whole canonical encoding, signature
 //! included: an ID in the cache vouches for exactly that signature over exactly that message.
-//! Only signatures the mempool verified go in; block validation only reads (and a hit is
-//! taken out: a confirmed transaction is not seen again). Bounded: at [`SigCache::capacity`]
-//! the oldest entry goes first (it costs at most one extra verification later).
+//! Signatures go in as soon as they are verified: by mempool intake (whatever the admission
+//! then says), and by a new block checked alone for those it did not find here (a copy of one
+//! of its transactions may be being relayed meanwhile; catch-up sync adds nothing). Block
+//! validation takes a hit out (a confirmed transaction is not seen again). Bounded: at
+//! [`SigCache::capacity`] the oldest entry goes first (it costs at most one extra
+//! verification later).
 //!
 //! Shared lock: the intake path (verifying incoming transactions on the blocking pool) writes
 //! and block checks (on the blocking pool, in parallel chunks) read at the same time, off the
@@ -86,6 +89,14 @@ impl SigCache {
     /// Whether `id` is cached (without taking it).
     pub fn contains(&self, id: &TxId) -> bool {
         self.inner.lock().is_ok_and(|g| g.set.contains(id))
+    }
+
+    /// Which of `ids` are cached (without taking them), under one lock.
+    pub fn contains_each<'a>(&self, ids: impl IntoIterator<Item = &'a TxId>) -> Vec<bool> {
+        match self.inner.lock() {
+            Ok(g) => ids.into_iter().map(|id| g.set.contains(id)).collect(),
+            Err(_) => ids.into_iter().map(|_| false).collect(),
+        }
     }
 
     /// Counts signatures actually verified (by whoever uses this cache).

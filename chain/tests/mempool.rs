@@ -124,19 +124,26 @@ fn cheap_checks_come_before_any_signature_and_removal_keeps_runs_gap_free() {
     // A forged signature passes the cheap checks (they never look at it)...
     let mut forged = tx(&t, &k, 0, 1);
     forged.amount = 11;
-    assert!(m.precheck(&forged, &t.store).is_ok());
+    assert!(m.precheck(&forged, &forged.id(), &t.store).is_ok());
     // ...and the cheap failures are found without it.
-    assert!(matches!(m.precheck(&tx(&t, &k, 0, 0), &t.store), Err(TxError::FeeTooLow { .. })));
-    assert!(matches!(m.precheck(&tx(&t, &k, 11, 1), &t.store), Err(TxError::NonceTooHigh { .. })), "beyond what the sender may queue");
+    let pre = |m: &Mempool, tx: Transaction| m.precheck(&tx, &tx.id(), &t.store);
+    assert!(matches!(pre(&m, tx(&t, &k, 0, 0)), Err(TxError::FeeTooLow { .. })));
+    assert!(matches!(pre(&m, tx(&t, &k, 11, 1)), Err(TxError::NonceTooHigh { .. })), "beyond what the sender may queue");
     let broke = Keypair::generate();
-    assert!(matches!(m.precheck(&tx(&t, &broke, 0, 1), &t.store), Err(TxError::InsufficientBalance { .. })));
+    assert!(matches!(pre(&m, tx(&t, &broke, 0, 1)), Err(TxError::InsufficientBalance { .. })));
     let mut other = tx(&t, &k, 0, 1);
     other.chain = cairn_chain::Hash([7; 32]);
-    assert!(matches!(m.precheck(&other, &t.store), Err(TxError::WrongChain { .. })));
+    assert!(matches!(m.precheck(&other, &other.id(), &t.store), Err(TxError::WrongChain { .. })));
     // The full insert verifies; insert_verified trusts its caller.
     assert!(matches!(m.insert(forged.clone(), &t.store), Err(TxError::BadSignature)));
-    let ids: Vec<_> = (0..4).map(|n| m.insert_verified(tx(&t, &k, n, 1), &t.store).unwrap().id).collect();
-    assert!(matches!(m.precheck(&tx(&t, &k, 2, 1), &t.store), Err(TxError::AlreadyKnown(_))));
+    let ids: Vec<_> = (0..4)
+        .map(|n| {
+            let tx = tx(&t, &k, n, 1);
+            let id = tx.id();
+            m.insert_verified(tx, id, &t.store).unwrap().id
+        })
+        .collect();
+    assert!(matches!(pre(&m, tx(&t, &k, 2, 1)), Err(TxError::AlreadyKnown(_))));
     // Taking out nonce 1 takes 2 and 3 with it: the run stays gap-free.
     let mut removed = m.remove_ids(&ids[1..2]);
     removed.sort();

@@ -2,7 +2,7 @@
 //! the size bound, and the signature cache (a block of mempool transactions verifies no
 //! signature twice).
 
-use cairn_chain::{Address, Keypair, Transaction};
+use cairn_chain::{Address, Keypair, Transaction, TxError};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -80,6 +80,38 @@ async fn a_block_of_mempool_transactions_verifies_no_signature_twice() {
     assert_eq!(metric(&after, "cairn_signatures_verified_total "), 200, "the block verified none again");
     assert_eq!(metric(&after, "cairn_sigcache_hits_total "), 200);
     assert_eq!(metric(&after, "cairn_sigcache_entries "), 0, "hits are used up");
+    n.node.shutdown().await;
+}
+
+/// Copies of the same transactions arriving together (relayed by two peers at once, or posted
+/// twice) are verified once: while the first copy's signatures are being verified, the others
+/// are duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_arriving_together_are_verified_once() {
+    let n = start_node().await;
+    let txs: Vec<Transaction> = (0..10u32)
+        .flat_map(|k| {
+            let key = dev(k);
+            (0..50u64).map(move |nonce| Transaction::signed(&key, devnet_genesis(), Keypair::generate().address(), 1, 1, nonce))
+        })
+        .collect();
+    let chain = n.node.chain().clone();
+    let submit = |txs: Vec<Transaction>| {
+        let c = chain.clone();
+        async move { c.submit_txs(txs).await.expect("the chain service runs") }
+    };
+    let (a, b, c) = tokio::join!(submit(txs.clone()), submit(txs.clone()), submit(txs.clone()));
+    let mut taken = 0;
+    for r in a.iter().chain(&b).chain(&c) {
+        match r {
+            Ok(_) => taken += 1,
+            Err(TxError::AlreadyKnown(_)) => {}
+            Err(e) => panic!("a copy was refused for {e}"),
+        }
+    }
+    assert_eq!(taken, 500, "each taken once");
+    let m = n.rpc.http_text("/metrics").await;
+    assert_eq!(metric(&m, "cairn_signatures_verified_total "), 500, "each verified once");
     n.node.shutdown().await;
 }
 

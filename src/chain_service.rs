@@ -234,6 +234,12 @@ enum Command {
     Stop(Reply<()>),
 }
 
+/// The best tip's block with its hash, as the chain thread last connected it: peers ask for it
+/// (as a compact block, or the transactions a compact block lacked) right after it is
+/// announced, and it is served from here without a store read. One block (at most the spec's
+/// `max_block_bytes`); the next tip replaces it.
+pub type TipBlock = Arc<(Hash, Block)>;
+
 /// Cheap-to-clone handle on the chain service.
 #[derive(Clone)]
 pub struct ChainHandle {
@@ -244,6 +250,7 @@ pub struct ChainHandle {
     sigcache: Arc<SigCache>,
     store: Store,
     tip: watch::Receiver<Tip>,
+    tip_block: watch::Receiver<Option<TipBlock>>,
     txs: broadcast::Sender<Arc<[Transaction]>>,
     events: broadcast::Sender<ChainEvent>,
     spec: Arc<ChainSpec>,
@@ -302,6 +309,7 @@ impl ChainHandle {
         metrics.set_height(chain.tip().header.height);
         metrics.set_mempool(mempool.len());
         let (tip_tx, tip_rx) = watch::channel(tip_of(&chain));
+        let (tip_block_tx, tip_block_rx) = watch::channel(None);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (intake_tx, intake_rx) = mpsc::channel(INTAKE_QUEUE);
         let (txs, _) = broadcast::channel(TX_EVENTS);
@@ -310,6 +318,7 @@ impl ChainHandle {
             chain,
             mempool,
             tip: tip_tx,
+            tip_block: tip_block_tx,
             txs: txs.clone(),
             events: events.clone(),
             arrivals: HashMap::new(),
@@ -343,7 +352,19 @@ impl ChainHandle {
             .name("chain".into())
             .spawn(move || span.in_scope(|| worker.run(cmd_rx, intake_rx)))
             .map_err(|e| StoreError::Missing(format!("chain thread: {e}")))?;
-        Ok(ChainHandle { commands: cmd_tx, intake: intake_tx, sigcache, store, tip: tip_rx, txs, events, spec: Arc::new(spec), genesis, address_index_from })
+        Ok(ChainHandle {
+            commands: cmd_tx,
+            intake: intake_tx,
+            sigcache,
+            store,
+            tip: tip_rx,
+            tip_block: tip_block_rx,
+            txs,
+            events,
+            spec: Arc::new(spec),
+            genesis,
+            address_index_from,
+        })
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ServiceError> {
@@ -567,8 +588,16 @@ impl ChainHandle {
         Ok(self.ask(|r| Command::Account(address, r)).await??)
     }
 
+    /// The tip's block, if it is `hash` and the chain thread connected it (see [`TipBlock`]).
+    fn tip_block(&self, hash: &Hash) -> Option<TipBlock> {
+        self.tip_block.borrow().as_ref().filter(|b| b.0 == *hash).cloned()
+    }
+
     /// A block by hash (any branch).
     pub async fn block(&self, hash: Hash) -> Result<Option<Block>, ServiceError> {
+        if let Some(b) = self.tip_block(&hash) {
+            return Ok(Some(b.1.clone()));
+        }
         self.read(move |s| s.block(&hash)).await
     }
     /// The best-chain block at a height.
@@ -657,6 +686,10 @@ impl ChainHandle {
     }
     /// The compact form of a stored block (short IDs computed off the async runtime).
     pub async fn compact_block(&self, hash: Hash, nonce: u64) -> Result<Option<CompactBlock>, ServiceError> {
+        if let Some(b) = self.tip_block(&hash) {
+            // Hashing every transaction: off the async runtime.
+            return tokio::task::spawn_blocking(move || Some(CompactBlock::of(&b.1, nonce))).await.map_err(|_| ServiceError::Stopped);
+        }
         self.read(move |s| Ok(s.block(&hash)?.map(|b| CompactBlock::of(&b, nonce)))).await
     }
 
@@ -682,6 +715,8 @@ struct Worker {
     chain: Chain,
     mempool: Mempool,
     tip: watch::Sender<Tip>,
+    /// The tip's block, set before the tip is published (see [`TipBlock`]).
+    tip_block: watch::Sender<Option<TipBlock>>,
     txs: broadcast::Sender<Arc<[Transaction]>>,
     /// The best chain's moves, for `GET /events`.
     events: broadcast::Sender<ChainEvent>,
@@ -1000,6 +1035,11 @@ impl Worker {
         let t = tip_of(&self.chain);
         tracing::info!(target: "chain::store", height = t.height, hash = %t.hash, txs = moved.txs, "new tip");
         self.metrics.set_height(t.height);
+        // The block first: whoever sees the new tip may ask for it at once. A copy, as the
+        // mempool and the events still read the applied blocks below (~1 ms for 20,000
+        // transactions, once a tip).
+        let block = moved.steps.last().and_then(|(applied, _)| applied.last()).filter(|b| b.hash() == t.hash);
+        self.tip_block.send_replace(block.map(|b| Arc::new((t.hash, b.clone()))));
         self.tip.send_replace(t);
         self.rejected = BoundedSet::new(BAD_SIGNATURES);
         if self.arrivals.len() > 2 * self.mempool.len() + 1024 {

@@ -596,7 +596,8 @@ impl ChainHandle {
     /// A block by hash (any branch).
     pub async fn block(&self, hash: Hash) -> Result<Option<Block>, ServiceError> {
         if let Some(b) = self.tip_block(&hash) {
-            return Ok(Some(b.1.clone()));
+            // A copy of up to `max_block_bytes`: off the async runtime, as a store read is.
+            return tokio::task::spawn_blocking(move || Some(b.1.clone())).await.map_err(|_| ServiceError::Stopped);
         }
         self.read(move |s| s.block(&hash)).await
     }
@@ -1345,7 +1346,7 @@ mod tests {
         assert_eq!(cache.verified(), 300);
         // The good ones went into the cache at once, the bad ones did not...
         assert_eq!(cache.len(), 296);
-        assert!(!cache.contains(&txs[77].1) && cache.contains(&txs[78].1));
+        assert_eq!(cache.contains_each([&txs[77].1, &txs[78].1]), vec![false, true]);
         // ...and cached IDs are taken as verified (and not counted again).
         assert_eq!(verify_signatures(&txs[5..7], &cache), vec![true, true]);
         assert_eq!(cache.verified(), 300);

@@ -86,11 +86,6 @@ impl SigCache {
         out
     }
 
-    /// Whether `id` is cached (without taking it).
-    pub fn contains(&self, id: &TxId) -> bool {
-        self.inner.lock().is_ok_and(|g| g.set.contains(id))
-    }
-
     /// Which of `ids` are cached (without taking them), under one lock.
     pub fn contains_each<'a>(&self, ids: impl IntoIterator<Item = &'a TxId>) -> Vec<bool> {
         match self.inner.lock() {
@@ -143,7 +138,7 @@ mod tests {
         assert_eq!(c.hits(), 1);
         c.insert((3..6).map(id));
         assert_eq!(c.len(), 3);
-        assert!(!c.contains(&id(1)) && c.contains(&id(5)), "the oldest went first");
+        assert_eq!(c.contains_each([&id(1), &id(5)]), vec![false, true], "the oldest went first");
         for round in 0..100u32 {
             c.insert([id(100 + round)]);
             c.take(&[id(100 + round)]);

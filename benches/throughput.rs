@@ -334,11 +334,13 @@ async fn network() {
     let spec = ChainSpec::load(std::path::Path::new(chain_path)).expect("load-test spec");
     let genesis = spec.genesis().hash();
     let farmer = Address([0xfa; 32]).to_string();
-    // Room for a few blocks' worth of load in every mempool (the default is 20,000).
+    // The nodes' own default mempool (two full blocks: 100,000 on this spec), unless
+    // `THROUGHPUT_MEMPOOL=N`.
+    let mempool: Option<u64> = std::env::var("THROUGHPUT_MEMPOOL").ok().and_then(|v| v.parse().ok());
     let start = |peers: Vec<String>, farm: bool| {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("node.toml");
-        std::fs::write(&config, "mempool_max_txs = 200000\n").unwrap();
+        std::fs::write(&config, mempool.map_or(String::new(), |n| format!("mempool_max_txs = {n}\n"))).unwrap();
         let mut args: Vec<String> = vec!["--chain".into(), chain_path.into(), "--config".into(), config.display().to_string()];
         if !peers.is_empty() {
             args.extend(["--peers".into(), peers.join(",")]);

@@ -187,7 +187,7 @@ impl NodeConfig {
         let chain = ChainSpec::devnet();
         NodeConfig {
             data_dir,
-            mempool: MempoolLimits { min_fee: chain.min_fee, ..MempoolLimits::default() },
+            mempool: MempoolLimits::for_spec(&chain),
             chain,
             rpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             p2p_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
@@ -311,8 +311,11 @@ pub fn resolve(o: Overrides) -> Result<NodeConfig, ConfigError> {
             return Err(ConfigError::Invalid(format!("{key} must be at least 1 (0 would refuse every inbound peer)")));
         }
     }
-    let mempool =
-        MempoolLimits { max_txs: file.mempool_max_txs.unwrap_or(MempoolLimits::default().max_txs), min_fee: chain.min_fee, ..MempoolLimits::default() };
+    if file.mempool_max_txs == Some(0) {
+        return Err(ConfigError::Invalid("mempool_max_txs must be at least 1 (0 would refuse every transaction)".into()));
+    }
+    let defaults = MempoolLimits::for_spec(&chain);
+    let mempool = MempoolLimits { max_txs: file.mempool_max_txs.unwrap_or(defaults.max_txs), ..defaults };
     let rpc_addr =
         SocketAddr::new(o.rpc_bind.or(file.rpc_bind).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), o.rpc_port.or(file.rpc_port).unwrap_or(DEFAULT_RPC_PORT));
     let rpc_cors = o.rpc_cors.or(file.rpc_cors).unwrap_or_else(|| if rpc_addr.ip().is_loopback() { vec!["*".into()] } else { Vec::new() });
@@ -389,6 +392,8 @@ mod tests {
         assert_eq!(spec.block_time_ms, devnet.block_time_ms);
         assert_ne!(spec.genesis().hash(), devnet.genesis().hash(), "a chain of its own");
         assert!(c.p2p.max_frame > spec.max_block_bytes as usize, "a full block fits in a frame");
+        assert_eq!(c.mempool.max_txs, 100_000, "the mempool holds two full blocks");
+        assert_eq!(resolve(Overrides::default()).unwrap().mempool.max_txs, 20_000, "at least 20,000");
         let mut same_rules = spec.clone();
         (same_rules.chain_id, same_rules.max_block_txs, same_rules.max_block_bytes) = (devnet.chain_id.clone(), devnet.max_block_txs, devnet.max_block_bytes);
         assert_eq!(same_rules, devnet, "otherwise the devnet's rules");
@@ -414,6 +419,9 @@ mod tests {
         let neg = write(dir.path(), "neg.toml", "max_inbound_per_subnet = -1\n");
         let e = resolve(Overrides { config: Some(neg), ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("neg.toml") && e.contains("max_inbound_per_subnet"), "{e}");
+        let empty = write(dir.path(), "empty.toml", "mempool_max_txs = 0\n");
+        let e = resolve(Overrides { config: Some(empty), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("mempool_max_txs"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::error::StoreError;
 use crate::error::TxError;
 use crate::hash::Hash;
 use crate::keys::Address;
+use crate::spec::ChainSpec;
 use crate::state::{Account, AccountSource, Overlay, apply_tx};
 use crate::tx::{Transaction, TxId};
 
@@ -28,6 +29,16 @@ impl Default for MempoolLimits {
     }
 }
 
+impl MempoolLimits {
+    /// The defaults for a chain: its minimum fee, and room for two full blocks (at least the
+    /// default 20,000), so a load at the chain's capacity can fill every block and a farmer
+    /// has the next block's transactions while it farms this one.
+    pub fn for_spec(spec: &ChainSpec) -> MempoolLimits {
+        let d = MempoolLimits::default();
+        MempoolLimits { max_txs: d.max_txs.max(2 * spec.max_block_txs as usize), min_fee: spec.min_fee, ..d }
+    }
+}
+
 /// What a transaction takes from its sender: amount plus fee.
 fn cost(tx: &Transaction) -> u128 {
     tx.amount as u128 + tx.fee as u128
@@ -45,6 +56,10 @@ pub struct Mempool {
     /// every insert and removal, so admitting a sender's next transaction checks its balance
     /// without walking its whole run (it was a third of the chain thread's time under load).
     owed: HashMap<Address, u128>,
+    /// How many pending transactions pay each fee: the lowest is a floor under every
+    /// sender's last one, so a full pool refuses a transaction that could evict nothing
+    /// before its signature is verified.
+    fees: BTreeMap<u64, usize>,
 }
 
 /// What [`Mempool::insert`] did.
@@ -59,7 +74,7 @@ pub struct Inserted {
 impl Mempool {
     /// An empty mempool for the chain with genesis `chain`.
     pub fn new(chain: Hash, limits: MempoolLimits) -> Self {
-        Mempool { limits, chain, by_id: HashMap::new(), by_sender: HashMap::new(), owed: HashMap::new() }
+        Mempool { limits, chain, by_id: HashMap::new(), by_sender: HashMap::new(), owed: HashMap::new(), fees: BTreeMap::new() }
     }
 
     /// Number of pending transactions.
@@ -108,10 +123,11 @@ impl Mempool {
     }
 
     /// The cheap checks, before anyone spends a signature verification on `tx`: not pending
-    /// already, this chain, the minimum fee, a nonce not used yet and not beyond what the
-    /// sender could queue, and a balance that covers it alone. [`Mempool::insert_verified`]
-    /// checks the exact sequence and balance again (the state may move in between). `id` is
-    /// `tx`'s ID.
+    /// already, this chain, the minimum fee, a nonce not used yet and within what the sender
+    /// may queue, a balance that covers it alone, and room (a full pool takes a new
+    /// transaction only if its fee beats the cheapest pending one). [`Mempool::insert_verified`]
+    /// checks the exact sequence, balance and room again (the pool and state may move in
+    /// between; a transaction refused here could never be admitted then). `id` is `tx`'s ID.
     pub fn precheck(&self, tx: &Transaction, id: &TxId, state: &dyn AccountSource) -> Result<(), TxError> {
         self.check_alone(tx, id)?;
         let sender = tx.sender();
@@ -120,8 +136,17 @@ impl Mempool {
         if tx.nonce < account.nonce {
             return Err(TxError::NonceTooLow { expected: next, got: tx.nonce });
         }
-        if tx.nonce > account.nonce.saturating_add(self.limits.max_per_sender as u64) {
+        // A sender's run holds at most `max_per_sender` nonces from its account's: one past
+        // that can never be admitted, whatever arrives first.
+        if tx.nonce >= account.nonce.saturating_add(self.limits.max_per_sender as u64) {
+            if next >= account.nonce.saturating_add(self.limits.max_per_sender as u64) {
+                return Err(TxError::TooManyPending(self.limits.max_per_sender));
+            }
             return Err(TxError::NonceTooHigh { expected: next, got: tx.nonce });
+        }
+        let replacement = tx.nonce < next;
+        if !replacement && self.by_id.len() >= self.limits.max_txs && self.fees.keys().next().is_some_and(|floor| tx.fee <= *floor) {
+            return Err(TxError::MempoolFull);
         }
         let needed = tx.amount.checked_add(tx.fee).ok_or(TxError::Overflow)?;
         if needed > account.balance {
@@ -168,6 +193,7 @@ impl Mempool {
         if let Some(r) = replaced {
             if let Some(old) = self.by_id.remove(&r) {
                 self.owe(&sender, -(cost(&old) as i128));
+                self.unfee(old.fee);
             }
             removed.push(r);
         } else if self.by_id.len() >= self.limits.max_txs {
@@ -177,6 +203,7 @@ impl Mempool {
         }
         self.by_sender.entry(sender).or_default().insert(tx.nonce, id);
         self.owe(&sender, cost(&tx) as i128);
+        *self.fees.entry(tx.fee).or_default() += 1;
         self.by_id.insert(id, tx);
         Ok(Inserted { id, removed })
     }
@@ -188,6 +215,16 @@ impl Mempool {
             self.owed.remove(sender);
         } else {
             self.owed.insert(*sender, total as u128);
+        }
+    }
+
+    /// One fewer pending transaction pays `fee`.
+    fn unfee(&mut self, fee: u64) {
+        if let Some(n) = self.fees.get_mut(&fee) {
+            *n -= 1;
+            if *n == 0 {
+                self.fees.remove(&fee);
+            }
         }
     }
 
@@ -206,6 +243,7 @@ impl Mempool {
         let tx = self.by_id.remove(id)?;
         let sender = tx.sender();
         self.owe(&sender, -(cost(&tx) as i128));
+        self.unfee(tx.fee);
         if let Some(q) = self.by_sender.get_mut(&sender) {
             q.remove(&tx.nonce);
             if q.is_empty() {

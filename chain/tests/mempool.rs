@@ -96,6 +96,37 @@ fn full_pool_evicts_cheapest_or_refuses() {
     assert_eq!(m.insert(tx(&t, &dev(0), 2, 1), &t.store).unwrap_err().code(), "too_many_pending");
 }
 
+/// What the full insert would refuse for want of room, the cheap checks refuse before any
+/// signature is verified (a load past the pool's room costs no verification); what it would
+/// take, they let through.
+#[test]
+fn cheap_checks_refuse_what_could_never_find_room() {
+    let t = TestChain::new(test_spec());
+    let pre = |m: &Mempool, tx: Transaction| m.precheck(&tx, &tx.id(), &t.store).map_err(|e| e.code());
+    // A sender's run is full: its next nonce can never be admitted, nor any later one.
+    let mut m = pool(&t, 100, 2);
+    m.insert(tx(&t, &dev(0), 0, 1), &t.store).unwrap();
+    assert_eq!(pre(&m, tx(&t, &dev(0), 2, 1)), Err("nonce_too_high"), "one past the run's room, with room left");
+    m.insert(tx(&t, &dev(0), 1, 1), &t.store).unwrap();
+    assert_eq!(pre(&m, tx(&t, &dev(0), 2, 1)), Err("too_many_pending"));
+    assert_eq!(pre(&m, tx(&t, &dev(0), 1, 5)), Ok(()), "a replacement needs no room");
+    // A full pool: the fee must beat the cheapest pending transaction's.
+    let mut m = pool(&t, 2, 10);
+    m.insert(tx(&t, &dev(0), 0, 5), &t.store).unwrap();
+    m.insert(tx(&t, &dev(1), 0, 3), &t.store).unwrap();
+    assert_eq!(pre(&m, tx(&t, &dev(2), 0, 3)), Err("mempool_full"));
+    assert_eq!(pre(&m, tx(&t, &dev(2), 0, 4)), Ok(()));
+    assert_eq!(pre(&m, tx(&t, &dev(1), 0, 4)), Ok(()), "a replacement needs no room");
+    // Evicting, replacing and removing keep the floor true.
+    m.insert(tx(&t, &dev(2), 0, 4), &t.store).unwrap();
+    assert_eq!(pre(&m, tx(&t, &dev(3), 0, 4)), Err("mempool_full"), "the 3 was evicted: the floor is 4");
+    m.insert(tx(&t, &dev(2), 0, 7), &t.store).unwrap();
+    assert_eq!(pre(&m, tx(&t, &dev(3), 0, 4)), Err("mempool_full"), "the floor is 5 now");
+    assert_eq!(pre(&m, tx(&t, &dev(3), 0, 6)), Ok(()));
+    m.remove_ids(&[tx(&t, &dev(0), 0, 5).id()]);
+    assert_eq!(pre(&m, tx(&t, &dev(3), 0, 1)), Ok(()), "room again");
+}
+
 #[test]
 fn inclusion_removes_included_and_stale() {
     let mut t = TestChain::new(test_spec());

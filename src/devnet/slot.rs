@@ -127,8 +127,7 @@ impl Slot {
         })?;
         // As `resolve` derives them from a spec it loads itself.
         c.p2p.max_frame = self.spec.max_block_bytes as usize + cairn_p2p::config::FRAME_OVERHEAD;
-        c.mempool.min_fee = self.spec.min_fee;
-        c.mempool.max_txs = MempoolLimits::default().max_txs.max(2 * self.spec.max_block_txs as usize);
+        c.mempool = MempoolLimits::for_spec(&self.spec);
         c.chain = self.spec.clone();
         c.p2p_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.p2p));
         c.seeds.clear();

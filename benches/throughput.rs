@@ -18,6 +18,11 @@
 //!    dropped links, whether the nodes share one tip and whether every accepted transfer was
 //!    confirmed.
 //!
+//! The posters behave as clients that respect a 429: a sender refused for want of room
+//! (`too_many_pending`: its 256 pending; `mempool_full`) rests until the next block, as the
+//! devnet's load generator does. `THROUGHPUT_HAMMER=1` sends those transfers again at once
+//! (clients that ignore 429s: the nodes then spend much of their time refusing).
+//!
 //! `THROUGHPUT_RATE=N` paces the network load at N transfers a second (below capacity, the
 //! CPU per transfer it prints is what each one costs, without overload's backlogs).
 //!
@@ -310,18 +315,40 @@ async fn get_text(http: &reqwest::Client, url: &str) -> String {
     }
 }
 
-/// Posts `txs` as one array; per transaction, whether it was accepted.
-async fn post_batch(http: &reqwest::Client, url: &str, txs: &[Transaction]) -> Vec<bool> {
+/// What became of one posted transfer.
+#[derive(Clone, Copy, PartialEq)]
+enum Posted {
+    Accepted,
+    /// Refused for want of room (`too_many_pending`, `mempool_full`: HTTP 429 alone): a client
+    /// waits for a block before sending that sender's transfers again.
+    NoRoom,
+    /// Any other refusal, or no answer.
+    Refused,
+}
+
+/// Posts `txs` as one array; per transaction, what became of it.
+async fn post_batch(http: &reqwest::Client, url: &str, txs: &[Transaction]) -> Vec<Posted> {
     // Serialized straight from the transactions (the same JSON as `tx_json`, without building
     // a `Value` tree per transfer: the load generator shares the nodes' two cores).
     let body = serde_json::to_vec(txs).expect("transactions serialize");
     let Ok(r) = http.post(format!("{url}/txs")).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await else {
-        return vec![false; txs.len()];
+        return vec![Posted::Refused; txs.len()];
     };
     let v: Value = r.json().await.unwrap_or(Value::Null);
     match v.as_array() {
-        Some(a) if a.len() == txs.len() => a.iter().map(|x| x["txid"].is_string()).collect(),
-        _ => vec![false; txs.len()],
+        Some(a) if a.len() == txs.len() => a
+            .iter()
+            .map(|x| {
+                if x["txid"].is_string() {
+                    Posted::Accepted
+                } else if matches!(x["error"]["code"].as_str(), Some("too_many_pending" | "mempool_full")) {
+                    Posted::NoRoom
+                } else {
+                    Posted::Refused
+                }
+            })
+            .collect(),
+        _ => vec![Posted::Refused; txs.len()],
     }
 }
 
@@ -386,7 +413,7 @@ async fn network() {
         let d = i % devs;
         fund.push(Transaction::signed(&spec.dev_key(d as u32).unwrap(), genesis, k.address(), 1_000_000_000, 1, (i / devs) as u64));
     }
-    assert!(post_batch(&http, &nodes[0].url, &fund).await.iter().all(|ok| *ok), "funding accepted");
+    assert!(post_batch(&http, &nodes[0].url, &fund).await.iter().all(|p| *p == Posted::Accepted), "funding accepted");
     let funded_at = {
         let deadline = Instant::now() + std::time::Duration::from_secs(60);
         loop {
@@ -430,16 +457,36 @@ async fn network() {
     // signed ahead).
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let no_room = Arc::new(AtomicU64::new(0));
+    // Clients that respect a 429: a sender refused for want of room (its 256 pending, or a full
+    // mempool) rests until the next block. `THROUGHPUT_HAMMER=1` sends its transfers again at
+    // once (a client that ignores 429s: the nodes spend their time refusing).
+    let hammer = std::env::var("THROUGHPUT_HAMMER").is_ok_and(|v| v == "1");
     let t0 = Instant::now();
     let end = t0 + std::time::Duration::from_secs(secs);
+    // The farming node's height, for resting senders.
+    let height = Arc::new(AtomicU64::new(funded_at));
+    {
+        let (http, url, height) = (http.clone(), nodes[0].url.clone(), height.clone());
+        tokio::spawn(async move {
+            while Instant::now() < end {
+                if let Some(h) = get_json(&http, &format!("{url}/status")).await["height"].as_u64() {
+                    height.store(h, Ordering::Relaxed);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+    }
     let mut posters = Vec::new();
     for (p, keys) in senders.chunks(per_poster).enumerate() {
         let presigned = presigned[p].clone();
         let url = nodes[p / NET_POSTERS].url.clone();
         let keys: Arc<Vec<Keypair>> = Arc::new(keys.to_vec());
-        let (http, accepted, refused) = (http.clone(), accepted.clone(), refused.clone());
+        let (http, accepted, refused, no_room, height) = (http.clone(), accepted.clone(), refused.clone(), no_room.clone(), height.clone());
         posters.push(tokio::spawn(async move {
             let mut next = vec![0u64; keys.len()];
+            // Per sender, the height it was refused room at: it rests while the tip is there.
+            let mut rest = vec![0u64; keys.len()];
             let mut turn = 0usize;
             // Paced: one array per period from each of the 3 × NET_POSTERS posters.
             let period = rate.map(|r| std::time::Duration::from_secs_f64(NET_BATCH as f64 * 3.0 * NET_POSTERS as f64 / r));
@@ -449,13 +496,24 @@ async fn network() {
                     tokio::time::sleep_until(due).await;
                     due += period;
                 }
-                // Round robin over this poster's senders, nonces in order.
+                // Round robin over this poster's senders that are not resting, nonces in order.
+                let h = height.load(Ordering::Relaxed);
                 let mut plan = Vec::with_capacity(NET_BATCH);
-                for _ in 0..NET_BATCH {
+                let mut skipped = 0;
+                while plan.len() < NET_BATCH && skipped < keys.len() {
                     let s = turn % keys.len();
                     turn += 1;
+                    if rest[s] >= h {
+                        skipped += 1;
+                        continue;
+                    }
+                    skipped = 0;
                     plan.push((s, next[s]));
                     next[s] += 1;
+                }
+                if plan.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
                 }
                 let (k, presigned) = (keys.clone(), presigned.clone());
                 let (plan, txs) = tokio::task::spawn_blocking(move || {
@@ -470,14 +528,19 @@ async fn network() {
                 })
                 .await
                 .unwrap();
-                let ok = post_batch(&http, &url, &txs).await;
-                let good = ok.iter().filter(|x| **x).count() as u64;
+                let posted = post_batch(&http, &url, &txs).await;
+                let good = posted.iter().filter(|x| **x == Posted::Accepted).count() as u64;
                 accepted.fetch_add(good, Ordering::Relaxed);
                 refused.fetch_add(txs.len() as u64 - good, Ordering::Relaxed);
-                // A refused transfer leaves a gap: that sender starts again from it.
-                for ((s, nonce), ok) in plan.iter().zip(&ok) {
-                    if !ok {
+                no_room.fetch_add(posted.iter().filter(|x| **x == Posted::NoRoom).count() as u64, Ordering::Relaxed);
+                // A refused transfer leaves a gap: that sender starts again from it (after the
+                // next block, if it was refused room).
+                for ((s, nonce), posted) in plan.iter().zip(&posted) {
+                    if *posted != Posted::Accepted {
                         next[*s] = next[*s].min(*nonce);
+                    }
+                    if *posted == Posted::NoRoom && !hammer {
+                        rest[*s] = h;
                     }
                 }
             }
@@ -489,6 +552,7 @@ async fn network() {
     let load_secs = t0.elapsed().as_secs_f64();
     let accepted = accepted.load(Ordering::Relaxed);
     let refused = refused.load(Ordering::Relaxed);
+    let no_room = no_room.load(Ordering::Relaxed);
 
     // Confirmed during the load, then drain: wait for empty mempools and one tip.
     let count_confirmed = |upto: u64| {
@@ -564,11 +628,12 @@ async fn network() {
         verified.iter().map(|v| format!("{:.2}", *v as f64 / confirmed.max(1) as f64)).collect::<Vec<_>>(),
     );
     println!(
-        "network (3 nodes, triangle, load-test spec, {secs} s of load{}): {accepted} transfers accepted ({:.0} tx/s), {refused} refused; \
+        "network (3 nodes, triangle, load-test spec, {secs} s of load{}): {accepted} transfers accepted ({:.0} tx/s), {refused} refused ({no_room} for want of room{}); \
          {confirmed_in_load} confirmed during the load = {:.0} confirmed tx/s; \
          all {confirmed} confirmed {drain_secs:.1} s after the start = {:.0} confirmed tx/s",
         rate.map_or(String::new(), |r| format!(" paced at {r} tx/s")),
         accepted as f64 / load_secs,
+        if hammer { ", sent again at once" } else { ", their senders rested until the next block" },
         confirmed_in_load as f64 / load_secs,
         confirmed as f64 / drain_secs,
     );

@@ -20,14 +20,15 @@ pub(crate) fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
         return Err(err());
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).map_err(|_| err())?;
+    const_hex::decode_to_slice(s, &mut out).map_err(|_| err())?;
     Ok(out)
 }
 
 /// Serde for fixed-size byte fields: lowercase hex in human-readable formats (JSON, TOML),
-/// raw bytes in binary ones (the wire).
-pub fn serialize_fixed<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    if s.is_human_readable() { s.serialize_str(&hex::encode(bytes)) } else { s.serialize_bytes(bytes) }
+/// raw bytes in binary ones (the wire). The hex is formed on the stack (every transaction in
+/// and out of the RPC carries four of these).
+pub fn serialize_fixed<const N: usize, S: serde::Serializer>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+    if s.is_human_readable() { s.serialize_str(const_hex::Buffer::<N>::new().format(bytes)) } else { s.serialize_bytes(bytes) }
 }
 
 /// The inverse of [`serialize_fixed`]; refuses any other length.
@@ -70,12 +71,12 @@ macro_rules! hex_bytes {
         }
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(&hex::encode(self.0))
+                f.write_str(::const_hex::Buffer::<$len>::new().format(&self.0))
             }
         }
         impl ::std::fmt::Debug for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                write!(f, "{}({})", stringify!($name), hex::encode(&self.0[..6]))
+                write!(f, "{}({})", stringify!($name), ::const_hex::encode(&self.0[..6]))
             }
         }
         impl ::std::str::FromStr for $name {
@@ -155,5 +156,13 @@ mod tests {
         assert!("zz".parse::<Hash>().is_err());
         assert!(format!("{s}00").parse::<Hash>().is_err());
         assert!(s.replace('a', "g").parse::<Hash>().is_err() || !s.contains('a'));
+        assert_eq!(s.to_uppercase().parse::<Hash>().unwrap(), h, "either case");
+        assert!(format!("0x{}", &s[2..]).parse::<Hash>().is_err(), "no 0x prefix");
+        assert!(format!("0x{s}").parse::<Hash>().is_err(), "no 0x prefix");
+        // JSON: lowercase hex, and back.
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, format!("\"{s}\""));
+        assert_eq!(serde_json::from_str::<Hash>(&json).unwrap(), h);
+        assert_eq!(format!("{h:?}"), format!("Hash({})", &s[..12]));
     }
 }

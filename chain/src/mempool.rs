@@ -197,6 +197,11 @@ impl Mempool {
             }
             removed.push(r);
         } else if self.by_id.len() >= self.limits.max_txs {
+            // No fee below the floor: nothing to evict, and no walk over every sender to find
+            // that out (a full pool under load refuses thousands a second).
+            if self.fees.keys().next().is_some_and(|floor| tx.fee <= *floor) {
+                return Err(TxError::MempoolFull);
+            }
             let victim = self.cheapest_tail(&sender).filter(|(_, fee)| *fee < tx.fee).ok_or(TxError::MempoolFull)?;
             self.remove(&victim.0);
             removed.push(victim.0);

@@ -44,7 +44,7 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(const_hex::Buffer::<32>::new().format(&self.0))
     }
 }
 impl fmt::Debug for Target {

@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn torsion_vector_agrees_on_both_paths() {
         // A point of order 8 (from the Ed25519 small-order list).
-        let t = CompressedEdwardsY(hex::decode("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a").unwrap().try_into().unwrap())
+        let t = CompressedEdwardsY(const_hex::decode("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a").unwrap().try_into().unwrap())
             .decompress()
             .unwrap();
         assert!(!t.is_torsion_free());
@@ -107,7 +107,7 @@ mod tests {
         let l_plus_s = {
             let mut v = s.to_bytes();
             // add ℓ = 2^252 + 27742317777372353535851937790883648493 byte-wise
-            let l: [u8; 32] = hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010").unwrap().try_into().unwrap();
+            let l: [u8; 32] = const_hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010").unwrap().try_into().unwrap();
             let mut carry = 0u16;
             for i in 0..32 {
                 let x = v[i] as u16 + l[i] as u16 + carry;

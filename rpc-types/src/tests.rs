@@ -25,19 +25,35 @@ fn json_syntax_and_shape_errors_have_their_codes() {
     assert_eq!(parse_json::<FarmRequest>(br#"{"count":"x","farmer":"zz"}"#).unwrap_err().code, "invalid_request");
 }
 
+/// `parse_submission` of a JSON value's text.
+fn submission(v: Value, max: usize) -> Result<Submission, crate::error::RequestError> {
+    parse_submission(&serde_json::to_vec(&v).unwrap(), max)
+}
+
 #[test]
 fn a_submission_is_one_transaction_or_an_array_with_a_result_per_entry() {
-    let one = parse_submission(tx_json(0), 3).unwrap();
+    let one = submission(tx_json(0), 3).unwrap();
     assert!(matches!(one, Submission::One(t) if t == tx(0)));
     let mut mismatch = tx_json(1);
     mismatch["txid"] = json!(Hash([9; 32]));
     let body = json!([tx_json(0), {"garbage": 1}, mismatch]);
-    let Submission::Many(entries) = parse_submission(body, 3).unwrap() else { panic!("an array") };
+    let Submission::Many(entries) = submission(body, 3).unwrap() else { panic!("an array") };
     let codes: Vec<_> = entries.iter().map(|e| e.as_ref().map(|t| t.nonce).map_err(|e| e.code)).collect();
     assert_eq!(codes, vec![Ok(0), Err("invalid_request"), Err("txid_mismatch")]);
-    let too_many = parse_submission(json!([1, 2, 3, 4]), 3).unwrap_err();
+    let too_many = submission(json!([1, 2, 3, 4]), 3).unwrap_err();
     assert_eq!((too_many.rejection, too_many.code), (Rejection::TooLarge, "too_many_transactions"));
-    assert_eq!(parse_submission(json!("x"), 3).unwrap_err().code, "invalid_request");
+    assert_eq!(submission(json!("x"), 3).unwrap_err().code, "invalid_request");
+    // Read from the text: whitespace around an array, escapes inside an entry, and JSON that
+    // breaks anywhere (in an entry too) is invalid_json with nothing read.
+    let text = serde_json::to_string(&tx_json(2)).unwrap().replacen("\"fee\"", "\"f\\u0065e\"", 1);
+    let Submission::Many(entries) = parse_submission(format!(" \n[{text} ]\t").as_bytes(), 3).unwrap() else { panic!("an array") };
+    assert!(matches!(&entries[..], [Ok(t)] if *t == tx(2)));
+    assert_eq!(parse_submission(b"[{\"chain\": ]", 3).unwrap_err().code, "invalid_json");
+    assert_eq!(parse_submission(b"[1, 2", 3).unwrap_err().code, "invalid_json");
+    assert_eq!(parse_submission(b"{\"chain\"", 3).unwrap_err().code, "invalid_json");
+    assert_eq!(parse_submission(b"", 3).unwrap_err().code, "invalid_json");
+    let Submission::Many(entries) = parse_submission(b"[]", 3).unwrap() else { panic!("an array") };
+    assert!(entries.is_empty());
 }
 
 #[test]
@@ -46,10 +62,10 @@ fn the_round_one_form_and_a_wrong_from_are_read_as_before() {
     let key = v["public_key"].clone();
     v.as_object_mut().unwrap().remove("public_key");
     v["from"] = key;
-    assert!(matches!(parse_submission(v, 1).unwrap(), Submission::One(t) if t == tx(0)));
+    assert!(matches!(submission(v, 1).unwrap(), Submission::One(t) if t == tx(0)));
     let mut wrong = tx_json(0);
     wrong["from"] = json!(Hash([3; 32]));
-    assert_eq!(parse_submission(wrong, 1).unwrap_err().code, "invalid_request");
+    assert_eq!(submission(wrong, 1).unwrap_err().code, "invalid_request");
 }
 
 #[test]
@@ -100,7 +116,7 @@ fn farm_and_ban_requests() {
 fn messages_are_bounded() {
     let mut v = tx_json(0);
     v["amount"] = json!("x".repeat(100_000));
-    let e = parse_submission(v, 1).unwrap_err();
+    let e = submission(v, 1).unwrap_err();
     assert_eq!(e.code, "invalid_request");
     assert!(e.message.chars().count() <= MAX_MESSAGE_CHARS + 1, "{}", e.message.len());
     assert!(CODES.contains(&e.code));

@@ -15,6 +15,18 @@ pub struct JsonBody<T, const LIMIT: usize>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for JsonBody<T, LIMIT> {
     type Rejection = ApiError;
 
+    async fn from_request(req: Request, s: &S) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::<LIMIT>::from_request(req, s).await?;
+        Ok(JsonBody(cairn_rpc_types::parse_json(&bytes)?))
+    }
+}
+
+/// A body of at most `LIMIT` bytes, unparsed (a handler that reads it borrowing from it).
+pub struct RawBody<const LIMIT: usize>(pub axum::body::Bytes);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for RawBody<LIMIT> {
+    type Rejection = ApiError;
+
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body over {LIMIT} bytes"));
         if let Some(len) = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -22,8 +34,7 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S> for
         {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), LIMIT).await.map_err(|_| too_large())?;
-        Ok(JsonBody(cairn_rpc_types::parse_json(&bytes)?))
+        Ok(RawBody(axum::body::to_bytes(req.into_body(), LIMIT).await.map_err(|_| too_large())?))
     }
 }
 

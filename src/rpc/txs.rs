@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 /// Largest `POST /txs` body: an array of [`MAX_TX_BATCH`] transactions as JSON (~550 bytes
 /// each) fits with room to spare.
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::RpcState;
 use super::error::ApiError;
-use super::extract::{JsonBody, PathParam, Query};
+use super::extract::{PathParam, Query, RawBody};
 use crate::chain_service::MAX_TX_BATCH;
 use crate::chain_service::TxStatus;
 
@@ -37,33 +38,53 @@ pub async fn account(State(s): State<RpcState>, PathParam(a): PathParam) -> Resu
 /// JSON array of up to [`MAX_TX_BATCH`] of them (answers 200 and an array of results in
 /// order: `{"txid"}` or `{"error": {code, message}}`; a malformed entry fails alone).
 #[utoipa::path(post, path = "/txs", tag = "transactions", request_body(content = crate::rpc::openapi::TxSchema, description = "A signed transaction, or a JSON array of up to 10,000 of them"), responses((status = 202, description = "Accepted into the mempool", body = crate::rpc::openapi::Accepted), (status = 200, description = "An array: one result per entry, in order", body = Vec<crate::rpc::openapi::TxResult>), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 409, description = "Already known", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody), (status = 422, description = "The transaction breaks a rule (code says which)", body = crate::rpc::openapi::ErrorBody), (status = 429, description = "Mempool full, or too many pending from this sender", body = crate::rpc::openapi::ErrorBody)))]
-pub async fn submit(State(s): State<RpcState>, JsonBody(body): JsonBody<Value, MAX_TXS_BODY>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let parsed = match parse_submission(body, MAX_TX_BATCH)? {
+pub async fn submit(State(s): State<RpcState>, RawBody(body): RawBody<MAX_TXS_BODY>) -> Result<Response, ApiError> {
+    let parsed = match parse_submission(&body, MAX_TX_BATCH)? {
         Submission::One(tx) => {
             let id = s.chain.submit_tx(tx).await??;
-            return Ok((StatusCode::ACCEPTED, Json(json!({"txid": id}))));
+            return Ok((StatusCode::ACCEPTED, Json(json!({"txid": id}))).into_response());
         }
         Submission::Many(parsed) => parsed,
     };
+    drop(body);
     // Malformed entries answer alone; the well-formed ones go through intake together.
     let txs: Vec<cairn_chain::Transaction> = parsed.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
     let mut results = s.chain.submit_txs(txs).await?.into_iter();
-    let answers: Vec<Value> = parsed
+    let answers: Vec<TxResult> = parsed
         .into_iter()
         .map(|p| match p {
-            Err(e) => error_json(&ApiError::from(e)),
+            Err(e) => TxResult::refused(&ApiError::from(e)),
             Ok(_) => match results.next() {
-                Some(Ok(id)) => json!({"txid": id}),
-                Some(Err(e)) => error_json(&ApiError::from(e)),
-                None => error_json(&ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no result")),
+                Some(Ok(id)) => TxResult::Accepted { txid: id },
+                Some(Err(e)) => TxResult::refused(&ApiError::from(e)),
+                None => TxResult::refused(&ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no result")),
             },
         })
         .collect();
-    Ok((StatusCode::OK, Json(Value::Array(answers))))
+    Ok((StatusCode::OK, Json(answers)).into_response())
 }
 
-fn error_json(e: &ApiError) -> Value {
-    json!({"error": {"code": e.code(), "message": e.message()}})
+/// One entry's answer in an array's results: serialized as it stands (no JSON tree per entry;
+/// an array answers up to 10,000 of them).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum TxResult {
+    /// `{"txid"}`.
+    Accepted { txid: TxId },
+    /// `{"error": {code, message}}`.
+    Refused { error: ErrorBody },
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+}
+
+impl TxResult {
+    fn refused(e: &ApiError) -> TxResult {
+        TxResult::Refused { error: ErrorBody { code: e.code(), message: e.message().to_string() } }
+    }
 }
 
 /// Most transactions `GET /mempool` lists.

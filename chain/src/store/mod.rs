@@ -193,7 +193,7 @@ impl Store {
             return Err(StoreError::Schema { dir: dir.into(), found, expected: SCHEMA_VERSION });
         }
         let found_chain = String::from_utf8_lossy(&self.meta(META_CHAIN_ID)?.unwrap_or_default()).into_owned();
-        let found_genesis = hex::encode(self.meta(META_GENESIS)?.unwrap_or_default());
+        let found_genesis = const_hex::encode(self.meta(META_GENESIS)?.unwrap_or_default());
         if found_chain != chain_id || found_genesis != genesis.to_string() {
             return Err(StoreError::WrongChain(Box::new(ChainMismatch {
                 dir: dir.into(),

@@ -1,5 +1,6 @@
 //! Pending transactions: bounded, ordered per sender by nonce, chosen for blocks by fee.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use foldhash::{HashMap, HashMapExt};
@@ -50,7 +51,7 @@ fn cost(tx: &Transaction) -> u128 {
 pub struct Mempool {
     limits: MempoolLimits,
     chain: Hash,
-    by_id: HashMap<TxId, Transaction>,
+    by_id: HashMap<TxId, Pending>,
     by_sender: HashMap<Address, BTreeMap<u64, TxId>>,
     /// What each sender's pending transactions move in total (amounts and fees), kept with
     /// every insert and removal, so admitting a sender's next transaction checks its balance
@@ -60,6 +61,15 @@ pub struct Mempool {
     /// sender's last one, so a full pool refuses a transaction that could evict nothing
     /// before its signature is verified.
     fees: BTreeMap<u64, usize>,
+    /// Transactions admitted so far: each one's arrival number.
+    arrivals: u64,
+}
+
+/// A pending transaction and its arrival number (blocks take equal fees first come, first
+/// served).
+struct Pending {
+    tx: Transaction,
+    arrival: u64,
 }
 
 /// What [`Mempool::insert`] did.
@@ -71,10 +81,25 @@ pub struct Inserted {
     pub removed: Vec<TxId>,
 }
 
+/// Where a transaction comes from, for room: a client's transaction takes room only up to
+/// three-quarters of [`MempoolLimits::max_txs`] (unless its fee beats the cheapest pending); the
+/// last quarter is kept for transactions peers relay. A relayed one was accepted elsewhere
+/// already and will be confirmed whatever this node does: refusing it for room saves nothing,
+/// and its signature is then verified when its block arrives instead of now, on the thread
+/// that applies the block. Under a load past what the network confirms, it is the clients'
+/// new transactions that wait (429), not the ones already spreading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Submitted to this node (RPC, wallet).
+    Client,
+    /// Relayed by a peer, or restored from disk.
+    Peer,
+}
+
 impl Mempool {
     /// An empty mempool for the chain with genesis `chain`.
     pub fn new(chain: Hash, limits: MempoolLimits) -> Self {
-        Mempool { limits, chain, by_id: HashMap::new(), by_sender: HashMap::new(), owed: HashMap::new(), fees: BTreeMap::new() }
+        Mempool { limits, chain, by_id: HashMap::new(), by_sender: HashMap::new(), owed: HashMap::new(), fees: BTreeMap::new(), arrivals: 0 }
     }
 
     /// Number of pending transactions.
@@ -87,7 +112,7 @@ impl Mempool {
     }
     /// A pending transaction by ID.
     pub fn get(&self, id: &TxId) -> Option<&Transaction> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|p| &p.tx)
     }
 
     /// The nonce the sender's next new transaction should carry.
@@ -104,7 +129,7 @@ impl Mempool {
         if !tx.verify_signature() {
             return Err(TxError::BadSignature);
         }
-        self.admit(tx, id, state)
+        self.admit(Origin::Peer, tx, id, state)
     }
 
     /// What needs nothing but the transaction: not pending already, this chain, the minimum
@@ -129,6 +154,11 @@ impl Mempool {
     /// checks the exact sequence, balance and room again (the pool and state may move in
     /// between; a transaction refused here could never be admitted then). `id` is `tx`'s ID.
     pub fn precheck(&self, tx: &Transaction, id: &TxId, state: &dyn AccountSource) -> Result<(), TxError> {
+        self.precheck_from(Origin::Peer, tx, id, state)
+    }
+
+    /// As [`Mempool::precheck`], with the room of `origin` (see [`Origin`]).
+    pub fn precheck_from(&self, origin: Origin, tx: &Transaction, id: &TxId, state: &dyn AccountSource) -> Result<(), TxError> {
         self.check_alone(tx, id)?;
         let sender = tx.sender();
         let account = state.account(&sender)?;
@@ -144,8 +174,7 @@ impl Mempool {
             }
             return Err(TxError::NonceTooHigh { expected: next, got: tx.nonce });
         }
-        let replacement = tx.nonce < next;
-        if !replacement && self.by_id.len() >= self.limits.max_txs && self.fees.keys().next().is_some_and(|floor| tx.fee <= *floor) {
+        if tx.nonce >= next && self.no_room(origin, tx.fee) {
             return Err(TxError::MempoolFull);
         }
         let needed = tx.amount.checked_add(tx.fee).ok_or(TxError::Overflow)?;
@@ -158,12 +187,29 @@ impl Mempool {
     /// As [`Mempool::insert`] for a transaction whose signature the caller verified under the
     /// chain's rule (in parallel, off the thread that owns the mempool); `id` is its ID.
     pub fn insert_verified(&mut self, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
+        self.insert_verified_from(Origin::Peer, tx, id, state)
+    }
+
+    /// As [`Mempool::insert_verified`], with the room of `origin` (see [`Origin`]).
+    pub fn insert_verified_from(&mut self, origin: Origin, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
         self.check_alone(&tx, &id)?;
-        self.admit(tx, id, state)
+        self.admit(origin, tx, id, state)
+    }
+
+    /// Whether a new transaction (not a replacement) from `origin` paying `fee` finds no room:
+    /// the pool holds its origin's share, and no pending fee is below `fee` (nothing it could
+    /// evict). Past that share a higher fee is taken, evicting the cheapest once the pool is
+    /// full.
+    fn no_room(&self, origin: Origin, fee: u64) -> bool {
+        let share = match origin {
+            Origin::Peer => self.limits.max_txs,
+            Origin::Client => self.limits.max_txs - self.limits.max_txs / 4,
+        };
+        self.by_id.len() >= share && self.fees.keys().next().is_some_and(|floor| fee <= *floor)
     }
 
     /// The exact nonce sequence, room and balance checks, then the insert.
-    fn admit(&mut self, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
+    fn admit(&mut self, origin: Origin, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
         let sender = tx.sender();
         let account = state.account(&sender)?;
         let queue = self.by_sender.get(&sender);
@@ -175,7 +221,7 @@ impl Mempool {
             return Err(TxError::NonceTooHigh { expected: next, got: tx.nonce });
         }
         let replaced = queue.and_then(|q| q.get(&tx.nonce)).copied();
-        if let Some(old) = replaced.and_then(|r| self.by_id.get(&r)) {
+        if let Some(old) = replaced.and_then(|r| self.by_id.get(&r)).map(|p| &p.tx) {
             if tx.fee <= old.fee {
                 return Err(TxError::FeeTooLow { fee: tx.fee, min: old.fee.saturating_add(1) });
             }
@@ -183,7 +229,7 @@ impl Mempool {
             return Err(TxError::TooManyPending(self.limits.max_per_sender));
         }
         // The sender must afford every pending transaction plus this one.
-        let replaced_cost = replaced.and_then(|r| self.by_id.get(&r)).map_or(0, cost);
+        let replaced_cost = replaced.and_then(|r| self.by_id.get(&r)).map_or(0, |p| cost(&p.tx));
         let owed = self.owed.get(&sender).copied().unwrap_or(0).saturating_sub(replaced_cost);
         let needed = u64::try_from(owed + cost(&tx)).map_err(|_| TxError::Overflow)?;
         if needed > account.balance {
@@ -191,17 +237,16 @@ impl Mempool {
         }
         let mut removed = Vec::new();
         if let Some(r) = replaced {
-            if let Some(old) = self.by_id.remove(&r) {
+            if let Some(Pending { tx: old, .. }) = self.by_id.remove(&r) {
                 self.owe(&sender, -(cost(&old) as i128));
                 self.unfee(old.fee);
             }
             removed.push(r);
-        } else if self.by_id.len() >= self.limits.max_txs {
+        } else if self.no_room(origin, tx.fee) {
             // No fee below the floor: nothing to evict, and no walk over every sender to find
             // that out (a full pool under load refuses thousands a second).
-            if self.fees.keys().next().is_some_and(|floor| tx.fee <= *floor) {
-                return Err(TxError::MempoolFull);
-            }
+            return Err(TxError::MempoolFull);
+        } else if self.by_id.len() >= self.limits.max_txs {
             let victim = self.cheapest_tail(&sender).filter(|(_, fee)| *fee < tx.fee).ok_or(TxError::MempoolFull)?;
             self.remove(&victim.0);
             removed.push(victim.0);
@@ -209,7 +254,8 @@ impl Mempool {
         self.by_sender.entry(sender).or_default().insert(tx.nonce, id);
         self.owe(&sender, cost(&tx) as i128);
         *self.fees.entry(tx.fee).or_default() += 1;
-        self.by_id.insert(id, tx);
+        self.arrivals += 1;
+        self.by_id.insert(id, Pending { tx, arrival: self.arrivals });
         Ok(Inserted { id, removed })
     }
 
@@ -240,12 +286,12 @@ impl Mempool {
             .iter()
             .filter(|(s, _)| *s != except)
             .filter_map(|(_, q)| q.values().next_back())
-            .map(|id| (*id, self.by_id[id].fee))
+            .map(|id| (*id, self.by_id[id].tx.fee))
             .min_by_key(|(_, fee)| *fee)
     }
 
     fn remove(&mut self, id: &TxId) -> Option<Transaction> {
-        let tx = self.by_id.remove(id)?;
+        let tx = self.by_id.remove(id)?.tx;
         let sender = tx.sender();
         self.owe(&sender, -(cost(&tx) as i128));
         self.unfee(tx.fee);
@@ -259,8 +305,10 @@ impl Mempool {
     }
 
     /// Transactions for a new block, at most `max`: highest fee first among each sender's
-    /// next transaction, nonce order within a sender, each checked against `state` so the block
-    /// is valid.
+    /// next transaction, equal fees in the order they arrived (as geth orders them), nonce
+    /// order within a sender, each checked against `state` so the block is valid. Under a load
+    /// past a block's room, the transactions that waited longest go first (by ID, which one
+    /// waited was chance).
     pub fn select(&self, max: usize, state: &dyn AccountSource) -> Result<Vec<Transaction>, StoreError> {
         Ok(self.select_with_ids(max, state)?.into_iter().map(|(_, tx)| tx).collect())
     }
@@ -274,19 +322,21 @@ impl Mempool {
         for (sender, q) in &self.by_sender {
             let mut it = q.values();
             if let Some(id) = it.next() {
-                heap.push((self.by_id[id].fee, *id, *sender));
+                let p = &self.by_id[id];
+                heap.push((p.tx.fee, Reverse(p.arrival), *id, *sender));
                 cursors.insert(*sender, it);
             }
         }
         let mut out = Vec::with_capacity(room);
         while out.len() < max {
-            let Some((_, id, sender)) = heap.pop() else { break };
-            let tx = &self.by_id[&id];
+            let Some((_, _, id, sender)) = heap.pop() else { break };
+            let tx = &self.by_id[&id].tx;
             match apply_tx(&mut overlay, tx, &self.chain) {
                 Ok(_) => {
                     out.push((id, tx.clone()));
                     if let Some(next) = cursors.get_mut(&sender).and_then(Iterator::next) {
-                        heap.push((self.by_id[next].fee, *next, sender));
+                        let p = &self.by_id[next];
+                        heap.push((p.tx.fee, Reverse(p.arrival), *next, sender));
                     }
                 }
                 Err(TxError::Store(e)) => return Err(StoreError::Missing(e)),
@@ -307,7 +357,7 @@ impl Mempool {
             let sender = tx.sender();
             // The pool's transaction at this sender and nonce, if it is this one (found
             // without hashing the transaction; another one there is stale, removed below).
-            let same = self.by_sender.get(&sender).and_then(|q| q.get(&tx.nonce)).copied().filter(|id| self.by_id.get(id) == Some(tx));
+            let same = self.by_sender.get(&sender).and_then(|q| q.get(&tx.nonce)).copied().filter(|id| self.by_id.get(id).map(|p| &p.tx) == Some(tx));
             if let Some(id) = same {
                 self.remove(&id);
             }
@@ -350,7 +400,7 @@ impl Mempool {
     /// Every pending transaction with its ID, in no particular order (a compact block is
     /// rebuilt from these).
     pub fn entries(&self) -> impl Iterator<Item = (&TxId, &Transaction)> {
-        self.by_id.iter()
+        self.by_id.iter().map(|(id, p)| (id, &p.tx))
     }
 
     /// IDs of every pending transaction, by sender then nonce (the order a peer can take
@@ -366,11 +416,11 @@ impl Mempool {
 
     /// Every pending transaction, by sender then nonce.
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
-        self.by_sender.values().flat_map(|q| q.values()).map(|id| &self.by_id[id])
+        self.by_sender.values().flat_map(|q| q.values()).map(|id| &self.by_id[id].tx)
     }
 
     /// A sender's pending transactions, in nonce order.
     pub fn from_sender(&self, sender: &Address) -> impl Iterator<Item = &Transaction> {
-        self.by_sender.get(sender).into_iter().flat_map(|q| q.values()).map(|id| &self.by_id[id])
+        self.by_sender.get(sender).into_iter().flat_map(|q| q.values()).map(|id| &self.by_id[id].tx)
     }
 }

@@ -43,8 +43,9 @@ use crate::wire::Message;
 /// How many transaction sources are remembered (to skip them when relaying).
 const SOURCES: usize = 65_536;
 
-/// Most pending transactions announced to a peer that just connected (the mempool's default
-/// size).
+/// Most pending transactions announced to a peer that just connected (the default mempool's
+/// size on a chain of small blocks; a larger mempool's rest follows in the re-announcement
+/// rounds).
 pub(crate) const RECONCILE_MAX: usize = 20_000;
 
 /// How often the next part of the mempool is announced to every peer again while the node is

@@ -15,7 +15,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cairn_chain::compact::{CompactBlock, Partial};
 use cairn_chain::hash::BoundedSet;
 use cairn_chain::in_flight::{InFlight, Ticket};
-use cairn_chain::mempool::Origin;
 use cairn_chain::store::{StoreBatch, TxLocation};
 use cairn_chain::{
     Account, AccountSource, Address, Block, BlockError, Chain, ChainSpec, CheckResult, CheckedBlock, Hash, Header, Mempool, MempoolLimits, Outcome, SigCache,
@@ -203,7 +202,7 @@ enum Command {
     SubmitChecked(Vec<CheckedBlock>, Reply<Vec<Result<Accepted, BlockError>>>),
     NoteInvalid(Vec<(Hash, BlockError)>),
     /// The cheap checks of a batch, before signatures are verified elsewhere.
-    Precheck(Vec<Transaction>, Origin, Reply<Prechecked>),
+    Precheck(Vec<Transaction>, Reply<Prechecked>),
     /// Transactions (with their IDs) whose signatures were verified (`true`) or found bad
     /// (`false`): admit the good ones (one unsynced write for the batch), and hand back the
     /// batch's ticket. Relayed ones (`true`) whose nonce is past the sender's next wait for
@@ -553,7 +552,7 @@ impl ChainHandle {
     }
 
     async fn submit_batch(&self, txs: Vec<Transaction>, relayed: bool) -> Result<Vec<Result<TxId, TxError>>, ServiceError> {
-        let Prechecked { txs, ids, verdicts, ticket } = self.ask_intake(|r| Command::Precheck(txs, origin(relayed), r)).await?;
+        let Prechecked { txs, ids, verdicts, ticket } = self.ask_intake(|r| Command::Precheck(txs, r)).await?;
         let passed: Vec<usize> = (0..txs.len()).filter(|i| verdicts[*i].is_ok()).collect();
         let mut out: Vec<Result<TxId, TxError>> = verdicts.into_iter().zip(&ids).map(|(r, id)| r.map(|()| *id)).collect();
         if passed.is_empty() {
@@ -750,11 +749,6 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
-/// Whose room a transaction takes in the mempool: relayed by a peer, or a client's.
-fn origin(relayed: bool) -> Origin {
-    if relayed { Origin::Peer } else { Origin::Client }
-}
-
 /// Verifies the signatures of `txs` (each with its ID) under the chain's rule, in parallel
 /// batches (one thread per core, batches of [`VERIFY_CHUNK`]; a failed batch is retried one by
 /// one to find the bad ones). Transactions in `cache` are taken as verified, looked up just
@@ -873,8 +867,8 @@ impl Worker {
                         self.chain.note_stateless_failure(hash, &e);
                     }
                 }
-                Command::Precheck(txs, origin, reply) => {
-                    let r = self.precheck(txs, origin);
+                Command::Precheck(txs, reply) => {
+                    let r = self.precheck(txs);
                     if let Err(r) = reply.send(r) {
                         // Its submitter is gone (it runs in a task of its own: only at shutdown).
                         self.in_flight.release(r.ticket);
@@ -1131,7 +1125,7 @@ impl Worker {
     /// answer "already known" if it is this very transaction that used it. (A transaction
     /// whose nonce is still unused cannot be in the best chain: no index read for it.) Those
     /// that pass are put in flight under the batch's ticket. Failures are counted here.
-    fn precheck(&mut self, txs: Vec<Transaction>, origin: Origin) -> Prechecked {
+    fn precheck(&mut self, txs: Vec<Transaction>) -> Prechecked {
         let store = self.chain.store().clone();
         let ids: Vec<TxId> = txs.iter().map(Transaction::id).collect();
         let ticket = self.in_flight.open(now_ms());
@@ -1144,7 +1138,7 @@ impl Worker {
                 } else if self.in_flight.contains(id) {
                     Err(TxError::AlreadyKnown(*id))
                 } else {
-                    match self.mempool.precheck_from(origin, tx, id, &self.chain) {
+                    match self.mempool.precheck(tx, id, &self.chain) {
                         Err(TxError::NonceTooLow { .. }) if store.tx_location(id).map_err(TxError::from)?.is_some() => Err(TxError::AlreadyKnown(*id)),
                         r => r,
                     }
@@ -1177,7 +1171,7 @@ impl Worker {
                 self.bad_signatures.insert(id);
                 Err(TxError::BadSignature)
             } else {
-                match self.stage(origin(relayed), &tx, id, &mut b, &mut accepted) {
+                match self.stage(&tx, id, &mut b, &mut accepted) {
                     Ok(id) => {
                         senders.insert(tx.sender());
                         Ok(id)
@@ -1235,8 +1229,8 @@ impl Worker {
 
     /// Inserts a verified transaction (`id` is its ID) into the mempool and stages its record
     /// (and the removal of any it replaced or evicted) in `b`; on success it joins `accepted`.
-    fn stage(&mut self, origin: Origin, tx: &Transaction, id: TxId, b: &mut StoreBatch<'_>, accepted: &mut Admitted) -> Result<TxId, TxError> {
-        let ins = self.mempool.insert_verified_from(origin, tx.clone(), id, &self.chain)?;
+    fn stage(&mut self, tx: &Transaction, id: TxId, b: &mut StoreBatch<'_>, accepted: &mut Admitted) -> Result<TxId, TxError> {
+        let ins = self.mempool.insert_verified(tx.clone(), id, &self.chain)?;
         let pool = self.chain.pool_mut();
         pool.put(b, ins.id, tx);
         for old in &ins.removed {
@@ -1271,7 +1265,7 @@ impl Worker {
             };
             while let Some(tx) = self.waiting.take(&sender, next) {
                 let id = tx.id();
-                if let Err(e) = self.stage(Origin::Peer, &tx, id, b, accepted) {
+                if let Err(e) = self.stage(&tx, id, b, accepted) {
                     self.metrics.tx_rejected(e.code());
                     break;
                 }

@@ -81,21 +81,6 @@ pub struct Inserted {
     pub removed: Vec<TxId>,
 }
 
-/// Where a transaction comes from, for room: a client's transaction takes room only up to
-/// three-quarters of [`MempoolLimits::max_txs`] (unless its fee beats the cheapest pending); the
-/// last quarter is kept for transactions peers relay. A relayed one was accepted elsewhere
-/// already and will be confirmed whatever this node does: refusing it for room saves nothing,
-/// and its signature is then verified when its block arrives instead of now, on the thread
-/// that applies the block. Under a load past what the network confirms, it is the clients'
-/// new transactions that wait (429), not the ones already spreading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// Submitted to this node (RPC, wallet).
-    Client,
-    /// Relayed by a peer, or restored from disk.
-    Peer,
-}
-
 impl Mempool {
     /// An empty mempool for the chain with genesis `chain`.
     pub fn new(chain: Hash, limits: MempoolLimits) -> Self {
@@ -129,7 +114,7 @@ impl Mempool {
         if !tx.verify_signature() {
             return Err(TxError::BadSignature);
         }
-        self.admit(Origin::Peer, tx, id, state)
+        self.admit(tx, id, state)
     }
 
     /// What needs nothing but the transaction: not pending already, this chain, the minimum
@@ -154,11 +139,6 @@ impl Mempool {
     /// checks the exact sequence, balance and room again (the pool and state may move in
     /// between; a transaction refused here could never be admitted then). `id` is `tx`'s ID.
     pub fn precheck(&self, tx: &Transaction, id: &TxId, state: &dyn AccountSource) -> Result<(), TxError> {
-        self.precheck_from(Origin::Peer, tx, id, state)
-    }
-
-    /// As [`Mempool::precheck`], with the room of `origin` (see [`Origin`]).
-    pub fn precheck_from(&self, origin: Origin, tx: &Transaction, id: &TxId, state: &dyn AccountSource) -> Result<(), TxError> {
         self.check_alone(tx, id)?;
         let sender = tx.sender();
         let account = state.account(&sender)?;
@@ -174,7 +154,7 @@ impl Mempool {
             }
             return Err(TxError::NonceTooHigh { expected: next, got: tx.nonce });
         }
-        if tx.nonce >= next && self.no_room(origin, tx.fee) {
+        if tx.nonce >= next && self.no_room(tx.fee) {
             return Err(TxError::MempoolFull);
         }
         let needed = tx.amount.checked_add(tx.fee).ok_or(TxError::Overflow)?;
@@ -187,29 +167,18 @@ impl Mempool {
     /// As [`Mempool::insert`] for a transaction whose signature the caller verified under the
     /// chain's rule (in parallel, off the thread that owns the mempool); `id` is its ID.
     pub fn insert_verified(&mut self, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
-        self.insert_verified_from(Origin::Peer, tx, id, state)
-    }
-
-    /// As [`Mempool::insert_verified`], with the room of `origin` (see [`Origin`]).
-    pub fn insert_verified_from(&mut self, origin: Origin, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
         self.check_alone(&tx, &id)?;
-        self.admit(origin, tx, id, state)
+        self.admit(tx, id, state)
     }
 
-    /// Whether a new transaction (not a replacement) from `origin` paying `fee` finds no room:
-    /// the pool holds its origin's share, and no pending fee is below `fee` (nothing it could
-    /// evict). Past that share a higher fee is taken, evicting the cheapest once the pool is
-    /// full.
-    fn no_room(&self, origin: Origin, fee: u64) -> bool {
-        let share = match origin {
-            Origin::Peer => self.limits.max_txs,
-            Origin::Client => self.limits.max_txs - self.limits.max_txs / 4,
-        };
-        self.by_id.len() >= share && self.fees.keys().next().is_some_and(|floor| fee <= *floor)
+    /// Whether a new transaction (not a replacement) paying `fee` finds no room: the pool is
+    /// full, and no pending fee is below `fee` (nothing it could evict).
+    fn no_room(&self, fee: u64) -> bool {
+        self.by_id.len() >= self.limits.max_txs && self.fees.keys().next().is_some_and(|floor| fee <= *floor)
     }
 
     /// The exact nonce sequence, room and balance checks, then the insert.
-    fn admit(&mut self, origin: Origin, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
+    fn admit(&mut self, tx: Transaction, id: TxId, state: &dyn AccountSource) -> Result<Inserted, TxError> {
         let sender = tx.sender();
         let account = state.account(&sender)?;
         let queue = self.by_sender.get(&sender);
@@ -242,7 +211,7 @@ impl Mempool {
                 self.unfee(old.fee);
             }
             removed.push(r);
-        } else if self.no_room(origin, tx.fee) {
+        } else if self.no_room(tx.fee) {
             // No fee below the floor: nothing to evict, and no walk over every sender to find
             // that out (a full pool under load refuses thousands a second).
             return Err(TxError::MempoolFull);

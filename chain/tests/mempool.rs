@@ -2,7 +2,7 @@
 
 mod common;
 
-use cairn_chain::mempool::{Mempool, MempoolLimits, Origin};
+use cairn_chain::mempool::{Mempool, MempoolLimits};
 use cairn_chain::{Address, Keypair, Transaction, TxError};
 use common::*;
 
@@ -71,33 +71,6 @@ fn selection_by_fee_respecting_nonce_order() {
     let order: Vec<(Address, u64)> = sel.iter().map(|t| (t.sender(), t.nonce)).collect();
     assert_eq!(order, vec![(b.address(), 0), (a.address(), 0), (a.address(), 1)]);
     assert_eq!(m.select(1, &t.store).unwrap().len(), 1);
-}
-
-/// A client's transaction finds room up to three-quarters of the pool; the last quarter takes
-/// only relayed ones, and a client's that pays more than the cheapest pending (evicting it once
-/// the pool is full). A replacement needs no room.
-#[test]
-fn the_last_quarter_of_the_pool_is_kept_for_relayed_transactions() {
-    let t = TestChain::new(test_spec());
-    let mut m = pool(&t, 4, 10);
-    let check = |m: &Mempool, o: Origin, x: &Transaction| m.precheck_from(o, x, &x.id(), &t.store).map_err(|e| e.code());
-    for d in 0..3 {
-        let x = tx(&t, &dev(d), 0, 1);
-        m.insert_verified_from(Origin::Client, x.clone(), x.id(), &t.store).unwrap();
-    }
-    let late = tx(&t, &dev(3), 0, 1);
-    assert_eq!(check(&m, Origin::Client, &late), Err("mempool_full"), "three-quarters full for clients");
-    assert_eq!(m.insert_verified_from(Origin::Client, late.clone(), late.id(), &t.store).unwrap_err().code(), "mempool_full");
-    assert_eq!(check(&m, Origin::Peer, &late), Ok(()));
-    m.insert_verified_from(Origin::Peer, late.clone(), late.id(), &t.store).unwrap();
-    assert_eq!(m.len(), 4);
-    let relayed = tx(&t, &dev(4), 0, 1);
-    assert_eq!(check(&m, Origin::Peer, &relayed), Err("mempool_full"), "full for peers too");
-    assert_eq!(check(&m, Origin::Client, &tx(&t, &dev(0), 0, 2)), Ok(()), "a replacement");
-    let rich = tx(&t, &dev(4), 0, 5);
-    assert_eq!(check(&m, Origin::Client, &rich), Ok(()), "a higher fee");
-    assert_eq!(m.insert_verified_from(Origin::Client, rich.clone(), rich.id(), &t.store).unwrap().removed.len(), 1, "evicts the cheapest");
-    assert_eq!(m.len(), 4);
 }
 
 /// Equal fees go first come, first served (whatever their IDs), within each sender's nonce

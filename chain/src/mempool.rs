@@ -137,7 +137,7 @@ impl Mempool {
     /// may queue, a balance that covers it alone, and room (a full pool takes a new
     /// transaction only if its fee beats the cheapest pending one). [`Mempool::insert_verified`]
     /// checks the exact sequence, balance and room again (the pool and state may move in
-    /// between; a transaction refused here could never be admitted then). `id` is `tx`'s ID.
+    /// between; what is refused here, admission would refuse now too). `id` is `tx`'s ID.
     pub fn precheck(&self, tx: &Transaction, id: &TxId, state: &dyn AccountSource) -> Result<(), TxError> {
         self.check_alone(tx, id)?;
         let sender = tx.sender();

@@ -11,66 +11,16 @@
 //! after its batch is written. A failed write clears the cache.
 //!
 //! # Bound
-//! Two generations of at most [`AccountCache::new`]'s `half` entries each: when the current one
-//! is full it becomes the old one and the previous old one is dropped, so the least recently
-//! used half goes at once (an evicted account costs one store read later). A hit in the old
-//! generation moves the entry to the current one.
+//! A [`Generations`] map: two generations of at most `half` entries each, the least recently
+//! used half dropped at once when both are full (an evicted account costs one store read
+//! later).
 
-use foldhash::{HashMap, HashMapExt};
-
+use crate::generations::Generations;
 use crate::keys::Address;
 use crate::state::Account;
 
 /// Accounts of the best tip, bounded (see the module doc).
-pub struct AccountCache {
-    current: HashMap<Address, Account>,
-    old: HashMap<Address, Account>,
-    half: usize,
-}
-
-impl AccountCache {
-    /// An empty cache holding at most `2 * half` accounts.
-    pub fn new(half: usize) -> Self {
-        let half = half.max(1);
-        AccountCache { current: HashMap::new(), old: HashMap::new(), half }
-    }
-
-    /// The cached account at `a`, if any.
-    pub fn get(&mut self, a: &Address) -> Option<Account> {
-        if let Some(acc) = self.current.get(a) {
-            return Some(*acc);
-        }
-        let acc = self.old.remove(a)?;
-        self.insert(*a, acc);
-        Some(acc)
-    }
-
-    /// Caches `acc` as the value at `a` (a read from the store, or a committed change).
-    pub fn insert(&mut self, a: Address, acc: Account) {
-        if self.current.len() >= self.half && !self.current.contains_key(&a) {
-            // The full generation becomes the old one; its allocation is reused by the next.
-            std::mem::swap(&mut self.current, &mut self.old);
-            self.current.clear();
-        }
-        self.current.insert(a, acc);
-    }
-
-    /// Forgets everything (a write whose outcome is unknown).
-    pub fn clear(&mut self) {
-        self.current.clear();
-        self.old.clear();
-    }
-
-    /// How many accounts are held.
-    pub fn len(&self) -> usize {
-        self.current.len() + self.old.len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub type AccountCache = Generations<Address, Account>;
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,7 @@ pub mod check;
 pub mod compact;
 pub mod encode;
 pub mod error;
+pub mod generations;
 pub mod hash;
 pub mod in_flight;
 pub mod keys;

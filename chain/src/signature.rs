@@ -18,7 +18,7 @@
 //! `torsion_vector_agrees_on_both_paths` pins this down with a crafted signature whose `R` has a
 //! small-order component: cofactorless verifiers reject it, ZIP-215 accepts it on both paths.
 
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -29,6 +29,7 @@ use foldhash::{HashMap, HashMapExt};
 use rand::RngCore;
 use sha2::{Digest, Sha512};
 
+use crate::generations::Generations;
 use crate::keys::{PublicKey, SignatureBytes};
 
 /// Verifies one signature under the ZIP-215 rule.
@@ -102,53 +103,33 @@ where
 }
 
 /// Decompressed public keys, shared by every verifying thread.
-static KEYS: KeyCache = KeyCache::new(KEY_CACHE_HALF);
+static KEYS: LazyLock<KeyCache> = LazyLock::new(|| KeyCache::new(KEY_CACHE_HALF));
 
 /// Keys per generation of [`KEYS`]: two generations of 4,096 hold ~8,000 senders' points
 /// (~200 bytes each with their map entry: at most ~1.6 MiB).
 const KEY_CACHE_HALF: usize = 4096;
 
-/// Public keys as curve points, bounded: two generations (as `AccountCache`), so at the bound the
-/// least recently used half goes at once and a key evicted costs one decompression later.
-/// Only keys that decompress enter it; a point is a pure function of its 32 bytes, so an entry
-/// is never stale.
+/// Public keys as curve points, bounded ([`Generations`]: a key evicted costs one
+/// decompression later). Only keys that decompress enter it; a point is a pure function of
+/// its 32 bytes, so an entry is never stale.
 ///
 /// Shared lock: the verifiers run on several threads at once (intake's batches on the blocking
 /// pool, a block's chunks in parallel); each batch takes it twice (to look its keys up, then to
 /// add those it decompressed), for a few microseconds against the milliseconds the batch's
 /// verification takes, and decompresses outside it.
 struct KeyCache {
-    inner: Mutex<Option<Generations>>,
-    half: usize,
-}
-
-struct Generations {
-    current: HashMap<[u8; 32], EdwardsPoint>,
-    old: HashMap<[u8; 32], EdwardsPoint>,
+    inner: Mutex<Generations<[u8; 32], EdwardsPoint>>,
 }
 
 impl KeyCache {
-    const fn new(half: usize) -> KeyCache {
-        KeyCache { inner: Mutex::new(None), half }
+    fn new(half: usize) -> KeyCache {
+        KeyCache { inner: Mutex::new(Generations::new(half)) }
     }
 
     /// Each key's point, in order; `None` if one does not decompress.
     fn points(&self, keys: &[[u8; 32]]) -> Option<Vec<EdwardsPoint>> {
         let mut found: Vec<Option<EdwardsPoint>> = match self.inner.lock() {
-            Ok(mut g) => {
-                let g = g.get_or_insert_with(|| Generations { current: HashMap::new(), old: HashMap::new() });
-                keys.iter()
-                    .map(|k| {
-                        if let Some(p) = g.current.get(k) {
-                            return Some(*p);
-                        }
-                        // A hit in the old generation moves to the current one.
-                        let p = g.old.remove(k)?;
-                        g.put(self.half, *k, p);
-                        Some(p)
-                    })
-                    .collect()
-            }
+            Ok(mut g) => keys.iter().map(|k| g.get(k)).collect(),
             // A panic while holding it (none is possible in these few map operations) would
             // only cost the cache.
             Err(_) => vec![None; keys.len()],
@@ -163,24 +144,12 @@ impl KeyCache {
         }
         if !fresh.is_empty()
             && let Ok(mut g) = self.inner.lock()
-            && let Some(g) = g.as_mut()
         {
             for (key, point) in fresh {
-                g.put(self.half, key, point);
+                g.insert(key, point);
             }
         }
         found.into_iter().collect()
-    }
-}
-
-impl Generations {
-    /// Adds to the current generation; a full one becomes the old one first (the old one is
-    /// dropped).
-    fn put(&mut self, half: usize, key: [u8; 32], point: EdwardsPoint) {
-        if self.current.len() >= half {
-            self.old = std::mem::replace(&mut self.current, HashMap::with_capacity(half));
-        }
-        self.current.insert(key, point);
     }
 }
 
@@ -325,22 +294,18 @@ mod tests {
         let cache = KeyCache::new(2);
         let keys: Vec<[u8; 32]> = (0..5).map(|_| Keypair::generate().public().0).collect();
         let point = |k: &[u8; 32]| CompressedEdwardsY(*k).decompress().unwrap();
-        let held = |c: &KeyCache| {
-            let g = c.inner.lock().unwrap();
-            let g = g.as_ref().unwrap();
-            (g.current.len(), g.old.len())
-        };
+        let held = |c: &KeyCache| c.inner.lock().unwrap().len();
         assert_eq!(cache.points(&keys[..2]).unwrap(), vec![point(&keys[0]), point(&keys[1])]);
-        assert_eq!(held(&cache), (2, 0));
+        assert_eq!(held(&cache), 2);
         assert_eq!(cache.points(&keys[2..4]).unwrap(), vec![point(&keys[2]), point(&keys[3])]);
-        assert_eq!(held(&cache), (2, 2), "the full generation became the old one");
+        assert_eq!(held(&cache), 4, "the full generation became the old one");
         // keys[0] is in the old generation: a hit moves it (and rotates once more).
         assert_eq!(cache.points(&keys[..1]).unwrap(), vec![point(&keys[0])]);
-        assert_eq!(held(&cache), (1, 2));
+        assert_eq!(held(&cache), 3, "keys[1] went with the oldest generation");
         assert!(cache.points(&[keys[4], not_a_point(1)]).is_none(), "one key that is not a point fails the batch");
         let g = cache.inner.lock().unwrap();
-        let g = g.as_ref().unwrap();
-        assert!(!g.current.contains_key(&not_a_point(1)) && !g.old.contains_key(&not_a_point(1)));
-        assert!(g.current.len() + g.old.len() <= 4);
+        assert!(!g.contains(&not_a_point(1)));
+        assert!(!g.contains(&keys[4]), "a failed batch adds nothing");
+        assert!(g.len() <= 4);
     }
 }

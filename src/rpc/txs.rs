@@ -39,14 +39,18 @@ pub async fn account(State(s): State<RpcState>, PathParam(a): PathParam) -> Resu
 /// order: `{"txid"}` or `{"error": {code, message}}`; a malformed entry fails alone).
 #[utoipa::path(post, path = "/txs", tag = "transactions", request_body(content = crate::rpc::openapi::TxSchema, description = "A signed transaction, or a JSON array of up to 10,000 of them"), responses((status = 202, description = "Accepted into the mempool", body = crate::rpc::openapi::Accepted), (status = 200, description = "An array: one result per entry, in order", body = Vec<crate::rpc::openapi::TxResult>), (status = 400, description = "Malformed input", body = crate::rpc::openapi::ErrorBody), (status = 409, description = "Already known", body = crate::rpc::openapi::ErrorBody), (status = 413, description = "Body too large", body = crate::rpc::openapi::ErrorBody), (status = 422, description = "The transaction breaks a rule (code says which)", body = crate::rpc::openapi::ErrorBody), (status = 429, description = "Mempool full, or too many pending from this sender", body = crate::rpc::openapi::ErrorBody)))]
 pub async fn submit(State(s): State<RpcState>, RawBody(body): RawBody<MAX_TXS_BODY>) -> Result<Response, ApiError> {
-    let parsed = match parse_submission(&body, MAX_TX_BATCH)? {
+    // Up to MAX_TXS_BODY of JSON (tens of milliseconds): read on the blocking pool, not on
+    // the runtime's workers.
+    let parsed = tokio::task::spawn_blocking(move || parse_submission(&body, MAX_TX_BATCH))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "reading the body failed"))?;
+    let parsed = match parsed? {
         Submission::One(tx) => {
             let id = s.chain.submit_tx(tx).await??;
             return Ok((StatusCode::ACCEPTED, Json(json!({"txid": id}))).into_response());
         }
         Submission::Many(parsed) => parsed,
     };
-    drop(body);
     // Malformed entries answer alone; the well-formed ones go through intake together.
     let txs: Vec<cairn_chain::Transaction> = parsed.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
     let mut results = s.chain.submit_txs(txs).await?.into_iter();

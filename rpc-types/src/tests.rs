@@ -56,6 +56,23 @@ fn a_submission_is_one_transaction_or_an_array_with_a_result_per_entry() {
     assert!(entries.is_empty());
 }
 
+/// Well-formed JSON past what a `serde_json::Value` holds (nesting deeper than its 128 levels, a
+/// number past `f64`, a lone surrogate escape) is one entry that fails alone: the array is split
+/// by JSON's grammar, and only the entry is read into a transaction (the fuzz target found the
+/// array's entries counted differently from a `Value`'s when it checked against one).
+#[test]
+fn entries_past_what_a_json_tree_holds_fail_alone() {
+    let valid = serde_json::to_string(&tx_json(0)).unwrap();
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for odd in [deep.as_str(), "1e999", "-1e400", "\"\\ud800\"", "{\"fee\": 1e999}"] {
+        let body = format!("[{odd}, {valid}]");
+        let Submission::Many(entries) = parse_submission(body.as_bytes(), 3).unwrap() else { panic!("an array") };
+        assert_eq!(entries.len(), 2, "{odd}");
+        assert_eq!(entries[0].as_ref().unwrap_err().code, "invalid_request", "{odd}");
+        assert!(matches!(&entries[1], Ok(t) if *t == tx(0)), "{odd}");
+    }
+}
+
 #[test]
 fn the_round_one_form_and_a_wrong_from_are_read_as_before() {
     let mut v = tx_json(0);

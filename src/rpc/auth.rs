@@ -2,7 +2,8 @@
 //! bitcoind's `.cookie`). The token is the configured `rpc_token`, or else a random one the
 //! node writes to `<data_dir>/.cookie` (owner-only) at start and removes at shutdown; the CLI
 //! reads that file when given the data dir. On loopback the RPC stays open (a devnet) unless a
-//! token is configured. `GET /health` never needs the token (probes).
+//! token is configured. `GET /health` never needs the token (probes), nor do the dashboard's
+//! page and files (`/`, `/ui/{file}`: static, embedded; the page asks for the token).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,9 +73,17 @@ impl RpcAuth {
     }
 }
 
+/// Whether `path` is served without the token: the health probe, and the dashboard's page and
+/// files (the same bytes for everyone, embedded in the binary: no node data is in them). The
+/// page then asks for the token and sends it with each of its reads, so a browser, which
+/// cannot add a header to a page load, can open a token-protected node's dashboard.
+pub fn is_open(path: &str) -> bool {
+    path == "/health" || path == "/" || path.strip_prefix("/ui/").is_some_and(|f| !f.is_empty() && !f.contains('/'))
+}
+
 /// The layer: 401 `unauthorized` for a request without the token.
 pub async fn require_token(State(state): State<RpcState>, req: Request, next: Next) -> Response {
-    if req.uri().path() != "/health" && !state.auth.accepts(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes())) {
+    if !is_open(req.uri().path()) && !state.auth.accepts(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes())) {
         return ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -107,5 +116,15 @@ mod tests {
         let configured = RpcAuth::setup(dir.path(), "127.0.0.1:8080".parse().unwrap(), Some("s3cret".into())).unwrap();
         assert!(configured.accepts(Some(b"Bearer s3cret")) && !configured.accepts(Some(b"Bearer s3cre")));
         assert!(configured.cookie().is_none() && !dir.path().join(COOKIE_FILE).exists());
+    }
+
+    #[test]
+    fn only_the_probe_and_the_dashboards_static_files_are_open() {
+        for open in ["/health", "/", "/ui/app.js", "/ui/style.css", "/ui/nothing-such"] {
+            assert!(is_open(open), "{open}");
+        }
+        for closed in ["/status", "/events", "/devnet/network", "/ui", "/ui/", "/ui/a/b", "/ui/../status", "//", "/health/x", "/openapi.json"] {
+            assert!(!is_open(closed), "{closed}");
+        }
     }
 }

@@ -3,8 +3,12 @@
 //! everything from this same RPC (`/status`, `/blocks`, `/txs`, `/accounts`, `/mempool`,
 //! `/p2p/peers`, `/events`, and `/devnet/network` inside `cairn devnet`).
 //!
-//! It goes through the same auth layer as every route: open on a loopback RPC without a
-//! token, 401 otherwise (a browser cannot add the bearer header to a page load).
+//! The page and its files need no token (they are the same embedded bytes for everyone; see
+//! `auth::is_open`). Everything the page reads goes through the auth layer: on a node that
+//! wants a token (an RPC bound beyond loopback, or `rpc_token` set) the page answers a 401 by
+//! asking for it (the node's `rpc_token`, or `<data_dir>/.cookie`), keeps it for the browser
+//! tab only (`sessionStorage`), and sends it as `Authorization: Bearer` with every read; the
+//! event stream is then read with `fetch` (an `EventSource` cannot send that header).
 //!
 //! # Security
 //! Everything the page shows comes from the node, and some of it from peers (names, user

@@ -320,6 +320,11 @@ async fn an_exposed_rpc_needs_the_cookie() {
     assert_eq!(status(Some("Bearer wrong".into()), "/status").await, 401);
     assert_eq!(status(Some(format!("Bearer {}", cookie.trim())), "/status").await, 200);
     assert_eq!(status(None, "/health").await, 200, "probes need no token");
+    // The dashboard's page and files are open (the page asks for the token); what it reads is not.
+    assert_eq!(status(None, "/").await, 200);
+    assert_eq!(status(None, "/ui/app.js").await, 200);
+    assert_eq!(status(None, "/events").await, 401);
+    assert_eq!(status(None, "/devnet/network").await, 401);
     let refused = run(cairn().args(["status", "--rpc", &url]).current_dir(dir.path()).env_remove("CAIRN_RPC_TOKEN"));
     assert!(error_line(&refused).contains("unauthorized"));
     let out = run(cairn().args(["status", "--rpc", &url, "--data-dir"]).arg(&data).env_remove("CAIRN_RPC_TOKEN"));

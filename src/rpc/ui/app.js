@@ -10,6 +10,11 @@
 // Live updates: Server-Sent Events from GET /events (block, reorg, tx, peer). When the stream
 // is not there or breaks, the page polls GET /status every second and tries the stream again
 // later, so it works against any node version.
+//
+// A node that wants a token (its RPC bound beyond loopback, or rpc_token set) answers 401: the
+// page then asks for the token, keeps it for this tab only (sessionStorage), and sends it as
+// `Authorization: Bearer` with every read; the event stream is then read with fetch, since an
+// EventSource cannot send that header.
 
 'use strict';
 
@@ -128,10 +133,50 @@ class ApiError extends Error {
   }
 }
 
+// ---------------------------------------------------------------- the RPC's token
+
+const TOKEN_KEY = 'cairn-rpc-token';
+
+function token() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch (_) {
+    return '';
+  }
+}
+
+function headers(accept) {
+  const t = token();
+  return t ? { Accept: accept, Authorization: `Bearer ${t}` } : { Accept: accept };
+}
+
+// A 401: ask for the token (once; the form stays until a token works).
+function needToken(message) {
+  const form = $('auth');
+  if (!form.hidden) return;
+  $('auth-why').textContent = token() ? `The token was refused: ${message}` : 'This node wants its RPC token to show anything.';
+  form.hidden = false;
+  $('auth-token').focus();
+}
+
+function useToken(value) {
+  try {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (_) { /* storage off: nothing is kept */ }
+  $('auth').hidden = true;
+  // Everything again with the token: the live stream, the status bar, the devnet link, the page.
+  stopEvents();
+  connectEvents();
+  pollStatus();
+  detectDevnet();
+  render();
+}
+
 async function api(path) {
   let r;
   try {
-    r = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    r = await fetch(path, { headers: headers('application/json'), cache: 'no-store' });
   } catch (e) {
     throw new ApiError(0, 'unreachable', `the node did not answer (${e.message})`);
   }
@@ -141,7 +186,9 @@ async function api(path) {
   } catch (_) { /* not JSON */ }
   if (!r.ok) {
     const err = body && body.error ? body.error : {};
-    throw new ApiError(r.status, String(err.code ?? 'http_error'), String(err.message ?? `HTTP ${r.status}`));
+    const e = new ApiError(r.status, String(err.code ?? 'http_error'), String(err.message ?? `HTTP ${r.status}`));
+    if (r.status === 401) needToken(e.message);
+    throw e;
   }
   return body;
 }
@@ -163,7 +210,7 @@ const live = {
   status: null,
   mode: 'connecting',
   events: [], // newest first, at most MAX_EVENTS
-  source: null,
+  source: null, // the EventSource, or the fetch stream's AbortController
   pollTimer: null,
   retryTimer: null,
   listeners: new Set(), // (kind, data) => void
@@ -218,7 +265,7 @@ async function pollStatus() {
     // Without the event stream, the feed shows the tip moves polling saw.
     if (live.mode === 'polling' && seen && seen.hash !== st.best_hash) record('tip', { height: st.height, hash: st.best_hash });
   } catch (e) {
-    $('live-mode').textContent = `node unreachable: ${e.message}`;
+    $('live-mode').textContent = e.status === 401 ? 'token needed' : `node unreachable: ${e.message}`;
   }
 }
 
@@ -243,52 +290,108 @@ function parseData(ev) {
   }
 }
 
-function connectEvents() {
-  clearTimeout(live.retryTimer);
-  if (typeof EventSource === 'undefined') return startPolling();
-  const es = new EventSource('/events?types=block,reorg,tx,peer');
-  live.source = es;
-  es.addEventListener('open', () => {
-    stopPolling();
-    setMode('events');
-    pollStatus(); // catch up on what happened before the stream opened
-  });
-  es.addEventListener('error', () => {
-    // Not served (an older node), or the stream broke: poll, and try again later.
-    es.close();
-    live.source = null;
-    startPolling();
-    live.retryTimer = setTimeout(connectEvents, SSE_RETRY_MS);
-  });
-  es.addEventListener('block', (ev) => {
-    const d = parseData(ev);
-    if (!d) return;
+// What each event does, whichever way the stream is read.
+const onEvent = {
+  block(d) {
     record('block', d);
     newTip(d.height, d.hash, 'block');
-  });
-  es.addEventListener('reorg', (ev) => {
-    const d = parseData(ev);
-    if (!d) return;
+  },
+  reorg(d) {
     record('reorg', d);
     if (d.new_tip !== undefined && d.height !== undefined) newTip(d.height, d.new_tip, 'reorg');
-  });
-  es.addEventListener('tx', (ev) => {
-    const d = parseData(ev);
-    if (!d) return;
+  },
+  tx(d) {
     recordTx(d);
     emit('tx', d);
-  });
-  es.addEventListener('lagged', (ev) => {
-    const d = parseData(ev);
-    if (d) record('lagged', d);
-  });
-  es.addEventListener('peer', (ev) => {
-    const d = parseData(ev);
-    if (!d) return;
+  },
+  lagged(d) {
+    record('lagged', d);
+  },
+  peer(d) {
     record('peer', d);
     emit('peer', d);
     pollStatus(); // the peer count
-  });
+  },
+};
+
+const EVENTS_PATH = '/events?types=block,reorg,tx,peer';
+
+function streamOpened() {
+  stopPolling();
+  setMode('events');
+  pollStatus(); // catch up on what happened before the stream opened
+}
+
+// The stream broke or is not served (an older node): poll, and try again later.
+function streamFailed() {
+  stopEvents();
+  startPolling();
+  live.retryTimer = setTimeout(connectEvents, SSE_RETRY_MS);
+}
+
+function stopEvents() {
+  clearTimeout(live.retryTimer);
+  if (live.source) (live.source.close ? live.source.close() : live.source.abort());
+  live.source = null;
+}
+
+function connectEvents() {
+  stopEvents();
+  if (token()) return streamWithToken();
+  if (typeof EventSource === 'undefined') return startPolling();
+  const es = new EventSource(EVENTS_PATH);
+  live.source = es;
+  es.addEventListener('open', streamOpened);
+  es.addEventListener('error', streamFailed);
+  for (const [kind, f] of Object.entries(onEvent)) {
+    es.addEventListener(kind, (ev) => {
+      const d = parseData(ev);
+      if (d) f(d);
+    });
+  }
+}
+
+// The event stream read with fetch, so it carries the token: the text/event-stream format's
+// `event:` and `data:` lines, an event at each blank line (comments and `id:` are skipped).
+async function streamWithToken() {
+  const abort = new AbortController();
+  live.source = abort;
+  try {
+    const r = await fetch(EVENTS_PATH, { headers: headers('text/event-stream'), cache: 'no-store', signal: abort.signal });
+    if (r.status === 401) needToken('unauthorized');
+    if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
+    streamOpened();
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    let kind = 'message';
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      // A line past a MiB is no event this node sends: drop the stream (and poll).
+      if (buffer.length > 1 << 20) throw new Error('an event line past 1 MiB');
+      let nl;
+      while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + (buffer.startsWith('\r\n', nl) ? 2 : 1));
+        if (line === '') {
+          const f = Object.hasOwn(onEvent, kind) ? onEvent[kind] : null;
+          const d = data.length ? parseData({ data: data.join('\n') }) : null;
+          if (f && d) f(d);
+          kind = 'message';
+          data = [];
+        } else if (line.startsWith('event:')) {
+          kind = line.slice(6).trim();
+        } else if (line.startsWith('data:')) {
+          data.push(line.slice(5).replace(/^ /, ''));
+        }
+      }
+    }
+    throw new Error('the stream ended');
+  } catch (_) {
+    if (live.source === abort) streamFailed();
+  }
 }
 
 // Under a load of thousands of transactions a second the feed shows a few a second and counts
@@ -752,7 +855,8 @@ async function render(state, quiet) {
     if (my !== generation) return;
     current = { ctx, page, param, state };
     // A failed live refresh keeps what is shown; the next one tries again.
-    if (!quiet) view.replaceChildren(h('h1', null, e.status === 404 ? 'Not found' : 'Error'), h('p', { class: 'error', id: 'error' }, errorText(e)), h('p', null, h('a', { href: '#/' }, 'Back to the chain')));
+    if (!quiet && e.status === 401) view.replaceChildren(h('p', { class: 'muted', id: 'error' }, 'Enter the node\'s RPC token above to see its chain.'));
+    else if (!quiet) view.replaceChildren(h('h1', null, e.status === 404 ? 'Not found' : 'Error'), h('p', { class: 'error', id: 'error' }, errorText(e)), h('p', null, h('a', { href: '#/' }, 'Back to the chain')));
   }
   if (ctx.every) timer = setTimeout(refresh, ctx.every);
 }
@@ -831,6 +935,11 @@ function main() {
   $('search').addEventListener('submit', (ev) => {
     ev.preventDefault();
     search($('search-input').value);
+  });
+  $('auth').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    useToken($('auth-token').value.trim());
+    $('auth-token').value = '';
   });
   window.addEventListener('hashchange', () => render());
   connectEvents();

@@ -383,6 +383,9 @@ pub(crate) enum RelayMsg {
     Seen { txids: Vec<Hash>, from: NodeId },
     /// A peer announced these transaction IDs (at most `MAX_TX_IDS_PER_MESSAGE`).
     Announced { ids: Vec<Hash>, from: NodeId },
+    /// These transactions were queued to a peer that asked for them (`get_txs`): it holds
+    /// them now, and relay does not announce them to it again.
+    Served { ids: Vec<Hash>, to: NodeId },
 }
 
 /// Notes queued for the relay task; when full, the peer task waits (back-pressure on the peer

@@ -38,6 +38,8 @@ pub struct P2pMetrics {
     mdns_ignored: Mutex<BTreeMap<&'static str, u64>>,
     compact_blocks: Mutex<BTreeMap<&'static str, u64>>,
     txs_requested: AtomicU64,
+    tx_ids_announced: AtomicU64,
+    reannounce_rounds: AtomicU64,
     propagation: Histogram,
     announce_to_accept: Histogram,
 }
@@ -83,6 +85,8 @@ impl Default for P2pMetrics {
             mdns_ignored: Mutex::default(),
             compact_blocks: Mutex::default(),
             txs_requested: AtomicU64::default(),
+            tx_ids_announced: AtomicU64::default(),
+            reannounce_rounds: AtomicU64::default(),
             propagation: latency_histogram(),
             announce_to_accept: latency_histogram(),
         }
@@ -135,6 +139,16 @@ impl P2pMetrics {
     /// Transactions asked of peers after their announcements.
     pub fn txs_requested(&self, n: usize) {
         self.txs_requested.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Transaction IDs sent to peers in announcements (`tx_ids`).
+    pub fn tx_ids_announced(&self, n: usize) {
+        self.tx_ids_announced.fetch_add(n as u64, Relaxed);
+    }
+
+    /// A round of re-announcing part of the mempool went out.
+    pub fn reannounce_round(&self) {
+        self.reannounce_rounds.fetch_add(1, Relaxed);
     }
 
     /// A connection completed its handshake.
@@ -206,6 +220,12 @@ impl P2pMetrics {
             ("cairn_p2p_duplicate_blocks", "Blocks received that were already known (dropped).", &self.duplicate_blocks),
             ("cairn_p2p_duplicate_transactions", "Transactions received that were already known (dropped).", &self.duplicate_txs),
             ("cairn_p2p_transactions_requested", "Transactions asked of peers (get_txs) after their announcements.", &self.txs_requested),
+            ("cairn_p2p_tx_ids_announced", "Transaction IDs sent to peers in announcements (tx_ids), new and re-announced.", &self.tx_ids_announced),
+            (
+                "cairn_p2p_reannounce_rounds",
+                "Rounds of re-announcing part of the mempool to every peer (IDs a peer is known to hold are skipped).",
+                &self.reannounce_rounds,
+            ),
             ("cairn_p2p_mdns_discovered", "Compatible peers discovered on the LAN by mDNS and handed to the dialer.", &self.mdns_discovered),
             ("cairn_p2p_mdns_removed", "Discovered LAN peers whose mDNS announcement was withdrawn or expired.", &self.mdns_removed),
         ] {

@@ -153,6 +153,54 @@ async fn mempools_reconcile_when_peers_connect() {
     }
 }
 
+/// Re-announcement rounds send a peer only what it may lack: once two peers' mempools match
+/// (each transaction fetched by one from the other), the rounds that go out every two seconds
+/// while the node is quiet skip it all; only a full round (one in ten seconds) offers again
+/// what a peer was sent, in case its pool refused it. They used to send every pending ID to
+/// every peer, each round: 250 IDs over these rounds, against at most one full round's 50.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_rounds_do_not_announce_what_peers_hold() {
+    let t = tempfile::tempdir().unwrap();
+    let a = cairn::Node::start(cairn::config::NodeConfig::for_tests(t.path().join("a"))).await.expect("node starts");
+    let mut c = cairn::config::NodeConfig::for_tests(t.path().join("b"));
+    c.peers = vec![a.p2p_addr().to_string()];
+    let b = cairn::Node::start(c).await.expect("node starts");
+    let (rpc_a, rpc_b) = (Rpc::new(format!("http://{}", a.rpc_addr())), Rpc::new(format!("http://{}", b.rpc_addr())));
+    wait_for("connected", 20, || async { (a.p2p().peer_count() == 1 && b.p2p().peer_count() == 1).then_some(()) }).await;
+    let txs = Value::Array((0..50).map(|n| tx_json(&Transaction::signed(&dev(4), devnet_genesis(), Keypair::generate().address(), 1, 1, n))).collect());
+    let (s, _) = rpc_a.post("/txs", &txs).await;
+    assert_eq!(s, 200);
+    let pending = |n: &cairn::Node| {
+        let c = n.chain().clone();
+        async move { c.account(dev(4).address()).await.unwrap().next_nonce }
+    };
+    wait_for("B has A's 50", 20, || async { (pending(&b).await == 50).then_some(()) }).await;
+    let scrape = || async {
+        let (ma, mb) = (rpc_a.http_text("/metrics").await, rpc_b.http_text("/metrics").await);
+        let sum = |name: &str| metric(&ma, name) + metric(&mb, name);
+        (sum("cairn_p2p_tx_ids_announced_total "), sum("cairn_p2p_reannounce_rounds_total "))
+    };
+    // B's fetch of the 50 may still be settling into A's table: start counting once a round
+    // has gone out at each node after B had them all.
+    let (_, rounds0) = scrape().await;
+    wait_for("a round at each node", 20, || async { (scrape().await.1 >= rounds0 + 2).then_some(()) }).await;
+    let (announced, rounds) = scrape().await;
+    wait_for("two more rounds at each node", 20, || async { (scrape().await.1 >= rounds + 4).then_some(()) }).await;
+    let (after, _) = scrape().await;
+    // Two or three rounds at each node, within ten seconds: at most one of A's is full and
+    // offers B the 50 it sent it; B offers A nothing (A announced them all).
+    assert!(after - announced <= 50, "{} IDs re-announced that the peer holds", after - announced);
+    // Still reconciled both ways: a transaction new at B reaches A.
+    let tx = Transaction::signed(&dev(5), devnet_genesis(), Keypair::generate().address(), 1, 1, 0);
+    let (s, _) = rpc_b.post("/txs", &tx_json(&tx)).await;
+    assert_eq!(s, 202);
+    let c = a.chain().clone();
+    wait_for("A has B's new one", 20, || async { (c.account(dev(5).address()).await.unwrap().next_nonce == 1).then_some(()) }).await;
+    for n in [a, b] {
+        n.shutdown().await;
+    }
+}
+
 /// Honest relaying at load is never punished: 10,000 transfers to fresh addresses taken at
 /// one end of a line of three nodes reach every mempool (announced by ID in batches and
 /// fetched), with no ban, no misbehaviour point and no dropped link.

@@ -186,13 +186,13 @@ impl PeerTask {
     }
 
     /// Queues gossip if the outbox has room now, else drops it (see [`crate::peer::writer`]).
-    fn gossip(&mut self, m: &Message) -> Result<(), End> {
+    fn gossip(&mut self, m: &Message) -> Result<bool, End> {
         match self.outbox.try_send(m) {
             Ok(sent) => {
                 if !sent {
                     tracing::debug!(target: "p2p::gossip", peer = %self.id, kind = m.kind(), "outbox full: gossip dropped");
                 }
-                Ok(())
+                Ok(sent)
             }
             Err(e) => Err(write_failed(e)),
         }
@@ -306,8 +306,15 @@ impl PeerTask {
                 // What we no longer have (confirmed, evicted) is left out; nothing to say.
                 let Some(txs) = self.guarded(chain.pending_by_ids(ids)).await else { return Err(End::Cancelled) };
                 // Gossip answers: dropped when the outbox is full (the asker asks again).
+                let mut served = Vec::new();
                 for chunk in txs.chunks(MAX_TXS_PER_MESSAGE) {
-                    self.gossip(&Message::Transactions(chunk.iter().map(|tx| Bytes::from(tx.encode())).collect()))?;
+                    if self.gossip(&Message::Transactions(chunk.iter().map(|tx| Bytes::from(tx.encode())).collect()))? {
+                        served.extend(chunk.iter().map(Transaction::id));
+                    }
+                }
+                // The peer holds these now: relay does not announce them to it again.
+                if !served.is_empty() {
+                    self.relay(RelayMsg::Served { ids: served, to: self.id }).await?;
                 }
                 return Ok(());
             }

@@ -13,7 +13,10 @@
 //! [`RECONCILE_MAX`] of our pending IDs go to every peer, in turns through the whole mempool:
 //! whatever a busy moment lost (an announcement dropped under load, a request whose peers all
 //! failed, a link that dropped), each peer learns again within a few rounds. Receivers fetch
-//! only what they lack, so a round costs an ID per pending transaction and little else.
+//! only what they lack, so a round costs an ID per pending transaction and little else. No ID
+//! goes to a peer known to hold it (it announced it to us, sent it, or fetched it from us; see
+//! [`crate::sync::known`]), in a round or when a transaction is new: a quiet node's rounds
+//! then send only what its peers may lack.
 //!
 //! # Fetching
 //! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad), and
@@ -38,6 +41,7 @@ use crate::channels::{PeerCmd, RelayMsg, Snapshot};
 use crate::config::MAX_TX_IDS_PER_MESSAGE;
 use crate::ctx::Ctx;
 use crate::identity::NodeId;
+use crate::sync::known::KnownTxs;
 use crate::wire::Message;
 
 /// How many transaction sources are remembered (to skip them when relaying).
@@ -330,6 +334,9 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
     let Some(mut txs) = ctx.chain.new_transactions() else { return };
     let mut sources: Recent<NodeId> = Recent::default();
     let mut connected: HashSet<NodeId> = HashSet::new();
+    // What each connected peer is known to hold (announced to us, sent us, fetched from us):
+    // never announced to it again.
+    let mut known: HashMap<NodeId, KnownTxs> = HashMap::new();
     let mut queued: HashMap<NodeId, Vec<Hash>> = HashMap::new();
     // Requests that found the peer's inbox full, sent again at the next flush.
     let mut retry: HashMap<NodeId, Vec<Hash>> = HashMap::new();
@@ -340,6 +347,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
     reannounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // When the last round went out, and how many new transactions came since the last tick.
     let mut last_round = tokio::time::Instant::now();
+    let mut last_full = last_round;
     let mut fresh = 0usize;
     // Where the next round of re-announcement starts, in the mempool's sender order.
     let mut cursor = 0;
@@ -350,12 +358,24 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
             note = notes.recv() => {
                 match note {
                     Some(RelayMsg::Seen { txids, from }) => {
+                        let mut peer = known.get_mut(&from);
                         for txid in txids {
                             requests.received(&txid);
+                            if let Some(k) = peer.as_deref_mut() {
+                                k.held(&txid);
+                            }
                             sources.insert(txid, from);
                         }
                     }
+                    Some(RelayMsg::Served { ids, to }) => {
+                        if let Some(k) = known.get_mut(&to) {
+                            ids.iter().for_each(|id| k.served(id));
+                        }
+                    }
                     Some(RelayMsg::Announced { ids, from }) => {
+                        if let Some(k) = known.get_mut(&from) {
+                            ids.iter().for_each(|id| k.held(id));
+                        }
                         let lacking = ctx.chain.lacking_txs(ids).await;
                         let ask = requests.announced(from, lacking, Instant::now());
                         ctx.metrics.txs_requested(ask.len());
@@ -369,7 +389,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
             _ = flush.tick() => {
                 let snapshot = peers.borrow().clone();
                 for (id, q) in queued.iter_mut() {
-                    announce(&snapshot, id, q);
+                    announce(&ctx, &snapshot, id, q);
                 }
                 queued.retain(|_, q| !q.is_empty());
                 let mut again = std::mem::take(&mut retry);
@@ -388,14 +408,23 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                     continue;
                 }
                 last_round = tokio::time::Instant::now();
+                // A full round (every REANNOUNCE_EVERY; every round under load) also offers
+                // what a peer was sent but may have refused (its pool full); a quiet one
+                // skips that too.
+                let full = last_full.elapsed() >= REANNOUNCE_EVERY;
+                if full {
+                    last_full = last_round;
+                }
+                ctx.metrics.reannounce_round();
                 let ids = ctx.chain.pending_ids(cursor, RECONCILE_MAX).await;
                 cursor = if ids.len() < RECONCILE_MAX { 0 } else { cursor + ids.len() };
                 if !ids.is_empty() {
-                    tracing::debug!(target: "p2p::gossip", txs = ids.len(), "announcing part of our mempool again");
                     let snapshot = peers.borrow().clone();
                     for (id, _) in &snapshot.inboxes {
                         let q = queued.entry(*id).or_default();
-                        q.extend_from_slice(&ids);
+                        let before = q.len();
+                        q.extend(unknown_to(known.get(id), &ids, !full));
+                        tracing::debug!(target: "p2p::gossip", peer = %id, txs = q.len() - before, of = ids.len(), "announcing part of our mempool again");
                         cap(q);
                     }
                 }
@@ -410,12 +439,18 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                 let joined: Vec<NodeId> = now.difference(&connected).copied().collect();
                 for left in connected.difference(&now) {
                     queued.remove(left);
+                    known.remove(left);
                     retry.remove(left);
                     for (peer, ids) in requests.peer_gone(left, Instant::now()) {
                         ask_for(&snapshot, &peer, ids, &mut retry);
                     }
                 }
                 connected = now;
+                // A new connection knows nothing yet (a peer that reconnects may have lost its
+                // mempool).
+                for id in &joined {
+                    known.insert(*id, KnownTxs::default());
+                }
                 if !joined.is_empty() {
                     let pending = ctx.chain.pending_ids(0, RECONCILE_MAX).await;
                     for id in &joined {
@@ -423,7 +458,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
                         let q = queued.entry(*id).or_default();
                         q.splice(0..0, pending.iter().copied());
                         cap(q);
-                        announce(&snapshot, id, q);
+                        announce(&ctx, &snapshot, id, q);
                     }
                 }
                 continue;
@@ -443,7 +478,7 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
             let txid = tx.id();
             let source = sources.get(&txid).copied();
             for (id, _) in &snapshot.inboxes {
-                if Some(*id) != source {
+                if Some(*id) != source && !known.get(id).is_some_and(|k| k.knows(&txid, false)) {
                     queued.entry(*id).or_default().push(txid);
                 }
             }
@@ -451,10 +486,16 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
         for (id, q) in queued.iter_mut() {
             cap(q);
             if q.len() >= MAX_TX_IDS_PER_MESSAGE {
-                announce(&snapshot, id, q);
+                announce(&ctx, &snapshot, id, q);
             }
         }
     }
+}
+
+/// Those of `ids` a peer is not known to hold, nor (`or_served`) was sent (all of them if
+/// nothing is known of it).
+fn unknown_to<'a>(known: Option<&'a KnownTxs>, ids: &'a [Hash], or_served: bool) -> impl Iterator<Item = Hash> + 'a {
+    ids.iter().filter(move |id| !known.is_some_and(|k| k.knows(id, or_served))).copied()
 }
 
 /// Drops the oldest IDs of a queue beyond [`MAX_QUEUED_IDS`].
@@ -469,7 +510,7 @@ fn cap(q: &mut Vec<Hash>) {
 /// Announces a peer's queued IDs, in messages of at most [`MAX_TX_IDS_PER_MESSAGE`], while its
 /// inbox has room (more than half free: sync requests always find room); what does not go
 /// stays queued. A peer no longer connected has its queue cleared.
-fn announce(snapshot: &Snapshot, id: &NodeId, q: &mut Vec<Hash>) {
+fn announce(ctx: &Ctx, snapshot: &Snapshot, id: &NodeId, q: &mut Vec<Hash>) {
     let Some((_, inbox)) = snapshot.inboxes.iter().find(|(p, _)| p == id) else {
         q.clear();
         return;
@@ -479,6 +520,7 @@ fn announce(snapshot: &Snapshot, id: &NodeId, q: &mut Vec<Hash>) {
         if inbox.try_send(PeerCmd::Send(Message::TxIds(q[..n].to_vec()))).is_err() {
             return;
         }
+        ctx.metrics.tx_ids_announced(n);
         q.drain(..n);
     }
 }
@@ -507,6 +549,28 @@ mod tests {
 
     fn ids(range: std::ops::Range<u8>) -> Vec<Hash> {
         range.map(|b| Hash([b; 32])).collect()
+    }
+
+    #[test]
+    fn rounds_skip_what_a_peer_is_known_to_hold() {
+        let pending = ids(0..10);
+        // Nothing known of the peer: every pending ID goes.
+        assert_eq!(unknown_to(None, &pending, true).collect::<Vec<_>>(), pending);
+        let mut k = KnownTxs::default();
+        for id in &pending[..4] {
+            k.held(id);
+        }
+        for id in &pending[4..6] {
+            k.served(id);
+        }
+        // A quiet round skips what the peer holds and what it was sent; a full one offers
+        // again what it was sent (its pool may have refused it).
+        assert_eq!(unknown_to(Some(&k), &pending, true).collect::<Vec<_>>(), pending[6..].to_vec());
+        assert_eq!(unknown_to(Some(&k), &pending, false).collect::<Vec<_>>(), pending[4..].to_vec());
+        for id in &pending {
+            k.held(id);
+        }
+        assert_eq!(unknown_to(Some(&k), &pending, false).count(), 0, "no round sends what the peer holds");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod compact;
 pub mod download;
 mod gossip;
 pub(crate) mod import;
+mod known;
 pub mod orphans;
 
 use std::collections::HashMap;

@@ -312,7 +312,8 @@ impl PeerTask {
                         served.extend(chunk.iter().map(Transaction::id));
                     }
                 }
-                // The peer holds these now: relay does not announce them to it again.
+                // The peer asked for these (its pool may still refuse them): relay's quiet
+                // rounds skip them for it, its full rounds offer them again (sync::known).
                 if !served.is_empty() {
                     self.relay(RelayMsg::Served { ids: served, to: self.id }).await?;
                 }

@@ -14,9 +14,10 @@
 //! whatever a busy moment lost (an announcement dropped under load, a request whose peers all
 //! failed, a link that dropped), each peer learns again within a few rounds. Receivers fetch
 //! only what they lack, so a round costs an ID per pending transaction and little else. No ID
-//! goes to a peer known to hold it (it announced it to us, sent it, or fetched it from us; see
-//! [`crate::sync::known`]), in a round or when a transaction is new: a quiet node's rounds
-//! then send only what its peers may lack.
+//! goes to a peer known to hold it (it announced it to us or sent it; see
+//! [`crate::sync::known`]), in a round or when a transaction is new, and a quiet round skips
+//! what a peer fetched from us too (a full round, every [`REANNOUNCE_EVERY`], offers that
+//! again, in case its pool refused it): a quiet node's rounds send only what its peers may lack.
 //!
 //! # Fetching
 //! On a peer's `tx_ids`, the chain says which IDs it lacks (not pending, not known bad), and
@@ -334,8 +335,8 @@ pub(crate) async fn relay_transactions(ctx: Arc<Ctx>, mut notes: mpsc::Receiver<
     let Some(mut txs) = ctx.chain.new_transactions() else { return };
     let mut sources: Recent<NodeId> = Recent::default();
     let mut connected: HashSet<NodeId> = HashSet::new();
-    // What each connected peer is known to hold (announced to us, sent us, fetched from us):
-    // never announced to it again.
+    // What each connected peer is known to hold (it announced or sent it: never announced to
+    // it again) or was sent (it fetched it: skipped by the quiet rounds).
     let mut known: HashMap<NodeId, KnownTxs> = HashMap::new();
     let mut queued: HashMap<NodeId, Vec<Hash>> = HashMap::new();
     // Requests that found the peer's inbox full, sent again at the next flush.

@@ -374,7 +374,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("Required when the RPC is bound beyond loopback: the configured rpc_token, or DATA_DIR/.cookie"))
+                    .description(Some("Required when the RPC is bound beyond loopback (or rpc_token is set) by every route but GET /health and the dashboard's static GET / and GET /ui/{file}: the configured rpc_token, or DATA_DIR/.cookie"))
                     .build(),
             ),
         );

@@ -365,6 +365,7 @@ async function streamWithToken() {
     let buffer = '';
     let kind = 'message';
     let data = [];
+    let dataChars = 0;
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -373,6 +374,8 @@ async function streamWithToken() {
       if (buffer.length > 1 << 20) throw new Error('an event line past 1 MiB');
       let nl;
       while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        // A CR at the end of what came may be half of a CRLF: wait for the next chunk.
+        if (nl === buffer.length - 1 && buffer[nl] === '\r') break;
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + (buffer.startsWith('\r\n', nl) ? 2 : 1));
         if (line === '') {
@@ -381,10 +384,14 @@ async function streamWithToken() {
           if (f && d) f(d);
           kind = 'message';
           data = [];
+          dataChars = 0;
         } else if (line.startsWith('event:')) {
           kind = line.slice(6).trim();
         } else if (line.startsWith('data:')) {
           data.push(line.slice(5).replace(/^ /, ''));
+          // One event's data past a MiB is no event this node sends either.
+          dataChars += line.length;
+          if (dataChars > 1 << 20) throw new Error('an event past 1 MiB');
         }
       }
     }
